@@ -485,8 +485,8 @@ class Ledger:
             cur.execute(
                 self._d.sql(
                     "SELECT b.debits_pending, b.debits_posted, b.credits_pending, "
-                    f"b.credits_posted, b.timestamp FROM account_balances b{join} WHERE {conditions} "
-                    f"ORDER BY b.timestamp {order} LIMIT ?"
+                    f"b.credits_posted, b.timestamp FROM account_balances b{join} "
+                    f"WHERE {conditions} ORDER BY b.timestamp {order} LIMIT ?"
                 ),
                 [ix, *params, f.limit],
             )

@@ -1,0 +1,110 @@
+"""The `millet` command: demo, ledger operations and benchmarks."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from milletpay.store.engine import ENV_DATABASE_URL, resolve_database_url
+
+app = typer.Typer(help="Millet Pay: mobile wallet and payments platform.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; each prints its figures.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(bench_app, name="bench")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help=f"SQLAlchemy URL; default ${ENV_DATABASE_URL}, else sqlite:///millet.db",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def demo(database_url: DatabaseUrl = None) -> None:
+    """Run a day of Millet Pay on the database and show the books."""
+    from milletpay.sim.demo import run_demo
+
+    ok = run_demo(resolve_database_url(database_url), Console())
+    raise typer.Exit(0 if ok else 1)
+
+
+@ledger_app.command("verify")
+def ledger_verify(database_url: DatabaseUrl = None) -> None:
+    """Check every ledger invariant; exits 1 with a report when anything is off."""
+    from milletpay.ledger import Ledger
+
+    console = Console()
+    url = resolve_database_url(database_url)
+    with (
+        Ledger.open(url) as ledger,
+        Progress(
+            TextColumn("verifying transfers"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("verify", total=None)
+        report = ledger.verify(
+            lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    summary = (
+        f"{report.ledgers} ledgers, {report.accounts:,} accounts, {report.transfers:,} transfers"
+    )
+    if report.ok:
+        console.print(f"[green]ledger verify: ok[/green] ({summary})")
+        return
+    console.print(f"[red]ledger verify: {len(report.problems)} problems[/red] ({summary})")
+    for problem in report.problems:
+        console.print(f"  - {problem}")
+    raise typer.Exit(1)
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    transfers: Annotated[int, typer.Option(help="Transfers in the batch run.")] = 500_000,
+    accounts: Annotated[int, typer.Option(help="Accounts the transfers pick from.")] = 10_000,
+    hot_accounts: Annotated[
+        int, typer.Option(help="Accounts in the hot-account run (0: skip it).")
+    ] = 100,
+    batcher_transfers: Annotated[
+        int, typer.Option(help="Transfers sent one by one through the batcher.")
+    ] = 50_000,
+    clients: Annotated[int, typer.Option(help="Concurrent batcher clients.")] = 64,
+    deep_account_transfers: Annotated[
+        int, typer.Option(help="Transfers on the one account whose history is queried.")
+    ] = 1_000_000,
+) -> None:
+    """Measure ledger throughput against a plain insert of the same rows."""
+    from milletpay.sim.bench import LedgerBenchConfig, run_ledger_bench
+
+    config = LedgerBenchConfig(
+        transfers=transfers,
+        accounts=accounts,
+        hot_accounts=hot_accounts,
+        batcher_transfers=batcher_transfers,
+        clients=clients,
+        deep_account_transfers=deep_account_transfers,
+    )
+    console = Console(stderr=True)
+    result = run_ledger_bench(database_url, config, console)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print_json(json.dumps(result))
+
+
+def main() -> None:
+    app()
