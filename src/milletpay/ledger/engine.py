@@ -186,23 +186,23 @@ class Ledger:
     def expire_pending(self) -> int:
         """Release every hold whose timeout has passed; returns how many expired."""
         total = 0
-        while self._expiry_due():
+        while True:
             with self._write() as tx:
+                if not self._expiry_due(tx.cursor):
+                    return total
                 state = self._prepare(tx, [])
                 self._store(tx.cursor, state)
                 total += state.expired
-        return total
 
-    def _expiry_due(self) -> bool:
-        with self._engine.connect() as conn:
-            row = conn.exec_driver_sql(
-                self._d.sql(
-                    "SELECT 1 FROM pending_transfers WHERE expires_at IS NOT NULL "
-                    "AND expires_at <= ? LIMIT 1"
-                ),
-                (self._clock.now_ns(),),
-            ).first()
-        return row is not None
+    def _expiry_due(self, cursor: Any) -> bool:
+        cursor.execute(
+            self._d.sql(
+                "SELECT 1 FROM pending_transfers WHERE expires_at IS NOT NULL "
+                "AND expires_at <= ? LIMIT 1"
+            ),
+            (self._clock.now_ns(),),
+        )
+        return cursor.fetchone() is not None
 
     def _prepare(self, tx: _Tx, events: Sequence[Transfer]) -> BatchState:
         """Load the batch's working set and release the holds that are due."""
@@ -356,14 +356,19 @@ class Ledger:
 
     @contextmanager
     def _read(self) -> Iterator[Any]:
-        if self._expiry_due():
+        """A read transaction, after releasing any hold that is already due."""
+        for attempt in range(2):
+            with self._engine.connect() as conn, conn.begin():
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    if attempt == 0 and self._expiry_due(cursor):
+                        continue
+                    yield cursor
+                    return
+                finally:
+                    cursor.close()
             self.expire_pending()
-        with self._engine.connect() as conn, conn.begin():
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                yield cursor
-            finally:
-                cursor.close()
+        raise AssertionError("unreachable")
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
         """The accounts with these ids that exist, in the order asked."""

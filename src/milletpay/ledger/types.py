@@ -10,7 +10,7 @@ refused when it is constructed, so it never reaches the database.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from milletpay.core.errors import MilletError
 
@@ -223,6 +223,13 @@ _TRANSFER_LIMITS: dict[str, int] = {
 }
 
 
+def _check_fields(value: object, owner: str, limits: dict[str, int]) -> None:
+    for name, maximum in limits.items():
+        v = getattr(value, name)
+        if type(v) is not int or not 0 <= v <= maximum:  # the fast path is one test per field
+            check_uint(owner, name, v, maximum)
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """An account: created by the caller, balances maintained by the ledger only.
@@ -246,8 +253,7 @@ class Account:
     timestamp: int = field(default=0, kw_only=True)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            check_uint("Account", f.name, getattr(self, f.name), _ACCOUNT_LIMITS[f.name])
+        _check_fields(self, "Account", _ACCOUNT_LIMITS)
 
     @property
     def balance_debit_minus_credit(self) -> int:
@@ -285,8 +291,7 @@ class Transfer:
     timestamp: int = field(default=0, kw_only=True)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            check_uint("Transfer", f.name, getattr(self, f.name), _TRANSFER_LIMITS[f.name])
+        _check_fields(self, "Transfer", _TRANSFER_LIMITS)
 
 
 @dataclass(frozen=True, slots=True)
