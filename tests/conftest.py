@@ -62,9 +62,7 @@ def _new_pg_database(admin: sa.Engine, base_url: str) -> str:
 
 
 @pytest.fixture(params=ENGINES)
-def database_url_factory(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Callable[[], str]:
+def database_url_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
     """Returns a function that makes a new, empty database and gives its URL."""
     if request.param == "sqlite":
 

@@ -108,8 +108,10 @@ class LedgerBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        carry: _Pending | None = None  # a chain that did not fit the previous batch
         while True:
-            first = await self._queue.get()
+            first = carry if carry is not None else await self._queue.get()
+            carry = None
             batch = [first]
             size = len(first.chain)
             deadline = loop.time() + self._max_wait_s
@@ -125,9 +127,7 @@ class LedgerBatcher:
                     except TimeoutError:
                         break
                 if size + len(item.chain) > self._max_batch:
-                    # Does not fit: it opens the next batch. Put it back at the front.
-                    self._queue._queue.appendleft(item)  # type: ignore[attr-defined]
-                    self._queue._unfinished_tasks -= 1  # type: ignore[attr-defined]
+                    carry = item  # it opens the next batch
                     break
                 batch.append(item)
                 size += len(item.chain)

@@ -250,7 +250,7 @@ class BatchState:
                     results[i] = R.LINKED_EVENT_FAILED
             results.append(result)
             if chain_start >= 0 and (not linked or result is R.LINKED_EVENT_CHAIN_OPEN):
-                chain_start = -1
+                chain_start, chain_broken = -1, False
                 self._undo = None
         return results
 
@@ -445,7 +445,7 @@ class BatchState:
                     results[i] = AR.LINKED_EVENT_FAILED
             results.append(result)
             if chain_start >= 0 and (not linked or result is AR.LINKED_EVENT_CHAIN_OPEN):
-                chain_start = -1
+                chain_start, chain_broken = -1, False
         return results, created
 
 
