@@ -7,11 +7,21 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from milletpay.store.engine import ENV_DATABASE_URL, resolve_database_url
+from milletpay.store.engine import ENV_DATABASE_URL, resolve_database_url, sqlite_path
 
-app = typer.Typer(help="Millet Pay: mobile wallet and payments platform.", no_args_is_help=True)
+app = typer.Typer(
+    help="Millet Pay: mobile wallet and payments platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks; each prints its figures.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
@@ -43,12 +53,16 @@ def ledger_verify(database_url: DatabaseUrl = None) -> None:
 
     console = Console()
     url = resolve_database_url(database_url)
+    sqlite_file = sqlite_path(url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        console.print(f"[red]no ledger database at {sqlite_file}[/red]")
+        raise typer.Exit(2)
     with (
         Ledger.open(url) as ledger,
         Progress(
             TextColumn("verifying transfers"),
             BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,}"),
+            MofNCompleteColumn(),
             TimeRemainingColumn(),
             console=console,
             transient=True,

@@ -9,6 +9,7 @@ takes the write lock at BEGIN (BEGIN IMMEDIATE) instead of failing on upgrade.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +29,14 @@ def resolve_database_url(url: str | None = None) -> str:
     if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
         chosen = "postgresql+psycopg://" + chosen.split("://", 1)[1]
     return chosen
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names; None for other databases."""
+    sa_url = sa.make_url(url)
+    if sa_url.get_backend_name() != "sqlite" or not sa_url.database:
+        return None
+    return Path(sa_url.database)
 
 
 def is_sqlite(engine: sa.Engine) -> bool:
