@@ -22,6 +22,7 @@ from milletpay.ledger.types import (
     LedgerInputError,
     Transfer,
     TransferFlags,
+    check_batch,
 )
 
 #: Chains waiting for a batch, at most.
@@ -81,23 +82,16 @@ class LedgerBatcher:
 
     async def submit(self, chain: Transfer | Sequence[Transfer]) -> list[CreateTransferResult]:
         """Apply one transfer or one closed linked chain; returns one result per transfer."""
-        events = [chain] if isinstance(chain, Transfer) else list(chain)
-        if not events or len(events) > self._max_batch:
+        given: Sequence[Transfer] = [chain] if isinstance(chain, Transfer) else chain
+        events = check_batch(given, Transfer, self._max_batch)
+        if not events or any(
+            bool(t.flags & TransferFlags.LINKED) != (index < len(events) - 1)
+            for index, t in enumerate(events)
+        ):
             raise LedgerInputError(
-                f"a chain has 1 to {self._max_batch} transfers, got {len(events)}",
-                code="ledger_batch_too_large",
+                "a chain is one or more transfers, each LINKED but the last",
+                code="ledger_chain_open",
             )
-        for index, t in enumerate(events):
-            if type(t) is not Transfer:
-                raise LedgerInputError(
-                    f"event {index} is a {type(t).__name__}, not a Transfer",
-                    code="ledger_invalid_type",
-                )
-            last = index == len(events) - 1
-            if bool(t.flags & TransferFlags.LINKED) == last:
-                raise LedgerInputError(
-                    "a chain links every transfer but its last", code="ledger_chain_open"
-                )
         if self._worker is None:
             raise RuntimeError("the batcher is not started")
         future: asyncio.Future[list[CreateTransferResult]] = (

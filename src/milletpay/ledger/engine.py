@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -40,6 +40,7 @@ from milletpay.ledger.types import (
     Transfer,
     TransferFlags,
     VerifyReport,
+    check_batch,
 )
 from milletpay.store import create_engine, upgrade
 from milletpay.store.engine import WRITE_LOCK
@@ -49,8 +50,6 @@ from milletpay.store.engine import WRITE_LOCK
 EXPIRE_BATCH_MAX = 8190
 #: The most accounts a writer keeps in memory between batches.
 ACCOUNT_CACHE_MAX = 200_000
-
-E = TypeVar("E", Account, Transfer)
 
 
 @dataclass
@@ -154,7 +153,7 @@ class Ledger:
 
     def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
         """Create accounts; one result per account, in order. Linked chains are atomic."""
-        events = _check_batch(accounts, Account)
+        events = check_batch(accounts, Account)
         if not events:
             return []
         with self._write() as tx:
@@ -174,7 +173,7 @@ class Ledger:
 
     def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
         """Create transfers; one result per transfer, in order. Linked chains are atomic."""
-        events = _check_batch(transfers, Transfer)
+        events = check_batch(transfers, Transfer)
         if not events:
             return []
         with self._write() as tx:
@@ -506,26 +505,6 @@ class Ledger:
 
         with self._read() as cur:
             return verify_ledger(cur, self._d, progress)
-
-
-def _check_batch(events: Sequence[E], kind: type[E]) -> list[E]:
-    if not isinstance(events, (list, tuple)):
-        raise LedgerInputError(
-            f"expected a list of {kind.__name__}, got {type(events).__name__}",
-            code="ledger_invalid_type",
-        )
-    if len(events) > BATCH_EVENTS_MAX:
-        raise LedgerInputError(
-            f"a batch carries at most {BATCH_EVENTS_MAX} events, got {len(events)}",
-            code="ledger_batch_too_large",
-        )
-    for index, event in enumerate(events):
-        if type(event) is not kind:
-            raise LedgerInputError(
-                f"event {index} is a {type(event).__name__}, not a {kind.__name__}",
-                code="ledger_invalid_type",
-            )
-    return list(events)
 
 
 def _check_ids(ids: Sequence[int]) -> list[int]:

@@ -10,8 +10,9 @@ engine hands it timestamps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from milletpay.core.clock import NS_PER_S
 from milletpay.ledger.types import (
@@ -226,33 +227,24 @@ class BatchState:
 
     def apply_transfers(self, events: Sequence[Transfer], timestamps: range) -> list[R]:
         """Apply `events` in order; `timestamps[i]` is event i's timestamp."""
-        results: list[R] = []
-        chain_start = -1
-        chain_broken = False
         mark = (0, 0)
-        last = len(events) - 1
-        for index, t in enumerate(events):
-            linked = t.flags & _LINKED
-            if linked and chain_start < 0:
-                chain_start, chain_broken = index, False
-                mark = (len(self.new_transfers), len(self.history))
-                self._undo = []
-            if linked and index == last:
-                result = R.LINKED_EVENT_CHAIN_OPEN
-            elif chain_broken:
-                result = R.LINKED_EVENT_FAILED
-            else:
-                result = self.create_transfer(t, timestamps[index])
-            if result is not R.OK and chain_start >= 0 and not chain_broken:
-                chain_broken = True
-                self._rollback(mark)
-                for i in range(chain_start, index):
-                    results[i] = R.LINKED_EVENT_FAILED
-            results.append(result)
-            if chain_start >= 0 and (not linked or result is R.LINKED_EVENT_CHAIN_OPEN):
-                chain_start, chain_broken = -1, False
-                self._undo = None
-        return results
+
+        def begin() -> None:
+            nonlocal mark
+            mark = (len(self.new_transfers), len(self.history))
+            self._undo = []
+
+        def end() -> None:
+            self._undo = None
+
+        return apply_linked(
+            events,
+            lambda index, t: self.create_transfer(t, timestamps[index]),
+            Chain(begin, lambda: self._rollback(mark), end),
+            R.OK,
+            R.LINKED_EVENT_FAILED,
+            R.LINKED_EVENT_CHAIN_OPEN,
+        )
 
     def create_transfer(self, t: Transfer, ts: int) -> R:
         flags = int(t.flags)
@@ -412,41 +404,93 @@ class BatchState:
         self, events: Sequence[Account], timestamps: range, next_ix: int
     ) -> tuple[list[AR], list[AccountState]]:
         """Apply account creations; returns the results and the accounts created."""
-        results: list[AR] = []
         created: list[AccountState] = []
-        chain_start = -1
-        chain_broken = False
-        chain_mark = 0
-        last = len(events) - 1
-        for index, a in enumerate(events):
-            linked = a.flags & AF.LINKED
-            if linked and chain_start < 0:
-                chain_start, chain_broken, chain_mark = index, False, len(created)
-            if linked and index == last:
-                result = AR.LINKED_EVENT_CHAIN_OPEN
-            elif chain_broken:
-                result = AR.LINKED_EVENT_FAILED
-            else:
-                result = _check_account(a, self.accounts.get(a.id))
-                if result is AR.OK:
-                    new = AccountState(
-                        next_ix, a.id, a.ledger, a.code, int(a.flags), a.user_data_128,
-                        a.user_data_64, a.user_data_32, timestamps[index],
-                    )  # fmt: skip
-                    next_ix += 1
-                    created.append(new)
-                    self.accounts[a.id] = new
-            if result is not AR.OK and chain_start >= 0 and not chain_broken:
-                chain_broken = True
-                for undone in created[chain_mark:]:
-                    del self.accounts[undone.id]
-                del created[chain_mark:]
-                for i in range(chain_start, index):
-                    results[i] = AR.LINKED_EVENT_FAILED
-            results.append(result)
-            if chain_start >= 0 and (not linked or result is AR.LINKED_EVENT_CHAIN_OPEN):
-                chain_start, chain_broken = -1, False
+        mark = 0
+
+        def create(index: int, a: Account) -> AR:
+            result = _check_account(a, self.accounts.get(a.id))
+            if result is AR.OK:
+                new = AccountState(
+                    next_ix + len(created), a.id, a.ledger, a.code, int(a.flags),
+                    a.user_data_128, a.user_data_64, a.user_data_32, timestamps[index],
+                )  # fmt: skip
+                created.append(new)
+                self.accounts[a.id] = new
+            return result
+
+        def begin() -> None:
+            nonlocal mark
+            mark = len(created)
+
+        def discard() -> None:
+            for undone in created[mark:]:
+                del self.accounts[undone.id]
+            del created[mark:]
+
+        results = apply_linked(
+            events,
+            create,
+            Chain(begin, discard, lambda: None),
+            AR.OK,
+            AR.LINKED_EVENT_FAILED,
+            AR.LINKED_EVENT_CHAIN_OPEN,
+        )
         return results, created
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """What to do when a linked chain opens, fails, and closes."""
+
+    begin: Callable[[], None]
+    discard: Callable[[], None]
+    end: Callable[[], None]
+
+
+Event = TypeVar("Event", Account, Transfer)
+Result = TypeVar("Result", AR, R)
+
+
+def apply_linked(
+    events: Sequence[Event],
+    execute: Callable[[int, Event], Result],
+    chain: Chain,
+    ok: Result,
+    failed: Result,
+    chain_open: Result,
+) -> list[Result]:
+    """TigerBeetle's linked-event rules, for accounts and transfers alike.
+
+    A chain is a run of events each flagged LINKED but its last. It succeeds or
+    fails as a unit: the first failure keeps its own result, the rest of the chain
+    answers `failed`, and `chain.discard` undoes what the chain had done. A chain
+    left open by the batch's last event answers `chain_open` there.
+    """
+    results: list[Result] = []
+    chain_start = -1
+    broken = False
+    last = len(events) - 1
+    for index, event in enumerate(events):
+        linked = int(event.flags) & _LINKED  # LINKED is bit 0 for accounts and transfers
+        if linked and chain_start < 0:
+            chain_start, broken = index, False
+            chain.begin()
+        if linked and index == last:
+            result = chain_open
+        elif broken:
+            result = failed
+        else:
+            result = execute(index, event)
+        if result is not ok and chain_start >= 0 and not broken:
+            broken = True
+            chain.discard()
+            for i in range(chain_start, index):
+                results[i] = failed
+        results.append(result)
+        if chain_start >= 0 and (not linked or result is chain_open):
+            chain_start, broken = -1, False
+            chain.end()
+    return results
 
 
 def _check_plain_fields(t: Transfer, flags: int) -> R | None:

@@ -10,7 +10,9 @@ refused when it is constructed, so it never reaches the database.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from milletpay.core.errors import MilletError
 
@@ -361,3 +363,27 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+E = TypeVar("E", Account, Transfer)
+
+
+def check_batch(events: Sequence[E], kind: type[E], limit: int = BATCH_EVENTS_MAX) -> list[E]:
+    """Refuse a batch that is not a list of `kind`, or longer than `limit`."""
+    if not isinstance(events, (list, tuple)):
+        raise LedgerInputError(
+            f"expected a list of {kind.__name__}, got {type(events).__name__}",
+            code="ledger_invalid_type",
+        )
+    if len(events) > limit:
+        raise LedgerInputError(
+            f"a batch carries at most {limit} events, got {len(events)}",
+            code="ledger_batch_too_large",
+        )
+    for index, event in enumerate(events):
+        if type(event) is not kind:
+            raise LedgerInputError(
+                f"event {index} is a {type(event).__name__}, not a {kind.__name__}",
+                code="ledger_invalid_type",
+            )
+    return list(events)
