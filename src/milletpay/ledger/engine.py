@@ -237,20 +237,20 @@ class Ledger:
     def _store(self, cur: Any, state: BatchState) -> None:
         """Write everything the batch produced."""
         d = self._d
-        enc, eid = d.encode_u128, S.encode_id
+        enc = d.encode_u128
         if state.new_transfers:
             cur.executemany(
                 d.sql(S.INSERT_TRANSFER),
                 [
-                    (
+                    d.transfer_row(
                         t.timestamp,
-                        eid(t.id),
+                        t.id,
                         t.debit.ix,
                         t.credit.ix,
-                        enc(t.amount),
-                        eid(t.pending_id) if t.pending_id else None,
-                        enc(t.user_data_128),
-                        enc(t.user_data_64),
+                        t.amount,
+                        t.pending_id,
+                        t.user_data_128,
+                        t.user_data_64,
                         t.user_data_32,
                         t.timeout_s,
                         t.ledger,
@@ -369,18 +369,28 @@ class Ledger:
             self.expire_pending()
         raise AssertionError("unreachable")
 
-    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
-        """The accounts with these ids that exist, in the order asked."""
+    def _lookup(
+        self, ids: Sequence[int], select: str, column: str, make: Callable[[Any], Any]
+    ) -> list[Any]:
         wanted = _check_ids(ids)
-        found: dict[int, Account] = {}
+        found: dict[int, Any] = {}
         with self._read() as cur:
             for chunk in S.chunks([S.encode_id(i) for i in wanted]):
-                clause, params = self._d.in_clause("id", chunk)
-                cur.execute(f"SELECT {S.ACCOUNT_COLUMNS} FROM accounts WHERE {clause}", params)
+                clause, params = self._d.in_clause(column, chunk)
+                cur.execute(f"{select} WHERE {clause}", params)
                 for row in cur.fetchall():
-                    a = self._account_state(row).to_account()
-                    found[a.id] = a
+                    value = make(row)
+                    found[value.id] = value
         return [found[i] for i in wanted if i in found]
+
+    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+        """The accounts with these ids that exist, in the order asked."""
+        return self._lookup(
+            ids,
+            f"SELECT {S.ACCOUNT_COLUMNS} FROM accounts",
+            "id",
+            lambda row: self._account_state(row).to_account(),
+        )
 
     _TRANSFER_SELECT = (
         f"SELECT {S.TRANSFER_COLUMNS}, da.id, ca.id FROM transfers t "
@@ -397,16 +407,7 @@ class Ledger:
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
         """The transfers with these ids that exist, in the order asked."""
-        wanted = _check_ids(ids)
-        found: dict[int, Transfer] = {}
-        with self._read() as cur:
-            for chunk in S.chunks([S.encode_id(i) for i in wanted]):
-                clause, params = self._d.in_clause("t.id", chunk)
-                cur.execute(f"{self._TRANSFER_SELECT} WHERE {clause}", params)
-                for row in cur.fetchall():
-                    t = self._transfer(row)
-                    found[t.id] = t
-        return [found[i] for i in wanted if i in found]
+        return self._lookup(ids, self._TRANSFER_SELECT, "t.id", self._transfer)
 
     def pending_status(self, transfer_id: int) -> PendingStatus | None:
         """What became of a pending transfer; None if it is not a pending transfer."""

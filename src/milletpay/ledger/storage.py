@@ -58,6 +58,19 @@ class Dialect:
             return f"{column} IN ({','.join('?' * len(values))})", list(values)
         return f"{column} = ANY(%s)", [list(values)]
 
+    def transfer_row(
+        self, timestamp: int, id: int, debit_ix: int, credit_ix: int, amount: int,
+        pending_id: int, user_data_128: int, user_data_64: int, user_data_32: int,
+        timeout_s: int, ledger: int, code: int, flags: int,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        """The parameters of `INSERT_TRANSFER` for one transfer."""
+        enc = self.encode_u128
+        return (
+            timestamp, encode_id(id), debit_ix, credit_ix, enc(amount),
+            encode_id(pending_id) if pending_id else None, enc(user_data_128),
+            enc(user_data_64), user_data_32, timeout_s, ledger, code, flags,
+        )  # fmt: skip
+
     @property
     def lock_meta(self) -> str:
         # SQLite already holds the write lock (BEGIN IMMEDIATE); PostgreSQL locks the row,

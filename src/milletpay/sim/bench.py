@@ -176,18 +176,17 @@ def _raw_insert(
     engine = create_engine(url)
     upgrade(engine)
     d = S.Dialect(engine.dialect.name)
-    enc, eid = d.encode_u128, S.encode_id
     base = time.time_ns()
     rows = [
-        (
+        d.transfer_row(
             base + i,
-            eid(t.id),
+            t.id,
             t.debit_account_id,
             t.credit_account_id,
-            enc(t.amount),
-            None,
-            enc(t.user_data_128),
-            enc(t.user_data_64),
+            t.amount,
+            t.pending_id,
+            t.user_data_128,
+            t.user_data_64,
             t.user_data_32,
             t.timeout_s,
             t.ledger,
