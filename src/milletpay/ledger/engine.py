@@ -483,9 +483,16 @@ class Ledger:
             if ix is None:
                 return []
             where, params = self._filter_where(f, "b.")
+            sides = f.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS)
+            one_side = sides != AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
             join = ""
-            if f.code or f.user_data_128 or f.user_data_64 or f.user_data_32:
+            if one_side or f.code or f.user_data_128 or f.user_data_64 or f.user_data_32:
+                # Snapshots left by an expiry have no transfer: only an unfiltered read has them.
                 join = " JOIN transfers t ON t.timestamp = b.timestamp"
+            if one_side:
+                side = "debit_ix" if sides & AccountFilterFlags.DEBITS else "credit_ix"
+                where.append(f"t.{side} = ?")
+                params.append(ix)
             conditions = " AND ".join(["b.account_ix = ?", *where])
             cur.execute(
                 self._d.sql(
