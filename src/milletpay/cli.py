@@ -66,6 +66,7 @@ def ledger_verify(database_url: DatabaseUrl = None) -> None:
             TimeRemainingColumn(),
             console=console,
             transient=True,
+            disable=not console.is_terminal,
         ) as progress,
     ):
         task = progress.add_task("verify", total=None)

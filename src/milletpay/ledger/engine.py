@@ -355,19 +355,29 @@ class Ledger:
 
     @contextmanager
     def _read(self) -> Iterator[Any]:
-        """A read transaction, after releasing any hold that is already due."""
-        for attempt in range(2):
-            with self._engine.connect() as conn, conn.begin():
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    if attempt == 0 and self._expiry_due(cursor):
-                        continue
-                    yield cursor
-                    return
-                finally:
-                    cursor.close()
+        """A consistent read transaction, after releasing any hold that is already due.
+
+        On PostgreSQL it runs at REPEATABLE READ, so that a reader that issues several
+        statements (verify does) sees one snapshot while writers go on.
+        """
+        if self._due_now():
             self.expire_pending()
-        raise AssertionError("unreachable")
+        options = {} if self._d.sqlite else {"isolation_level": "REPEATABLE READ"}
+        with self._engine.connect().execution_options(**options) as conn, conn.begin():
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+
+    def _due_now(self) -> bool:
+        with self._engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                return self._expiry_due(cursor)
+            finally:
+                cursor.close()
+                conn.rollback()
 
     def _lookup(
         self, ids: Sequence[int], select: str, column: str, make: Callable[[Any], Any]

@@ -264,8 +264,6 @@ class BatchState:
         return self._create_plain(t, flags, ts)
 
     def _create_plain(self, t: Transfer, flags: int, ts: int) -> R:
-        if flags & _PENDING and flags & (_POST | _VOID):
-            return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
         error = _check_plain_fields(t, flags)
         if error is not None:
             return error

@@ -74,7 +74,8 @@ class AccountFilterFlags(enum.IntFlag):
 
 
 class CreateAccountResult(enum.StrEnum):
-    """Listed in order of precedence, as TigerBeetle lists them."""
+    """The answer to one account; named as TigerBeetle names them (docs/ledger.md has the
+    order in which they are checked)."""
 
     OK = "ok"
     LINKED_EVENT_FAILED = "linked_event_failed"
@@ -100,7 +101,8 @@ class CreateAccountResult(enum.StrEnum):
 
 
 class CreateTransferResult(enum.StrEnum):
-    """Listed in order of precedence, as TigerBeetle lists them."""
+    """The answer to one transfer; named as TigerBeetle names them (docs/ledger.md has the
+    order in which they are checked)."""
 
     OK = "ok"
     LINKED_EVENT_FAILED = "linked_event_failed"
@@ -180,8 +182,8 @@ class PendingStatus(enum.IntEnum):
 
 
 def check_uint(owner: str, name: str, value: object, maximum: int) -> None:
-    """Refuse anything but an int in [0, maximum], naming the field."""
-    if type(value) is not int and not isinstance(value, enum.IntFlag):
+    """Refuse anything but an int in [0, maximum] (bool is not a number here), naming the field."""
+    if not isinstance(value, int) or isinstance(value, bool):
         raise LedgerInputError(
             f"{owner}.{name} must be an int, got {type(value).__name__} {value!r}",
             code="ledger_invalid_type",
@@ -230,6 +232,8 @@ def _check_fields(value: object, owner: str, limits: dict[str, int]) -> None:
         v = getattr(value, name)
         if type(v) is not int or not 0 <= v <= maximum:  # the fast path is one test per field
             check_uint(owner, name, v, maximum)
+            if name != "flags":  # an IntEnum code, say: keep the plain number
+                object.__setattr__(value, name, int(v))
 
 
 @dataclass(frozen=True, slots=True)
