@@ -215,7 +215,8 @@ class BatchState:
         self._reopen(p)
         p.status, p.expires_at, p.resolved_at = PendingStatus.EXPIRED, 0, ts
         self.expired += 1
-        self._record_history(ts, dr, cr)
+        # No balance snapshot: history is one row per transfer, and an expiry is none.
+        # The release shows in the snapshot of the account's next transfer.
 
     def _reopen(self, p: TransferState) -> None:
         if p.flags & _CLOSE_DEBIT:
