@@ -46,6 +46,20 @@ def demo(database_url: DatabaseUrl = None) -> None:
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+def serve(
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json, paths under /v1)."""
+    import uvicorn
+
+    from milletpay.api import create_app
+
+    uvicorn.run(create_app(resolve_database_url(database_url)), host=host, port=port)
+
+
 @ledger_app.command("verify")
 def ledger_verify(database_url: DatabaseUrl = None) -> None:
     """Check every ledger invariant; exits 1 with a report when anything is off."""

@@ -1,0 +1,61 @@
+"""The API application: `create_app(database_url)` gives the FastAPI app, /v1 paths.
+
+The app is stateless apart from its database: several servers behind a load balancer
+share one database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, Request, Response
+
+from milletpay import __version__
+from milletpay.api.errors import error_response, install_error_handlers
+from milletpay.api.idempotency import IdempotencyStore
+from milletpay.core.clock import Clock, SystemClock
+from milletpay.store import create_engine, resolve_database_url, upgrade
+
+#: The largest request body the API reads, in bytes.
+REQUEST_BODY_MAX_BYTES = 64 * 1024
+
+
+def create_app(database_url: str | None = None, *, clock: Clock | None = None) -> FastAPI:
+    url = resolve_database_url(database_url)
+    engine = create_engine(url)
+    upgrade(engine)
+    app = FastAPI(
+        title="Millet Pay API",
+        version=__version__,
+        description='Wallet and payments API. Errors are {"error": {code, message, field}}.',
+    )
+    app.state.engine = engine
+    app.state.clock = clock or SystemClock()
+    app.state.idempotency = IdempotencyStore(engine, app.state.clock)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > REQUEST_BODY_MAX_BYTES):
+            return error_response(
+                413,
+                "request_too_large",
+                f"a request body is at most {REQUEST_BODY_MAX_BYTES} bytes",
+            )
+        return await call_next(request)
+
+    v1 = APIRouter(prefix="/v1")
+
+    @v1.get("/health", tags=["platform"])
+    def health() -> dict[str, str]:
+        """The server is up and its database answers."""
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return {"status": "ok", "database": engine.dialect.name, "version": __version__}
+
+    app.include_router(v1)
+    return app

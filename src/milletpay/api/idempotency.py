@@ -1,0 +1,168 @@
+"""Idempotency keys: a retried POST gets the first answer, and money moves once.
+
+The first request with a key claims it (a row with no response yet), runs, and stores
+its answer, error answers included: a decline stays a decline on retry. A retry with the
+same key and the same request gets that stored answer again; with a different request,
+409 `idempotency_key_reused`; while the first is still running, 409
+`idempotency_key_in_use`. If the first request fails unexpectedly, its claim is dropped so
+that a retry can run. Keys are kept at least `IDEMPOTENCY_RETENTION_S`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi.responses import JSONResponse
+
+from milletpay.api.errors import ApiError, error_response
+from milletpay.core.clock import NS_PER_S, Clock
+
+HEADER = "Idempotency-Key"
+KEY_LENGTH_MAX = 255
+IDEMPOTENCY_RETENTION_S = 24 * 60 * 60
+#: Keys older than the retention are purged once every this many new keys.
+PURGE_EVERY_KEYS = 1_000
+
+
+def request_hash(method: str, path: str, body: bytes) -> bytes:
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+def check_key(key: str | None) -> str:
+    if key is None or key == "":
+        raise ApiError(
+            400,
+            "idempotency_key_required",
+            f"this request moves money: send an {HEADER} header",
+            HEADER,
+        )
+    if len(key) > KEY_LENGTH_MAX or not all("!" <= c <= "~" for c in key):
+        raise ApiError(
+            400,
+            "idempotency_key_invalid",
+            f"{HEADER} must be 1 to {KEY_LENGTH_MAX} visible ASCII characters",
+            HEADER,
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: bytes
+
+
+class IdempotencyStore:
+    def __init__(self, engine: sa.Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._claims = 0
+
+    def claim(self, scope: str, key: str, digest: bytes) -> StoredResponse | None:
+        """Claim `key` for this request: None if it is ours to run, else the stored answer."""
+        now_ns = self._clock.now_ns()
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO api_idempotency_keys (scope, key, request_hash, "
+                        "created_at_ns) VALUES (:scope, :key, :hash, :now)"
+                    ),
+                    {"scope": scope, "key": key, "hash": digest, "now": now_ns},
+                )
+        except sa.exc.IntegrityError:
+            return self._existing(scope, key, digest)
+        self._claims += 1
+        if self._claims % PURGE_EVERY_KEYS == 0:
+            self.purge()
+        return None
+
+    def _existing(self, scope: str, key: str, digest: bytes) -> StoredResponse:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT request_hash, status_code, response_body FROM api_idempotency_keys "
+                    "WHERE scope = :scope AND key = :key"
+                ),
+                {"scope": scope, "key": key},
+            ).first()
+        if row is None:  # claimed and abandoned in between: the caller may simply retry
+            raise ApiError(409, "idempotency_key_in_use", "retry this request", HEADER)
+        if bytes(row[0]) != digest:
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                f"this {HEADER} was used for a different request",
+                HEADER,
+            )
+        if row[1] is None:
+            raise ApiError(
+                409,
+                "idempotency_key_in_use",
+                f"a request with this {HEADER} is still being handled",
+                HEADER,
+            )
+        return StoredResponse(int(row[1]), bytes(row[2]))
+
+    def finish(self, scope: str, key: str, status_code: int, body: bytes) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE api_idempotency_keys SET status_code = :status, response_body = :body "
+                    "WHERE scope = :scope AND key = :key"
+                ),
+                {"status": status_code, "body": body, "scope": scope, "key": key},
+            )
+
+    def abandon(self, scope: str, key: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM api_idempotency_keys WHERE scope = :scope AND key = :key"),
+                {"scope": scope, "key": key},
+            )
+
+    def purge(self) -> int:
+        """Forget keys older than the retention; returns how many."""
+        cutoff_ns = self._clock.now_ns() - IDEMPOTENCY_RETENTION_S * NS_PER_S
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.text("DELETE FROM api_idempotency_keys WHERE created_at_ns < :cutoff"),
+                {"cutoff": cutoff_ns},
+            )
+        return int(result.rowcount)
+
+    def run(
+        self,
+        scope: str,
+        key: str | None,
+        digest: bytes,
+        handler: Callable[[], tuple[int, Any]],
+    ) -> JSONResponse:
+        """Run `handler` once per key; it returns (status, JSON body) or raises ApiError."""
+        key = check_key(key)
+        stored = self.claim(scope, key, digest)
+        if stored is not None:
+            return JSONResponse(
+                json.loads(stored.body),
+                status_code=stored.status_code,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        try:
+            status_code, body = handler()
+            response = JSONResponse(body, status_code=status_code)
+        except ApiError as error:
+            response = error_response(error.status, error.code, error.message, error.field)
+        except BaseException:
+            self.abandon(scope, key)
+            raise
+        self.finish(scope, key, response.status_code, bytes(response.body))
+        return response
