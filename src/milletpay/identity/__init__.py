@@ -1,7 +1,8 @@
-"""Identity: users, real-name KYC tiers and their limits, payment PIN, one-time codes.
+"""Identity: users, real-name KYC tiers and their limits, payment PIN, one-time codes,
+bound devices and WebAuthn quick pay (`identity.devices`, `identity.quickpay`).
 
-`identity` stores who a user is and how well that is verified; it moves no money and
-imports only `core` and `store`. Devices, device-bound keys and the HTTP API come later.
+`identity` stores who a user is, how well that is verified and which devices may approve
+payments; it moves no money and imports only `core` and `store` of Millet Pay.
 """
 
 from milletpay.identity.errors import (
