@@ -18,6 +18,7 @@ from milletpay.api import create_app
 from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import IDEMPOTENCY_RETENTION_S, request_hash
 from milletpay.core.clock import ManualClock
+from milletpay.core.keyring import KeyRing
 from milletpay.ledger import Account, AccountFlags, Ledger, Transfer
 
 
@@ -28,7 +29,7 @@ class Payment(BaseModel):
 @pytest.fixture
 def setup(database_url: str) -> Iterator[tuple[TestClient, Ledger, ManualClock]]:
     clock = ManualClock()
-    app = create_app(database_url, clock=clock)
+    app = create_app(database_url, clock=clock, keyring=KeyRing.generate())
     ledger = Ledger.open(database_url)
     ledger.create_accounts(
         [Account(1, 156, 1), Account(2, 156, 1, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)]

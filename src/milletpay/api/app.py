@@ -12,27 +12,49 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from milletpay import __version__
+from milletpay.api import users
 from milletpay.api.errors import error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
+from milletpay.api.sessions import SessionTokens
 from milletpay.core.clock import Clock, SystemClock
+from milletpay.core.keyring import KeyRing
+from milletpay.identity import IdentityService, PinHashing, SimulatedSms, SmsChannel
+from milletpay.identity.devices import DeviceRegistry
 from milletpay.store import create_engine, resolve_database_url, upgrade
 
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
 
 
-def create_app(database_url: str | None = None, *, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    database_url: str | None = None,
+    *,
+    clock: Clock | None = None,
+    keyring: KeyRing | None = None,
+    sms: SmsChannel | None = None,
+    pin_hashing: PinHashing | None = None,
+) -> FastAPI:
+    """The API on the database at `database_url`; the keyword arguments replace the
+    production parts (system clock, key ring from the environment, the SMS gateway)."""
     url = resolve_database_url(database_url)
     engine = create_engine(url)
     upgrade(engine)
+    clock = clock or SystemClock()
+    keyring = keyring or KeyRing.from_environment()
     app = FastAPI(
         title="Millet Pay API",
         version=__version__,
         description='Wallet and payments API. Errors are {"error": {code, message, field}}.',
     )
     app.state.engine = engine
-    app.state.clock = clock or SystemClock()
-    app.state.idempotency = IdempotencyStore(engine, app.state.clock)
+    app.state.clock = clock
+    app.state.idempotency = IdempotencyStore(engine, clock)
+    app.state.sms = sms or SimulatedSms()
+    app.state.identity = IdentityService(
+        engine, keyring, clock, app.state.sms, pin_hashing=pin_hashing
+    )
+    app.state.devices = DeviceRegistry(engine, clock)
+    app.state.sessions = SessionTokens(keyring, clock)
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -58,4 +80,5 @@ def create_app(database_url: str | None = None, *, clock: Clock | None = None) -
         return {"status": "ok", "database": engine.dialect.name, "version": __version__}
 
     app.include_router(v1)
+    app.include_router(users.router)
     return app

@@ -37,6 +37,20 @@ STATUS_CODES: dict[int, str] = {
 }
 
 
+#: Domain error code -> HTTP status; any other domain error is a 400.
+STATUS_BY_ERROR_CODE: dict[str, int] = {
+    "user_not_found": 404,
+    "device_not_found": 404,
+    "phone_taken": 409,
+    "class_iii_already_held": 409,
+    "pin_already_set": 409,
+    "device_already_bound": 409,
+    "device_limit_reached": 409,
+    "otp_rate_limited": 429,
+    "challenge_limit_reached": 429,
+}
+
+
 class ApiError(Exception):
     """An error answer: raise it from a handler."""
 
@@ -70,7 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MilletError)
     async def _millet_error(_request: Request, error: MilletError) -> JSONResponse:
-        return error_response(400, error.code, error.message)
+        return error_response(STATUS_BY_ERROR_CODE.get(error.code, 400), error.code, error.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:

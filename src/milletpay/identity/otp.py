@@ -30,6 +30,7 @@ SMS_OUTBOX_MAX = 10_000
 
 
 class OtpPurpose(StrEnum):
+    LOGIN = "login"
     STEP_UP = "step_up"
     PIN_RESET = "pin_reset"
 

@@ -126,6 +126,13 @@ class IdentityService:
         name = self._keyring.open(row.real_name_sealed, _AAD_REAL_NAME + row.id)
         return User(user_id, row.phone, name.decode(), row.national_id_masked, row.created_at)
 
+    def find_by_phone(self, phone: str) -> User | None:
+        """The user registered with this phone number, if any (`PhoneInvalid` if malformed)."""
+        normalized = normalize_phone(phone)
+        with self._read() as conn:
+            row = conn.execute(sa.select(users.c.id).where(users.c.phone == normalized)).first()
+        return None if row is None else self.get_user(int.from_bytes(row.id, "big"))
+
     def national_id_of(self, user_id: int) -> str:
         """The clear ID number, for a counterparty that must receive it (bank card binding)."""
         with self._read() as conn:
