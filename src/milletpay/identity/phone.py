@@ -34,3 +34,8 @@ def normalize_phone(text: str) -> str:
     if not _MOBILE.fullmatch(digits):
         raise PhoneInvalid("mainland mobile numbers start with 13 to 19")
     return COUNTRY_PREFIX + digits
+
+
+def mask_phone(phone: str) -> str:
+    """A normalized number as shown to others: +86138****8000."""
+    return phone[:6] + "****" + phone[-4:]

@@ -29,7 +29,7 @@ from milletpay.identity.errors import (
     UserNotFound,
 )
 from milletpay.identity.kyc import CLASS_III, Channel, KycTier, tier_of_channels
-from milletpay.identity.phone import normalize_phone
+from milletpay.identity.phone import mask_phone, normalize_phone
 from milletpay.identity.tables import kyc_verifications, otps, pins, users
 from milletpay.store import create_engine, upgrade
 from milletpay.store.engine import WRITE_LOCK
@@ -115,7 +115,7 @@ class IdentityService:
             with self._write() as conn:
                 conn.execute(sa.insert(users).values(row))
         except sa.exc.IntegrityError:
-            raise PhoneTaken(f"phone number {_mask_phone(phone)} is already registered") from None
+            raise PhoneTaken(f"phone number {mask_phone(phone)} is already registered") from None
         return User(user_id, phone, real_name, national_id.mask(number), now_ns)
 
     def get_user(self, user_id: int) -> User:
@@ -384,10 +384,6 @@ def _validate_real_name(name: str) -> str:
     if not name.isprintable():
         raise RealNameInvalid("real name holds control characters")
     return name
-
-
-def _mask_phone(phone: str) -> str:
-    return phone[:6] + "****" + phone[-4:]
 
 
 def _class_iii_held() -> ClassIIIAlreadyHeld:

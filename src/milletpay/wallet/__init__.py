@@ -1,0 +1,85 @@
+"""The wallet: a user's stored-value balance on the CNY ledger, linked bank accounts,
+top-up, withdrawal and P2P, each checked by `risk` first; history and statements.
+
+The wallet moves money only through ledger transfers and a `BankGateway`; it never
+imports `api`, `sim` or `cli`.
+"""
+
+from milletpay.wallet.accounts import (
+    CHART,
+    LEDGER_CNY,
+    PARTNER_BANKS,
+    AccountCode,
+    TransferCode,
+    settlement_account_id,
+    wallet_account_id,
+)
+from milletpay.wallet.bank import BankAnswer, BankGateway, LinkAnswer, SimulatedBankGateway
+from milletpay.wallet.errors import (
+    AmountInvalid,
+    BankAccountLinkDeclined,
+    BankAccountNumberInvalid,
+    BankUnknown,
+    CursorInvalid,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+    LedgerRefused,
+    LinkedBankAccountNotFound,
+    MonthInvalid,
+    PageLimitInvalid,
+    RecipientIsSender,
+    RecipientNotFound,
+    WalletError,
+)
+from milletpay.wallet.service import (
+    HISTORY_PAGE_LIMIT_MAX,
+    IDEMPOTENCY_KEY_CHARS_MAX,
+    Balance,
+    HistoryItem,
+    HistoryPage,
+    LinkedBankAccount,
+    OperationStatus,
+    Outcome,
+    Statement,
+    WalletDeclineCode,
+    WalletService,
+)
+
+__all__ = [
+    "CHART",
+    "HISTORY_PAGE_LIMIT_MAX",
+    "IDEMPOTENCY_KEY_CHARS_MAX",
+    "LEDGER_CNY",
+    "PARTNER_BANKS",
+    "AccountCode",
+    "AmountInvalid",
+    "Balance",
+    "BankAccountLinkDeclined",
+    "BankAccountNumberInvalid",
+    "BankAnswer",
+    "BankGateway",
+    "BankUnknown",
+    "CursorInvalid",
+    "HistoryItem",
+    "HistoryPage",
+    "IdempotencyKeyInvalid",
+    "IdempotencyKeyReused",
+    "LedgerRefused",
+    "LinkAnswer",
+    "LinkedBankAccount",
+    "LinkedBankAccountNotFound",
+    "MonthInvalid",
+    "OperationStatus",
+    "Outcome",
+    "PageLimitInvalid",
+    "RecipientIsSender",
+    "RecipientNotFound",
+    "SimulatedBankGateway",
+    "Statement",
+    "TransferCode",
+    "WalletDeclineCode",
+    "WalletError",
+    "WalletService",
+    "settlement_account_id",
+    "wallet_account_id",
+]

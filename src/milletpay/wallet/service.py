@@ -1,0 +1,650 @@
+"""`WalletService`: the user's stored-value wallet on the CNY ledger.
+
+Each operation (top-up, withdrawal, P2P) runs the same way: check the input, then in one
+write transaction (the user's wallet row locked) find an earlier attempt under the same
+idempotency key or ask `risk` and record the operation; then move money in the bank and
+the ledger with ids derived from the key; then record the outcome. Every step repeats
+safely, so a retry after a crash finishes the work and never moves money twice.
+
+It never keeps a bank account number in clear, and never changes the ledger except by
+transfers: balances are the ledger's, the operations table is a record for limits and
+history.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from milletpay.core.clock import NS_PER_S, Clock
+from milletpay.core.ids import IdGenerator
+from milletpay.identity import IdentityService
+from milletpay.identity.kyc import KycTier, limit_period_of
+from milletpay.identity.phone import mask_phone, normalize_phone
+from milletpay.ledger import (
+    Account,
+    AccountFilter,
+    AccountFilterFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    Ledger,
+    Transfer,
+    TransferFlags,
+)
+from milletpay.risk import (
+    VELOCITY_WINDOW_S,
+    Decision,
+    OperationKind,
+    Usage,
+    counts_as_balance_payment,
+    decide,
+)
+from milletpay.store.engine import WRITE_LOCK
+from milletpay.wallet import periods
+from milletpay.wallet.accounts import (
+    CHART,
+    LEDGER_CNY,
+    PARTNER_BANKS,
+    AccountCode,
+    TransferCode,
+    settlement_account_id,
+    transfer_id,
+    wallet_account_id,
+)
+from milletpay.wallet.bank import BankGateway
+from milletpay.wallet.errors import (
+    AmountInvalid,
+    BankAccountLinkDeclined,
+    BankAccountNumberInvalid,
+    BankUnknown,
+    CursorInvalid,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+    LedgerRefused,
+    LinkedBankAccountNotFound,
+    MonthInvalid,
+    PageLimitInvalid,
+    RecipientIsSender,
+    RecipientNotFound,
+)
+from milletpay.wallet.tables import linked_bank_accounts, wallet_operations, wallets
+
+IDEMPOTENCY_KEY_CHARS_MAX = 64
+HISTORY_PAGE_LIMIT_MAX = 100
+BANK_ACCOUNT_DIGITS_MIN = 8
+BANK_ACCOUNT_DIGITS_MAX = 32
+#: The largest amount one operation may carry (10^13 fen); the limits decline far below.
+AMOUNT_FEN_MAX = 10**13
+
+_APPLIED = (CreateTransferResult.OK, CreateTransferResult.EXISTS)
+_TRANSFER_CODE = {
+    OperationKind.TOP_UP: TransferCode.TOP_UP,
+    OperationKind.WITHDRAW: TransferCode.WITHDRAWAL,
+    OperationKind.P2P: TransferCode.P2P,
+}
+# The legs of an operation: each gets its own derived transfer id.
+_LEG_MOVE, _LEG_POST, _LEG_VOID = 0, 1, 2
+
+
+class OperationStatus(StrEnum):
+    PENDING = "pending"  # recorded, money not yet settled: a retry finishes it
+    COMPLETED = "completed"
+    DECLINED = "declined"
+
+
+class WalletDeclineCode(StrEnum):
+    """Declines that are not a limit (those are `risk.DeclineCode`)."""
+
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    BANK_DECLINED = "bank_declined"
+
+
+_COUNTED = (OperationStatus.PENDING.value, OperationStatus.COMPLETED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedBankAccount:
+    id: int
+    bank_code: str
+    account_masked: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer to an operation; a retry with the same key gets the same answer."""
+
+    operation_id: int
+    kind: OperationKind
+    amount_fen: int
+    status: OperationStatus
+    decline_code: str | None = None
+    limit: int | None = None  # the limit that declined it, and what remained of it
+    remaining: int | None = None
+    reason: str | None = None  # the bank's reason, for `bank_declined`
+
+    @property
+    def approved(self) -> bool:
+        return self.status is OperationStatus.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    posted_fen: int  # what the ledger holds for the user
+    available_fen: int  # less what is on hold for withdrawals in flight
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    operation_id: int
+    kind: OperationKind
+    incoming: bool  # money came into this user's wallet
+    amount_fen: int
+    status: OperationStatus
+    decline_code: str | None
+    created_at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    items: tuple[HistoryItem, ...]
+    next_cursor: str | None  # None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    year: int
+    month: int
+    opening_fen: int
+    credits_fen: int
+    debits_fen: int
+    closing_fen: int
+
+    def __post_init__(self) -> None:
+        assert self.opening_fen + self.credits_fen - self.debits_fen == self.closing_fen
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    kind: OperationKind
+    user_id: int
+    amount_fen: int
+    idempotency_key: str
+    linked_account_id: int | None = None
+    counterparty_user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    bank_code: str
+    agreement: str
+
+
+class WalletService:
+    """Wallets, linked bank accounts, top-up, withdrawal, P2P, history and statements."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        identity_service: IdentityService,
+        engine: sa.Engine,
+        clock: Clock,
+        bank_gateway: BankGateway,
+    ) -> None:
+        self._ledger = ledger
+        self._identity = identity_service
+        self._engine = engine
+        self._clock = clock
+        self._bank = bank_gateway
+        self._ids = IdGenerator(clock)
+
+    # -- wallets and linked accounts ------------------------------------------------
+
+    def open_wallet(self, user_id: int) -> int:
+        """The user's wallet account id on the CNY ledger, opened on first use."""
+        account_id = wallet_account_id(user_id)
+        key = _key(user_id)
+        with self._read() as conn:
+            query = sa.select(wallets.c.user_id).where(wallets.c.user_id == key)
+            if conn.execute(query).first() is not None:
+                return account_id
+        self._identity.get_user(user_id)  # UserNotFound
+        kind = CHART[AccountCode.WALLET]
+        self._create_account(
+            Account(account_id, LEDGER_CNY, kind.code, kind.flags, user_data_128=user_id)
+        )
+        row = {"user_id": key, "account_id": _key(account_id), "created_at": self._clock.now_ns()}
+        with self._write() as conn:  # the ledger account first: a wallet row always has one
+            query = sa.select(wallets.c.user_id).where(wallets.c.user_id == key)
+            if conn.execute(query).first() is None:
+                conn.execute(sa.insert(wallets).values(row))
+        return account_id
+
+    def link_bank_account(
+        self, user_id: int, bank_code: str, account_number: str
+    ) -> LinkedBankAccount:
+        """Link a bank account in the user's real name; the bank keeps the number."""
+        if bank_code not in PARTNER_BANKS:
+            raise BankUnknown(
+                f"bank {bank_code!r} is not a partner bank: {', '.join(PARTNER_BANKS)}"
+            )
+        digits_ok = BANK_ACCOUNT_DIGITS_MIN <= len(account_number) <= BANK_ACCOUNT_DIGITS_MAX
+        if not (digits_ok and account_number.isascii() and account_number.isdigit()):
+            raise BankAccountNumberInvalid(
+                f"an account number is {BANK_ACCOUNT_DIGITS_MIN} to "
+                f"{BANK_ACCOUNT_DIGITS_MAX} digits"
+            )
+        user = self._identity.get_user(user_id)
+        self.open_wallet(user_id)
+        kind = CHART[AccountCode.SETTLEMENT]
+        self._create_account(
+            Account(settlement_account_id(bank_code), LEDGER_CNY, kind.code, kind.flags)
+        )
+        answer = self._bank.link(bank_code, account_number, user.real_name)
+        masked = _mask_account_number(account_number)
+        if not answer.approved:
+            raise BankAccountLinkDeclined(f"{bank_code} {masked}: {answer.reason}")
+        link_id = self._ids.next_id()
+        row = {
+            "id": _key(link_id),
+            "user_id": _key(user_id),
+            "bank_code": bank_code,
+            "account_masked": masked,
+            "agreement": answer.agreement,
+            "created_at": self._clock.now_ns(),
+        }
+        with self._write() as conn:
+            conn.execute(sa.insert(linked_bank_accounts).values(row))
+        return LinkedBankAccount(link_id, bank_code, masked)
+
+    def balance(self, user_id: int) -> Balance:
+        (account,) = self._ledger.lookup_accounts([self.open_wallet(user_id)])
+        posted = account.credits_posted - account.debits_posted
+        return Balance(posted, posted - account.debits_pending)
+
+    # -- operations -----------------------------------------------------------------
+
+    def top_up(
+        self, user_id: int, linked_account_id: int, amount_fen: int, idempotency_key: str
+    ) -> Outcome:
+        """Debit the linked bank account, then credit the wallet."""
+        request = _Request(
+            OperationKind.TOP_UP, user_id, amount_fen, idempotency_key, linked_account_id
+        )
+        link = self._prepare(request)
+        assert link is not None
+        row = self._admit(request)
+        if row.status != OperationStatus.PENDING:
+            return _outcome(row)
+        reference = _reference(request)
+        answer = self._bank.debit(link.bank_code, link.agreement, amount_fen, reference)
+        if not answer.approved:
+            return self._finish(row, WalletDeclineCode.BANK_DECLINED, reason=answer.reason)
+        settlement = settlement_account_id(link.bank_code)
+        move = self._transfer(request, _LEG_MOVE, settlement, wallet_account_id(user_id))
+        self._send_or_raise([move])
+        return self._finish(row, None)
+
+    def withdraw(
+        self, user_id: int, linked_account_id: int, amount_fen: int, idempotency_key: str
+    ) -> Outcome:
+        """Hold the amount in the wallet, credit the bank account, then post the hold (or
+        void it if the bank declines, which restores the balance)."""
+        request = _Request(
+            OperationKind.WITHDRAW, user_id, amount_fen, idempotency_key, linked_account_id
+        )
+        link = self._prepare(request)
+        assert link is not None
+        row = self._admit(request)
+        if row.status != OperationStatus.PENDING:
+            return _outcome(row)
+        wallet, settlement = wallet_account_id(user_id), settlement_account_id(link.bank_code)
+        hold = _with(
+            self._transfer(request, _LEG_MOVE, wallet, settlement), flags=TransferFlags.PENDING
+        )
+        (result,) = self._ledger.create_transfers([hold])
+        if result == CreateTransferResult.EXCEEDS_CREDITS:
+            return self._finish(row, WalletDeclineCode.INSUFFICIENT_BALANCE)
+        _require_applied(result, hold)
+        answer = self._bank.credit(link.bank_code, link.agreement, amount_fen, _reference(request))
+        leg, flag = (
+            (_LEG_POST, TransferFlags.POST_PENDING_TRANSFER)
+            if answer.approved
+            else (_LEG_VOID, TransferFlags.VOID_PENDING_TRANSFER)
+        )
+        resolve = self._transfer(request, leg, wallet, settlement)
+        self._send_or_raise([_with(resolve, flags=flag, pending_id=hold.id)])
+        if answer.approved:
+            return self._finish(row, None)
+        return self._finish(row, WalletDeclineCode.BANK_DECLINED, reason=answer.reason)
+
+    def p2p(
+        self, sender_id: int, recipient_phone: str, amount_fen: int, idempotency_key: str
+    ) -> Outcome:
+        """Move money from the sender's wallet to the wallet of the user with that phone."""
+        recipient_id = self._user_by_phone(recipient_phone)
+        if recipient_id == sender_id:
+            raise RecipientIsSender("a user cannot send money to their own phone number")
+        request = _Request(
+            OperationKind.P2P, sender_id, amount_fen, idempotency_key, None, recipient_id
+        )
+        self._prepare(request)
+        self.open_wallet(recipient_id)
+        row = self._admit(request)
+        if row.status != OperationStatus.PENDING:
+            return _outcome(row)
+        sender, recipient = wallet_account_id(sender_id), wallet_account_id(recipient_id)
+        move = self._transfer(request, _LEG_MOVE, sender, recipient)
+        (result,) = self._ledger.create_transfers([move])
+        if result == CreateTransferResult.EXCEEDS_CREDITS:
+            return self._finish(row, WalletDeclineCode.INSUFFICIENT_BALANCE)
+        _require_applied(result, move)
+        return self._finish(row, None)
+
+    # -- history and statements -----------------------------------------------------
+
+    def history(self, user_id: int, *, limit: int = 20, cursor: str | None = None) -> HistoryPage:
+        """The user's operations, newest first, including P2P received; `cursor` is the
+        `next_cursor` of the previous page."""
+        if not 1 <= limit <= HISTORY_PAGE_LIMIT_MAX:
+            raise PageLimitInvalid(f"limit must be between 1 and {HISTORY_PAGE_LIMIT_MAX}")
+        key = _key(user_id)
+        ops = wallet_operations.c
+        mine = ops.user_id == key
+        received = sa.and_(
+            ops.counterparty_user_id == key, ops.status == OperationStatus.COMPLETED.value
+        )
+        query = sa.select(wallet_operations).where(sa.or_(mine, received))
+        if cursor is not None:
+            query = query.where(ops.id < _decode_cursor(cursor))
+        query = query.order_by(ops.id.desc()).limit(limit + 1)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        items = tuple(_history_item(row, key) for row in rows[:limit])
+        more = len(rows) > limit
+        return HistoryPage(items, _encode_cursor(rows[limit - 1].id) if more else None)
+
+    def statement(self, user_id: int, year: int, month: int) -> Statement:
+        """Opening and closing balance, credits and debits of a CST calendar month, from
+        the ledger's balance history of the wallet account (posted amounts only)."""
+        if not (1 <= month <= 12 and 2000 <= year <= 9998):
+            raise MonthInvalid(f"no statement for {year}-{month:02d}")
+        start_ns, end_ns = periods.month_bounds_ns(year, month)
+        account_id = self.open_wallet(user_id)
+        debits_0, credits_0 = self._posted_before(account_id, start_ns)
+        debits_1, credits_1 = self._posted_before(account_id, end_ns)
+        return Statement(
+            year,
+            month,
+            opening_fen=credits_0 - debits_0,
+            credits_fen=credits_1 - credits_0,
+            debits_fen=debits_1 - debits_0,
+            closing_fen=credits_1 - debits_1,
+        )
+
+    def _posted_before(self, account_id: int, instant_ns: int) -> tuple[int, int]:
+        """(debits posted, credits posted) of the account just before `instant_ns`."""
+        flags = AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS | AccountFilterFlags.REVERSED
+        f = AccountFilter(account_id, limit=1, flags=flags, timestamp_max=instant_ns - 1)
+        rows = self._ledger.get_account_balances(f)
+        return (rows[0].debits_posted, rows[0].credits_posted) if rows else (0, 0)
+
+    # -- the steps ------------------------------------------------------------------
+
+    def _prepare(self, request: _Request) -> _Link | None:
+        """Check the request's input and open the user's wallet; the linked account, if any."""
+        _check_amount(request.amount_fen)
+        _check_idempotency_key(request.idempotency_key)
+        self.open_wallet(request.user_id)
+        if request.linked_account_id is None:
+            return None
+        return self._linked_account(request.user_id, request.linked_account_id)
+
+    def _admit(self, request: _Request) -> Any:
+        """The operation's row: the earlier attempt under this key, else a new row,
+        `pending` if risk approves, `declined` naming the limit if not."""
+        tier = self._identity.current_tier(request.user_id)
+        key = _key(request.user_id)
+        with self._write() as conn:
+            lock = sa.select(wallets.c.user_id).where(wallets.c.user_id == key).with_for_update()
+            conn.execute(lock).one()  # one writer per user at a time: the limits see every row
+            earlier = _find_operation(conn, key, request.idempotency_key)
+            if earlier is not None:
+                _check_same_request(earlier, request)
+                return earlier
+            now_ns = self._clock.now_ns()
+            decision = decide(
+                request.kind, tier, request.amount_fen, _usage(conn, request, tier, now_ns)
+            )
+            row = _new_row(self._ids.next_id(), request, decision, now_ns)
+            conn.execute(sa.insert(wallet_operations).values(row))
+            return conn.execute(
+                sa.select(wallet_operations).where(wallet_operations.c.id == row["id"])
+            ).one()
+
+    def _finish(self, row: Any, decline_code: str | None, *, reason: str | None = None) -> Outcome:
+        status = OperationStatus.DECLINED if decline_code else OperationStatus.COMPLETED
+        values = {"status": status.value, "decline_code": decline_code, "decline_reason": reason}
+        with self._write() as conn:
+            conn.execute(
+                sa.update(wallet_operations).where(wallet_operations.c.id == row.id).values(values)
+            )
+            updated = conn.execute(
+                sa.select(wallet_operations).where(wallet_operations.c.id == row.id)
+            ).one()
+        return _outcome(updated)
+
+    def _transfer(self, request: _Request, leg: int, debit_id: int, credit_id: int) -> Transfer:
+        """Leg `leg` of the request, its id derived from the request's idempotency key."""
+        return Transfer(
+            transfer_id(request.user_id, request.kind, request.idempotency_key, leg),
+            debit_id,
+            credit_id,
+            request.amount_fen,
+            LEDGER_CNY,
+            _TRANSFER_CODE[request.kind],
+            user_data_128=request.user_id,
+        )
+
+    def _send_or_raise(self, transfers: list[Transfer]) -> None:
+        for result, transfer in zip(
+            self._ledger.create_transfers(transfers), transfers, strict=True
+        ):
+            _require_applied(result, transfer)
+
+    def _create_account(self, account: Account) -> None:
+        (result,) = self._ledger.create_accounts([account])
+        if result not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
+            raise LedgerRefused(f"account {account.id:032x}: {result.value}")
+
+    def _linked_account(self, user_id: int, linked_account_id: int) -> _Link:
+        query = sa.select(linked_bank_accounts.c.bank_code, linked_bank_accounts.c.agreement).where(
+            linked_bank_accounts.c.id == _key(linked_account_id),
+            linked_bank_accounts.c.user_id == _key(user_id),
+        )
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            raise LinkedBankAccountNotFound(
+                f"the user has no linked bank account {linked_account_id:032x}"
+            )
+        return _Link(row.bank_code, row.agreement)
+
+    def _user_by_phone(self, phone: str) -> int:
+        user = self._identity.find_by_phone(phone)  # PhoneInvalid
+        if user is None:
+            raise RecipientNotFound(
+                f"no Millet Pay user has the phone number {mask_phone(normalize_phone(phone))}"
+            )
+        return user.id
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        connection = self._engine.connect().execution_options(**{WRITE_LOCK: True})
+        with connection as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+
+# -- pure helpers -------------------------------------------------------------------
+
+
+def _key(value: int) -> bytes:
+    return value.to_bytes(16, "big")
+
+
+def _with(transfer: Transfer, **changes: Any) -> Transfer:
+    return dataclasses.replace(transfer, **changes)
+
+
+def _require_applied(result: CreateTransferResult, transfer: Transfer) -> None:
+    if result not in _APPLIED:
+        raise LedgerRefused(f"transfer {transfer.id:032x}: {result.value}")
+
+
+def _reference(request: _Request) -> str:
+    """The bank reference of an operation: the same for every retry of it."""
+    return f"{transfer_id(request.user_id, request.kind, request.idempotency_key, _LEG_MOVE):032x}"
+
+
+def _check_amount(amount_fen: object) -> None:
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool):
+        raise AmountInvalid(f"amount_fen must be an int of fen, got {type(amount_fen).__name__}")
+    if not 0 < amount_fen <= AMOUNT_FEN_MAX:
+        raise AmountInvalid(f"amount_fen must be between 1 and {AMOUNT_FEN_MAX}, got {amount_fen}")
+
+
+def _check_idempotency_key(key: object) -> None:
+    ok = isinstance(key, str) and 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX
+    if not (ok and isinstance(key, str) and key.isascii() and key.isprintable()):
+        raise IdempotencyKeyInvalid(
+            f"an idempotency key is 1 to {IDEMPOTENCY_KEY_CHARS_MAX} printable ASCII characters"
+        )
+
+
+def _find_operation(conn: sa.Connection, user_key: bytes, idempotency_key: str) -> Any:
+    ops = wallet_operations.c
+    query = sa.select(wallet_operations).where(
+        ops.user_id == user_key, ops.idempotency_key == idempotency_key
+    )
+    return conn.execute(query).one_or_none()
+
+
+def _check_same_request(row: Any, request: _Request) -> None:
+    linked = _key(request.linked_account_id) if request.linked_account_id is not None else None
+    counterparty = (
+        _key(request.counterparty_user_id) if request.counterparty_user_id is not None else None
+    )
+    same = (
+        row.kind == request.kind.value
+        and row.amount_fen == request.amount_fen
+        and row.linked_account_id == linked
+        and row.counterparty_user_id == counterparty
+    )
+    if not same:
+        raise IdempotencyKeyReused(
+            f"idempotency key {request.idempotency_key!r} was used for a {row.kind} of "
+            f"{row.amount_fen} fen; a different operation needs a new key"
+        )
+
+
+def _usage(conn: sa.Connection, request: _Request, tier: KycTier | None, now_ns: int) -> Usage:
+    ops = wallet_operations.c
+    counted = sa.and_(ops.user_id == _key(request.user_id), ops.status.in_(_COUNTED))
+    total = sa.func.coalesce(sa.func.sum(ops.amount_fen), 0)
+    today = sa.select(total).where(
+        counted, ops.kind == request.kind.value, ops.created_at >= periods.day_start_ns(now_ns)
+    )
+    window_start_ns = now_ns - VELOCITY_WINDOW_S * NS_PER_S
+    recent = sa.select(sa.func.count()).where(counted, ops.created_at > window_start_ns)
+    year = limit_period_of(tier, now_ns) if tier is not None else None
+    period_start_ns = periods.year_start_ns(year) if year is not None else 0
+    balance_kinds = [k.value for k in OperationKind if counts_as_balance_payment(k)]
+    tier_spent = sa.select(total).where(
+        counted, ops.kind.in_(balance_kinds), ops.created_at >= period_start_ns
+    )
+    return Usage(
+        today_fen=int(conn.execute(today).scalar_one()),
+        operations_last_window=int(conn.execute(recent).scalar_one()),
+        tier_period_fen=int(conn.execute(tier_spent).scalar_one()),
+    )
+
+
+def _new_row(op_id: int, request: _Request, decision: Decision, now_ns: int) -> dict[str, Any]:
+    return {
+        "id": _key(op_id),
+        "user_id": _key(request.user_id),
+        "idempotency_key": request.idempotency_key,
+        "kind": request.kind.value,
+        "amount_fen": request.amount_fen,
+        "linked_account_id": (
+            _key(request.linked_account_id) if request.linked_account_id is not None else None
+        ),
+        "counterparty_user_id": (
+            _key(request.counterparty_user_id) if request.counterparty_user_id is not None else None
+        ),
+        "status": (
+            OperationStatus.PENDING if decision.approved else OperationStatus.DECLINED
+        ).value,
+        "decline_code": decision.code.value if decision.code is not None else None,
+        "decline_limit": None if decision.approved else decision.limit,
+        "decline_remaining": None if decision.approved else decision.remaining,
+        "decline_reason": None,
+        "created_at": now_ns,
+    }
+
+
+def _outcome(row: Any) -> Outcome:
+    return Outcome(
+        int.from_bytes(row.id, "big"),
+        OperationKind(row.kind),
+        row.amount_fen,
+        OperationStatus(row.status),
+        row.decline_code,
+        row.decline_limit,
+        row.decline_remaining,
+        row.decline_reason,
+    )
+
+
+def _history_item(row: Any, user_key: bytes) -> HistoryItem:
+    kind = OperationKind(row.kind)
+    incoming = kind is OperationKind.TOP_UP or row.user_id != user_key
+    return HistoryItem(
+        int.from_bytes(row.id, "big"),
+        kind,
+        incoming,
+        row.amount_fen,
+        OperationStatus(row.status),
+        row.decline_code,
+        row.created_at,
+    )
+
+
+def _encode_cursor(op_id: bytes) -> str:
+    return base64.urlsafe_b64encode(op_id).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise CursorInvalid("the cursor is not one this service gave out")
+    return raw
+
+
+def _mask_account_number(number: str) -> str:
+    return number[:4] + "*" * (len(number) - 8) + number[-4:]
