@@ -1,5 +1,6 @@
 """The wallet: a user's stored-value balance on the CNY ledger, linked bank accounts,
-top-up, withdrawal and P2P, each checked by `risk` first; history and statements.
+top-up, withdrawal and P2P, each checked by `risk` first; history and statements; coins
+on a ledger of their own, spent only on digital goods.
 
 The wallet moves money only through ledger transfers and a `BankGateway`; it never
 imports `api`, `sim` or `cli`.
@@ -7,14 +8,33 @@ imports `api`, `sim` or `cli`.
 
 from milletpay.wallet.accounts import (
     CHART,
+    FEN_PER_COIN,
     LEDGER_CNY,
+    LEDGER_COINS,
     PARTNER_BANKS,
     AccountCode,
     TransferCode,
+    coin_purse_account_id,
     settlement_account_id,
     wallet_account_id,
 )
 from milletpay.wallet.bank import BankAnswer, BankGateway, LinkAnswer, SimulatedBankGateway
+from milletpay.wallet.coins import (
+    AMOUNT_COINS_MAX,
+    MERCHANTS,
+    CoinDeclineCode,
+    CoinLiability,
+    CoinMerchant,
+    CoinMerchantNotDigitalGoods,
+    CoinMerchantShutDown,
+    CoinMerchantUnknown,
+    CoinOutcome,
+    CoinService,
+    CoinSpendNotFound,
+    CoinSpendNotFulfillable,
+    MerchantCategory,
+    ShutdownRefund,
+)
 from milletpay.wallet.errors import (
     AmountInvalid,
     BankAccountLinkDeclined,
@@ -44,12 +64,17 @@ from milletpay.wallet.service import (
     WalletDeclineCode,
     WalletService,
 )
+from milletpay.wallet.tables import CoinOperationKind, CoinOperationStatus
 
 __all__ = [
+    "AMOUNT_COINS_MAX",
     "CHART",
+    "FEN_PER_COIN",
     "HISTORY_PAGE_LIMIT_MAX",
     "IDEMPOTENCY_KEY_CHARS_MAX",
     "LEDGER_CNY",
+    "LEDGER_COINS",
+    "MERCHANTS",
     "PARTNER_BANKS",
     "AccountCode",
     "AmountInvalid",
@@ -59,6 +84,18 @@ __all__ = [
     "BankAnswer",
     "BankGateway",
     "BankUnknown",
+    "CoinDeclineCode",
+    "CoinLiability",
+    "CoinMerchant",
+    "CoinMerchantNotDigitalGoods",
+    "CoinMerchantShutDown",
+    "CoinMerchantUnknown",
+    "CoinOperationKind",
+    "CoinOperationStatus",
+    "CoinOutcome",
+    "CoinService",
+    "CoinSpendNotFound",
+    "CoinSpendNotFulfillable",
     "CursorInvalid",
     "HistoryItem",
     "HistoryPage",
@@ -68,18 +105,21 @@ __all__ = [
     "LinkAnswer",
     "LinkedBankAccount",
     "LinkedBankAccountNotFound",
+    "MerchantCategory",
     "MonthInvalid",
     "OperationStatus",
     "Outcome",
     "PageLimitInvalid",
     "RecipientIsSender",
     "RecipientNotFound",
+    "ShutdownRefund",
     "SimulatedBankGateway",
     "Statement",
     "TransferCode",
     "WalletDeclineCode",
     "WalletError",
     "WalletService",
+    "coin_purse_account_id",
     "settlement_account_id",
     "wallet_account_id",
 ]

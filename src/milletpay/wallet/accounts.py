@@ -1,4 +1,4 @@
-"""The wallet's chart of accounts on the CNY ledger, and how ids are derived.
+"""The wallet's chart of accounts on the CNY and coin ledgers, and how ids are derived.
 
 Every id is derived, never drawn: an account's id from (account code, owner), a
 transfer's id from (user, operation kind, idempotency key, leg). So a retry of an
@@ -17,6 +17,11 @@ from milletpay.ledger import U128_MAX, AccountFlags
 
 #: The CNY ledger is numbered by the currency's ISO 4217 numeric code (156).
 LEDGER_CNY = CURRENCIES["CNY"][0]
+#: Millet coins have a ledger of their own (the demo's number): a transfer never crosses
+#: ledgers, so a coin purchase is one linked batch with a leg on each.
+LEDGER_COINS = 900_001
+#: What one coin costs: 1 coin = 1 CNY = 100 fen; coins have no minor unit.
+FEN_PER_COIN = 100
 
 #: The partner banks Millet Pay settles with: one settlement account each.
 PARTNER_BANKS: tuple[str, ...] = ("ICBC", "CCB", "ABC", "BOC", "CMB", "PRB")
@@ -25,12 +30,19 @@ PARTNER_BANKS: tuple[str, ...] = ("ICBC", "CCB", "ABC", "BOC", "CMB", "PRB")
 class AccountCode(enum.IntEnum):
     WALLET = 1  # what Millet Pay owes a user: their stored-value balance
     SETTLEMENT = 2  # Millet Pay's money at a partner bank
+    COIN_SALES = 5  # what Millet Pay has taken for coins sold (CNY)
+    COINS_ISSUED = 6  # coins outstanding: Millet Pay's coin liability (debit side)
+    COIN_PURSE = 7  # a user's coins
 
 
 class TransferCode(enum.IntEnum):
     TOP_UP = 1
     P2P = 2
+    COIN_PURCHASE = 6  # CNY leg of a coin purchase (6 and 7 are the demo's codes too)
+    COIN_ISSUE = 7  # coin leg of a coin purchase
     WITHDRAWAL = 8
+    COIN_SPEND = 9  # coins back to the issuer for digital goods
+    COIN_SHUTDOWN_REFUND = 10  # coins re-issued for an unfulfilled spend at a closed service
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,7 @@ class AccountKind:
     code: AccountCode
     name: str
     flags: AccountFlags
+    ledger: int = LEDGER_CNY
 
 
 #: The chart: one row per account code. Wallets keep balance history for statements.
@@ -49,6 +62,16 @@ CHART: dict[AccountCode, AccountKind] = {
     ),
     AccountCode.SETTLEMENT: AccountKind(
         AccountCode.SETTLEMENT, "settlement at bank", AccountFlags.NONE
+    ),
+    AccountCode.COIN_SALES: AccountKind(AccountCode.COIN_SALES, "coin sales", AccountFlags.NONE),
+    AccountCode.COINS_ISSUED: AccountKind(
+        AccountCode.COINS_ISSUED, "coins issued", AccountFlags.NONE, LEDGER_COINS
+    ),
+    AccountCode.COIN_PURSE: AccountKind(
+        AccountCode.COIN_PURSE,
+        "coin purse",
+        AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY,
+        LEDGER_COINS,
     ),
 }
 
@@ -70,6 +93,16 @@ def wallet_account_id(user_id: int) -> int:
 def settlement_account_id(bank_code: str) -> int:
     assert bank_code in PARTNER_BANKS
     return _derive_u128(b"account", bytes([AccountCode.SETTLEMENT]), bank_code.encode())
+
+
+def coin_purse_account_id(user_id: int) -> int:
+    return _derive_u128(b"account", bytes([AccountCode.COIN_PURSE]), user_id.to_bytes(16, "big"))
+
+
+def platform_account_id(code: AccountCode) -> int:
+    """The one account of `code` Millet Pay keeps for itself (coin sales, coins issued)."""
+    assert code in (AccountCode.COIN_SALES, AccountCode.COINS_ISSUED)
+    return _derive_u128(b"account", bytes([code]), b"millet-pay")
 
 
 def transfer_id(user_id: int, kind: str, idempotency_key: str, leg: int) -> int:

@@ -51,6 +51,7 @@ from milletpay.store.engine import WRITE_LOCK
 from milletpay.wallet import periods
 from milletpay.wallet.accounts import (
     CHART,
+    FEN_PER_COIN,
     LEDGER_CNY,
     PARTNER_BANKS,
     AccountCode,
@@ -75,7 +76,14 @@ from milletpay.wallet.errors import (
     RecipientIsSender,
     RecipientNotFound,
 )
-from milletpay.wallet.tables import linked_bank_accounts, wallet_operations, wallets
+from milletpay.wallet.tables import (
+    CoinOperationKind,
+    CoinOperationStatus,
+    coin_operations,
+    linked_bank_accounts,
+    wallet_operations,
+    wallets,
+)
 
 IDEMPOTENCY_KEY_CHARS_MAX = 64
 HISTORY_PAGE_LIMIT_MAX = 100
@@ -210,7 +218,7 @@ class WalletService:
     def open_wallet(self, user_id: int) -> int:
         """The user's wallet account id on the CNY ledger, opened on first use."""
         account_id = wallet_account_id(user_id)
-        key = _key(user_id)
+        key = id_bytes(user_id)
         with self._read() as conn:
             query = sa.select(wallets.c.user_id).where(wallets.c.user_id == key)
             if conn.execute(query).first() is not None:
@@ -220,7 +228,11 @@ class WalletService:
         self._create_account(
             Account(account_id, LEDGER_CNY, kind.code, kind.flags, user_data_128=user_id)
         )
-        row = {"user_id": key, "account_id": _key(account_id), "created_at": self._clock.now_ns()}
+        row = {
+            "user_id": key,
+            "account_id": id_bytes(account_id),
+            "created_at": self._clock.now_ns(),
+        }
         with self._write() as conn:  # the ledger account first: a wallet row always has one
             query = sa.select(wallets.c.user_id).where(wallets.c.user_id == key)
             if conn.execute(query).first() is None:
@@ -253,8 +265,8 @@ class WalletService:
             raise BankAccountLinkDeclined(f"{bank_code} {masked}: {answer.reason}")
         link_id = self._ids.next_id()
         row = {
-            "id": _key(link_id),
-            "user_id": _key(user_id),
+            "id": id_bytes(link_id),
+            "user_id": id_bytes(user_id),
             "bank_code": bank_code,
             "account_masked": masked,
             "agreement": answer.agreement,
@@ -355,7 +367,7 @@ class WalletService:
         `next_cursor` of the previous page."""
         if not 1 <= limit <= HISTORY_PAGE_LIMIT_MAX:
             raise PageLimitInvalid(f"limit must be between 1 and {HISTORY_PAGE_LIMIT_MAX}")
-        key = _key(user_id)
+        key = id_bytes(user_id)
         ops = wallet_operations.c
         mine = ops.user_id == key
         received = sa.and_(
@@ -401,7 +413,7 @@ class WalletService:
     def _prepare(self, request: _Request) -> _Link | None:
         """Check the request's input and open the user's wallet; the linked account, if any."""
         _check_amount(request.amount_fen)
-        _check_idempotency_key(request.idempotency_key)
+        check_idempotency_key(request.idempotency_key)
         self.open_wallet(request.user_id)
         if request.linked_account_id is None:
             return None
@@ -411,7 +423,7 @@ class WalletService:
         """The operation's row: the earlier attempt under this key, else a new row,
         `pending` if risk approves, `declined` naming the limit if not."""
         tier = self._identity.current_tier(request.user_id)
-        key = _key(request.user_id)
+        key = id_bytes(request.user_id)
         with self._write() as conn:
             lock = sa.select(wallets.c.user_id).where(wallets.c.user_id == key).with_for_update()
             conn.execute(lock).one()  # one writer per user at a time: the limits see every row
@@ -466,8 +478,8 @@ class WalletService:
 
     def _linked_account(self, user_id: int, linked_account_id: int) -> _Link:
         query = sa.select(linked_bank_accounts.c.bank_code, linked_bank_accounts.c.agreement).where(
-            linked_bank_accounts.c.id == _key(linked_account_id),
-            linked_bank_accounts.c.user_id == _key(user_id),
+            linked_bank_accounts.c.id == id_bytes(linked_account_id),
+            linked_bank_accounts.c.user_id == id_bytes(user_id),
         )
         with self._read() as conn:
             row = conn.execute(query).one_or_none()
@@ -500,7 +512,8 @@ class WalletService:
 # -- pure helpers -------------------------------------------------------------------
 
 
-def _key(value: int) -> bytes:
+def id_bytes(value: int) -> bytes:
+    """A 128-bit id as the 16 big-endian bytes the wallet tables store."""
     return value.to_bytes(16, "big")
 
 
@@ -525,7 +538,7 @@ def _check_amount(amount_fen: object) -> None:
         raise AmountInvalid(f"amount_fen must be between 1 and {AMOUNT_FEN_MAX}, got {amount_fen}")
 
 
-def _check_idempotency_key(key: object) -> None:
+def check_idempotency_key(key: object) -> None:
     ok = isinstance(key, str) and 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX
     if not (ok and isinstance(key, str) and key.isascii() and key.isprintable()):
         raise IdempotencyKeyInvalid(
@@ -542,9 +555,9 @@ def _find_operation(conn: sa.Connection, user_key: bytes, idempotency_key: str) 
 
 
 def _check_same_request(row: Any, request: _Request) -> None:
-    linked = _key(request.linked_account_id) if request.linked_account_id is not None else None
+    linked = id_bytes(request.linked_account_id) if request.linked_account_id is not None else None
     counterparty = (
-        _key(request.counterparty_user_id) if request.counterparty_user_id is not None else None
+        id_bytes(request.counterparty_user_id) if request.counterparty_user_id is not None else None
     )
     same = (
         row.kind == request.kind.value
@@ -561,7 +574,7 @@ def _check_same_request(row: Any, request: _Request) -> None:
 
 def _usage(conn: sa.Connection, request: _Request, tier: KycTier | None, now_ns: int) -> Usage:
     ops = wallet_operations.c
-    counted = sa.and_(ops.user_id == _key(request.user_id), ops.status.in_(_COUNTED))
+    counted = sa.and_(ops.user_id == id_bytes(request.user_id), ops.status.in_(_COUNTED))
     total = sa.func.coalesce(sa.func.sum(ops.amount_fen), 0)
     today = sa.select(total).where(
         counted, ops.kind == request.kind.value, ops.created_at >= periods.day_start_ns(now_ns)
@@ -574,25 +587,43 @@ def _usage(conn: sa.Connection, request: _Request, tier: KycTier | None, now_ns:
     tier_spent = sa.select(total).where(
         counted, ops.kind.in_(balance_kinds), ops.created_at >= period_start_ns
     )
+    # Coins bought from the balance are balance payments too, and operations all the same.
+    coins = coin_operations.c
+    coins_counted = sa.and_(
+        coins.user_id == id_bytes(request.user_id),
+        coins.status.in_((CoinOperationStatus.PENDING.value, CoinOperationStatus.COMPLETED.value)),
+    )
+    coins_recent = sa.select(sa.func.count()).where(
+        coins_counted, coins.created_at > window_start_ns
+    )
+    coins_bought = sa.select(sa.func.coalesce(sa.func.sum(coins.amount_coins), 0)).where(
+        coins_counted,
+        coins.kind == CoinOperationKind.PURCHASE_FROM_BALANCE.value,
+        coins.created_at >= period_start_ns,
+    )
     return Usage(
         today_fen=int(conn.execute(today).scalar_one()),
-        operations_last_window=int(conn.execute(recent).scalar_one()),
-        tier_period_fen=int(conn.execute(tier_spent).scalar_one()),
+        operations_last_window=int(conn.execute(recent).scalar_one())
+        + int(conn.execute(coins_recent).scalar_one()),
+        tier_period_fen=int(conn.execute(tier_spent).scalar_one())
+        + int(conn.execute(coins_bought).scalar_one()) * FEN_PER_COIN,
     )
 
 
 def _new_row(op_id: int, request: _Request, decision: Decision, now_ns: int) -> dict[str, Any]:
     return {
-        "id": _key(op_id),
-        "user_id": _key(request.user_id),
+        "id": id_bytes(op_id),
+        "user_id": id_bytes(request.user_id),
         "idempotency_key": request.idempotency_key,
         "kind": request.kind.value,
         "amount_fen": request.amount_fen,
         "linked_account_id": (
-            _key(request.linked_account_id) if request.linked_account_id is not None else None
+            id_bytes(request.linked_account_id) if request.linked_account_id is not None else None
         ),
         "counterparty_user_id": (
-            _key(request.counterparty_user_id) if request.counterparty_user_id is not None else None
+            id_bytes(request.counterparty_user_id)
+            if request.counterparty_user_id is not None
+            else None
         ),
         "status": (
             OperationStatus.PENDING if decision.approved else OperationStatus.DECLINED

@@ -3,6 +3,8 @@ migration `store/migrations/versions/0005_wallet.py`)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import sqlalchemy as sa
 
 wallets = sa.table(
@@ -36,3 +38,39 @@ wallet_operations = sa.table(
     sa.column("decline_reason", sa.String()),
     sa.column("created_at", sa.BigInteger()),
 )
+
+coin_operations = sa.table(
+    "coin_operations",
+    sa.column("id", sa.LargeBinary()),
+    sa.column("user_id", sa.LargeBinary()),
+    sa.column("idempotency_key", sa.String()),
+    sa.column("kind", sa.String()),
+    sa.column("amount_coins", sa.BigInteger()),
+    sa.column("merchant_id", sa.String()),
+    sa.column("linked_account_id", sa.LargeBinary()),
+    sa.column("status", sa.String()),
+    sa.column("fulfilled", sa.Boolean()),
+    sa.column("decline_code", sa.String()),
+    sa.column("decline_limit", sa.BigInteger()),
+    sa.column("decline_remaining", sa.BigInteger()),
+    sa.column("decline_reason", sa.String()),
+    sa.column("created_at", sa.BigInteger()),
+)
+coin_merchant_shutdowns = sa.table(
+    "coin_merchant_shutdowns",
+    sa.column("merchant_id", sa.String()),
+    sa.column("shut_down_at", sa.BigInteger()),
+)
+
+
+class CoinOperationKind(StrEnum):
+    PURCHASE_FROM_BALANCE = "purchase_balance"
+    PURCHASE_BY_CARD = "purchase_card"
+    SPEND = "spend"
+
+
+class CoinOperationStatus(StrEnum):
+    PENDING = "pending"  # recorded, not yet moved: a retry finishes it
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    REFUNDED = "refunded"  # a spend returned to the purse when its merchant shut down
