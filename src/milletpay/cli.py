@@ -135,5 +135,26 @@ def bench_ledger(
         Console().print_json(json.dumps(result))
 
 
+@bench_app.command("wallet")
+def bench_wallet(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    users: Annotated[int, typer.Option(help="Users prepared with a topped-up wallet.")] = 256,
+    clients: Annotated[int, typer.Option(help="Concurrent HTTP clients.")] = 32,
+    transfers: Annotated[int, typer.Option(help="P2P transfers to send at most.")] = 4_000,
+    duration: Annotated[float, typer.Option(help="Seconds to send for at most.")] = 60.0,
+) -> None:
+    """P2P transfers per second through the HTTP API on 127.0.0.1 (fresh SQLite file)."""
+    from milletpay.sim.bench_wallet import WalletBenchConfig, run_wallet_bench
+
+    config = WalletBenchConfig(
+        users=users, clients=clients, transfers=transfers, duration_s=duration
+    )
+    result = run_wallet_bench(config)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print_json(json.dumps(result))
+
+
 def main() -> None:
     app()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from milletpay import __version__
-from milletpay.api import users
+from milletpay.api import users, wallet
 from milletpay.api.errors import error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
@@ -20,7 +20,10 @@ from milletpay.core.clock import Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.identity import IdentityService, PinHashing, SimulatedSms, SmsChannel
 from milletpay.identity.devices import DeviceRegistry
+from milletpay.identity.quickpay import QuickPay
+from milletpay.ledger import Ledger
 from milletpay.store import create_engine, resolve_database_url, upgrade
+from milletpay.wallet import BankGateway, SimulatedBankGateway, WalletService
 
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
@@ -33,9 +36,11 @@ def create_app(
     keyring: KeyRing | None = None,
     sms: SmsChannel | None = None,
     pin_hashing: PinHashing | None = None,
+    bank_gateway: BankGateway | None = None,
 ) -> FastAPI:
     """The API on the database at `database_url`; the keyword arguments replace the
-    production parts (system clock, key ring from the environment, the SMS gateway)."""
+    production parts (system clock, key ring from the environment, the SMS gateway, the
+    bank gateway: a `SimulatedBankGateway` until the banks exist)."""
     url = resolve_database_url(database_url)
     engine = create_engine(url)
     upgrade(engine)
@@ -55,6 +60,12 @@ def create_app(
     )
     app.state.devices = DeviceRegistry(engine, clock)
     app.state.sessions = SessionTokens(keyring, clock)
+    app.state.quick_pay = QuickPay(engine, clock)
+    app.state.ledger = Ledger(engine, clock)  # the same database as everything else
+    app.state.bank = bank_gateway or SimulatedBankGateway()
+    app.state.wallet = WalletService(
+        app.state.ledger, app.state.identity, engine, clock, app.state.bank
+    )
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -81,4 +92,5 @@ def create_app(
 
     app.include_router(v1)
     app.include_router(users.router)
+    app.include_router(wallet.router)
     return app

@@ -1,0 +1,409 @@
+"""Wallet endpoints: balance, linked bank accounts, top-up, withdrawal, P2P, history and
+monthly statements.
+
+Every path is under /v1/me, so a request acts on the signed-in user's wallet only. The
+three operations that move money each require an `Idempotency-Key` header and run
+through `IdempotencyStore.run` (scoped to the user); the key is also the wallet's
+idempotency key, so a retry answers the same and moves money once. Each also requires an
+approval, checked before the key is claimed: the payment PIN (`pin`), or a quick-pay
+assertion (`quick_pay_assertion`) from the bound phone, answering a challenge from
+`POST /v1/me/quick-pay/challenges` for exactly this key, kind, target and amount. Every
+request, retries included, carries its own approval. A decline is 402 with the code of
+the limit (or reason) that declined it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, Field
+
+from milletpay.api.errors import ApiError
+from milletpay.api.idempotency import IdempotencyStore, check_key, request_hash
+from milletpay.api.users import Identity, SignedIn
+from milletpay.core.errors import MilletError
+from milletpay.core.money import Money
+from milletpay.identity import IdentityService, PinStatus
+from milletpay.identity.phone import normalize_phone
+from milletpay.identity.quickpay import Payment, QuickPay
+from milletpay.risk import DeclineCode
+from milletpay.wallet import (
+    LinkedBankAccountNotFound,
+    Outcome,
+    RecipientNotFound,
+    WalletService,
+)
+from milletpay.wallet.tables import linked_bank_accounts
+
+router = APIRouter(prefix="/v1/me", tags=["wallet"])
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def wallet_service(request: Request) -> WalletService:
+    service: WalletService = request.app.state.wallet
+    return service
+
+
+def quick_pay(request: Request) -> QuickPay:
+    service: QuickPay = request.app.state.quick_pay
+    return service
+
+
+def idempotency_store(request: Request) -> IdempotencyStore:
+    store: IdempotencyStore = request.app.state.idempotency
+    return store
+
+
+Wallet = Annotated[WalletService, Depends(wallet_service)]
+Idempotency = Annotated[IdempotencyStore, Depends(idempotency_store)]
+QuickPays = Annotated[QuickPay, Depends(quick_pay)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def cny_text(amount_fen: int) -> str:
+    """Fen as CNY text with two decimals: 1234 -> "12.34"."""
+    sign = "-" if amount_fen < 0 else ""
+    whole, fen = divmod(abs(amount_fen), 100)
+    return f"{sign}{whole}.{fen:02d}"
+
+
+class BankLink(BaseModel):
+    bank_code: str = Field(min_length=1, max_length=16, examples=["ICBC"])
+    account_number: str = Field(min_length=1, max_length=40)
+
+
+class Approval(BaseModel):
+    """How the user approves moving money: the PIN, or a quick-pay assertion."""
+
+    pin: str | None = Field(default=None, min_length=1, max_length=12)
+    quick_pay_assertion: dict[str, Any] | None = None
+
+
+class BankMovement(Approval):
+    bank_account_id: str = Field(min_length=1, max_length=64)
+    amount_fen: int = Field(gt=0)
+
+
+class P2pTransfer(Approval):
+    recipient_phone: str = Field(min_length=1, max_length=32)
+    amount_fen: int = Field(gt=0)
+
+
+class QuickPayChallenge(BaseModel):
+    """The payment a quick-pay challenge is for: the same Idempotency-Key, kind, target
+    (`recipient_phone` for P2P, `bank_account_id` otherwise) and amount as the request
+    that will carry the assertion."""
+
+    device_id: str = Field(min_length=1, max_length=64)
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    kind: Literal["top_up", "withdrawal", "p2p"]
+    amount_fen: int = Field(gt=0)
+    recipient_phone: str | None = Field(default=None, min_length=1, max_length=32)
+    bank_account_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+def _balance_json(service: WalletService, user_id: int) -> dict[str, Any]:
+    balance = service.balance(user_id)
+    return {
+        "currency": "CNY",
+        "posted_fen": balance.posted_fen,
+        "available_fen": balance.available_fen,
+        "posted": cny_text(balance.posted_fen),
+        "available": cny_text(balance.available_fen),
+    }
+
+
+def _linked_id(text: str) -> int:
+    if not _HEX_ID.match(text):
+        raise ApiError(404, "linked_bank_account_not_found", "no such linked bank account")
+    return int(text, 16)
+
+
+def _check_pin(service: IdentityService, user_id: int, attempt: str) -> None:
+    check = service.check_pin(user_id, attempt)
+    if check.status is PinStatus.OK:
+        return
+    raise ApiError(
+        403 if check.status is PinStatus.LOCKED else 400,
+        str(check.status),
+        f"PIN check: {check.status} ({check.tries_left} tries left); nothing was moved",
+        "pin",
+    )
+
+
+def _payment(key: str, kind: str, target: str, amount_fen: int) -> Payment:
+    """What a quick-pay approval is for: this key's operation, target and amount."""
+    if kind == "p2p":
+        target = normalize_phone(target)
+    return Payment(key, f"{kind}:{target}", Money(amount_fen, "CNY"))
+
+
+def _approve(
+    request: Request,
+    identity: IdentityService,
+    user_id: int,
+    key: str,
+    body: BankMovement | P2pTransfer,
+) -> None:
+    """The PIN or the quick-pay assertion approves this very payment, or ApiError."""
+    if (body.pin is None) == (body.quick_pay_assertion is None):
+        raise ApiError(
+            400,
+            "approval_required",
+            "moving money needs exactly one of `pin` or `quick_pay_assertion`",
+            "pin",
+        )
+    if body.pin is not None:
+        _check_pin(identity, user_id, body.pin)
+        return
+    if isinstance(body, P2pTransfer):
+        payment = _payment(key, "p2p", body.recipient_phone, body.amount_fen)
+    else:
+        kind = "top_up" if request.url.path.endswith("/top-ups") else "withdrawal"
+        payment = _payment(key, kind, body.bank_account_id, body.amount_fen)
+    service: QuickPay = request.app.state.quick_pay
+    try:
+        service.finish_payment(user_id, payment, json.dumps(body.quick_pay_assertion))
+    except MilletError as error:
+        raise ApiError(
+            403, error.code, f"quick pay refused: {error.message}", "quick_pay_assertion"
+        ) from None
+
+
+def _outcome_answer(outcome: Outcome) -> tuple[int, dict[str, Any]]:
+    """201 with the operation, or 402 naming what declined it."""
+    if outcome.decline_code is None:
+        return 201, {
+            "operation_id": f"{outcome.operation_id:032x}",
+            "kind": str(outcome.kind),
+            "amount_fen": outcome.amount_fen,
+            "amount": cny_text(outcome.amount_fen),
+            "status": str(outcome.status),
+        }
+    code = outcome.decline_code
+    error: dict[str, Any] = {
+        "code": code,
+        "message": f"declined: {code}",
+        "field": "amount_fen",
+        "operation_id": f"{outcome.operation_id:032x}",
+    }
+    if code == DeclineCode.VELOCITY_EXCEEDED:
+        error["message"] = (
+            f"declined: {code}: at most {outcome.limit} operations an hour "
+            f"({outcome.remaining} left)"
+        )
+        error["limit_operations"] = outcome.limit
+        error["remaining_operations"] = outcome.remaining
+        error["field"] = None
+    elif outcome.limit is not None:
+        remaining = outcome.remaining if outcome.remaining is not None else 0
+        error["message"] = (
+            f"declined: {code}: the limit is {cny_text(outcome.limit)} CNY, "
+            f"{cny_text(remaining)} CNY remains"
+        )
+        error["limit_fen"] = outcome.limit
+        error["remaining_fen"] = remaining
+    elif outcome.reason is not None:
+        error["message"] = f"declined: {code} ({outcome.reason})"
+        error["reason"] = outcome.reason
+    return 402, {"error": error}
+
+
+def _move(
+    request: Request,
+    signed_in: SignedIn,
+    identity: Identity,
+    store: Idempotency,
+    key: str | None,
+    body: BankMovement | P2pTransfer,
+    operation: Callable[[str], Outcome],
+) -> Any:
+    """Key present, payment approved, then `operation(key)` once per key."""
+    key = check_key(key)
+    _approve(request, identity, signed_in.user_id, key, body)
+    # The approval is not part of the request's identity: a retry carries a new one.
+    approval = {"pin", "quick_pay_assertion"}
+    canonical = json.dumps(body.model_dump(exclude=approval), sort_keys=True).encode()
+    digest = request_hash(request.method, request.url.path, canonical)
+
+    def handler() -> tuple[int, Any]:
+        try:
+            return _outcome_answer(operation(key))
+        except LinkedBankAccountNotFound as error:
+            raise ApiError(404, error.code, error.message, "bank_account_id") from None
+        except RecipientNotFound as error:
+            raise ApiError(404, error.code, error.message, "recipient_phone") from None
+
+    return store.run(f"{signed_in.user_id:032x}", key, digest, handler)
+
+
+@router.get("/wallet")
+def get_wallet(signed_in: SignedIn, service: Wallet) -> dict[str, Any]:
+    """The balance: posted, and available (less withdrawals in flight), in fen and CNY."""
+    return _balance_json(service, signed_in.user_id)
+
+
+@router.post("/wallet", status_code=201)
+def open_wallet(signed_in: SignedIn, service: Wallet) -> dict[str, Any]:
+    """Open the wallet; opening it again answers the same."""
+    service.open_wallet(signed_in.user_id)
+    return _balance_json(service, signed_in.user_id)
+
+
+@router.post("/bank-accounts", status_code=201)
+def link_bank_account(body: BankLink, signed_in: SignedIn, service: Wallet) -> dict[str, Any]:
+    """Link a bank account in the user's real name; only the masked number is kept."""
+    linked = service.link_bank_account(signed_in.user_id, body.bank_code, body.account_number)
+    return {
+        "id": f"{linked.id:032x}",
+        "bank_code": linked.bank_code,
+        "account_masked": linked.account_masked,
+    }
+
+
+@router.get("/bank-accounts")
+def list_bank_accounts(request: Request, signed_in: SignedIn) -> list[dict[str, Any]]:
+    engine: sa.Engine = request.app.state.engine
+    c = linked_bank_accounts.c
+    query = (
+        sa.select(c.id, c.bank_code, c.account_masked)
+        .where(c.user_id == signed_in.user_id.to_bytes(16, "big"))
+        .order_by(c.created_at, c.id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        {"id": bytes(r.id).hex(), "bank_code": r.bank_code, "account_masked": r.account_masked}
+        for r in rows
+    ]
+
+
+@router.post("/top-ups", status_code=201)
+def top_up(
+    body: BankMovement,
+    request: Request,
+    signed_in: SignedIn,
+    identity: Identity,
+    store: Idempotency,
+    service: Wallet,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Move money from a linked bank account into the wallet (PIN and key required)."""
+    linked = _linked_id(body.bank_account_id)
+    return _move(
+        request,
+        signed_in,
+        identity,
+        store,
+        idempotency_key,
+        body,
+        lambda key: service.top_up(signed_in.user_id, linked, body.amount_fen, key),
+    )
+
+
+@router.post("/withdrawals", status_code=201)
+def withdraw(
+    body: BankMovement,
+    request: Request,
+    signed_in: SignedIn,
+    identity: Identity,
+    store: Idempotency,
+    service: Wallet,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Move money from the wallet to a linked bank account (PIN and key required)."""
+    linked = _linked_id(body.bank_account_id)
+    return _move(
+        request,
+        signed_in,
+        identity,
+        store,
+        idempotency_key,
+        body,
+        lambda key: service.withdraw(signed_in.user_id, linked, body.amount_fen, key),
+    )
+
+
+@router.post("/p2p-transfers", status_code=201)
+def p2p_transfer(
+    body: P2pTransfer,
+    request: Request,
+    signed_in: SignedIn,
+    identity: Identity,
+    store: Idempotency,
+    service: Wallet,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Send money from the wallet to the Millet Pay user with that phone number."""
+    return _move(
+        request,
+        signed_in,
+        identity,
+        store,
+        idempotency_key,
+        body,
+        lambda key: service.p2p(signed_in.user_id, body.recipient_phone, body.amount_fen, key),
+    )
+
+
+@router.post("/quick-pay/challenges", status_code=201)
+def quick_pay_challenge(body: QuickPayChallenge, signed_in: SignedIn, service: QuickPays) -> Any:
+    """WebAuthn request options for the bound phone to approve one payment; the request
+    that moves the money then carries the phone's answer as `quick_pay_assertion`."""
+    target = body.recipient_phone if body.kind == "p2p" else body.bank_account_id
+    if target is None:
+        field = "recipient_phone" if body.kind == "p2p" else "bank_account_id"
+        raise ApiError(422, "invalid_request", f"{field}: required for {body.kind}", field)
+    key = check_key(body.idempotency_key)
+    payment = _payment(key, body.kind, target, body.amount_fen)
+    return json.loads(service.begin_payment(signed_in.user_id, body.device_id, payment))
+
+
+@router.get("/history")
+def history(
+    signed_in: SignedIn,
+    service: Wallet,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    """The user's operations newest first; pass `next_cursor` back for the next page."""
+    page = service.history(signed_in.user_id, limit=limit, cursor=cursor)
+    return {
+        "items": [
+            {
+                "operation_id": f"{item.operation_id:032x}",
+                "kind": str(item.kind),
+                "direction": "in" if item.incoming else "out",
+                "amount_fen": item.amount_fen,
+                "amount": cny_text(item.amount_fen),
+                "status": str(item.status),
+                "decline_code": item.decline_code,
+                "created_at_ns": item.created_at_ns,
+            }
+            for item in page.items
+        ],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/statements/{month}")
+def statement(month: str, signed_in: SignedIn, service: Wallet) -> dict[str, Any]:
+    """The statement of a China-time calendar month, `yyyy-mm`."""
+    match = _MONTH.match(month)
+    if match is None:
+        raise ApiError(400, "month_invalid", "a month is written yyyy-mm", "month")
+    result = service.statement(signed_in.user_id, int(match[1]), int(match[2]))
+    names = ("opening", "credits", "debits", "closing")
+    answer: dict[str, Any] = {"month": f"{result.year:04d}-{result.month:02d}", "currency": "CNY"}
+    for name in names:
+        fen = getattr(result, f"{name}_fen")
+        answer[f"{name}_fen"] = fen
+        answer[name] = cny_text(fen)
+    return answer
