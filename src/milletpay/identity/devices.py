@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -38,7 +36,8 @@ from milletpay.core.clock import NS_PER_S, Clock
 from milletpay.core.ids import IdGenerator
 from milletpay.identity.errors import IdentityError, UserNotFound
 from milletpay.identity.tables import users
-from milletpay.store.engine import WRITE_LOCK
+from milletpay.store.engine import read_transaction as read
+from milletpay.store.engine import write_transaction as write
 
 #: Active (bound) devices one user may have at once.
 DEVICES_PER_USER_MAX = 5
@@ -484,19 +483,6 @@ def require_user(conn: sa.Connection, key: bytes) -> str:
     if phone is None:
         raise UserNotFound(f"no user {int.from_bytes(key, 'big'):032x}")
     return str(phone)
-
-
-@contextmanager
-def write(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One write transaction (SQLite: BEGIN IMMEDIATE, so writers queue, never fail)."""
-    with engine.connect().execution_options(**{WRITE_LOCK: True}) as conn, conn.begin():
-        yield conn
-
-
-@contextmanager
-def read(engine: sa.Engine) -> Iterator[sa.Connection]:
-    with engine.connect() as conn, conn.begin():
-        yield conn
 
 
 def _check_can_bind(conn: sa.Connection, key: bytes, device_id: str) -> None:

@@ -50,12 +50,12 @@ from milletpay.identity.devices import (
     credentials,
     devices,
     insert_challenge,
-    read,
     require_user,
     user_key,
-    write,
 )
 from milletpay.identity.errors import IdentityError
+from milletpay.store.engine import read_transaction as read
+from milletpay.store.engine import write_transaction as write
 
 #: Length of a payment id or a payee.
 PAYMENT_TEXT_CHARS_MAX = 128

@@ -8,8 +8,7 @@ the database; the clear ID number never leaves `register`, and is never logged.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -32,7 +31,7 @@ from milletpay.identity.kyc import CLASS_III, Channel, KycTier, tier_of_channels
 from milletpay.identity.phone import mask_phone, normalize_phone
 from milletpay.identity.tables import kyc_verifications, otps, pins, users
 from milletpay.store import create_engine, upgrade
-from milletpay.store.engine import WRITE_LOCK
+from milletpay.store.engine import read_transaction, write_transaction
 
 REAL_NAME_CHARS_MAX = 64
 _AAD_REAL_NAME = b"users.real_name|"
@@ -332,17 +331,11 @@ class IdentityService:
             raise UserNotFound(f"no user {int.from_bytes(key, 'big'):032x}")
         return str(phone)
 
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction (SQLite: BEGIN IMMEDIATE, so writers queue, never fail)."""
-        connection = self._engine.connect().execution_options(**{WRITE_LOCK: True})
-        with connection as conn, conn.begin():
-            yield conn
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        return write_transaction(self._engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self._engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self) -> AbstractContextManager[sa.Connection]:
+        return read_transaction(self._engine)
 
 
 def _key(user_id: int) -> bytes:

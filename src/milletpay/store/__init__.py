@@ -8,8 +8,18 @@ from milletpay.store.engine import (
     DEFAULT_DATABASE_URL,
     create_engine,
     is_sqlite,
+    read_transaction,
     resolve_database_url,
+    write_transaction,
 )
 from milletpay.store.migrate import upgrade
 
-__all__ = ["DEFAULT_DATABASE_URL", "create_engine", "is_sqlite", "resolve_database_url", "upgrade"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "create_engine",
+    "is_sqlite",
+    "read_transaction",
+    "resolve_database_url",
+    "upgrade",
+    "write_transaction",
+]

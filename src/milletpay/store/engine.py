@@ -9,6 +9,8 @@ takes the write lock at BEGIN (BEGIN IMMEDIATE) instead of failing on upgrade.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,18 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One write transaction. On SQLite it begins with BEGIN IMMEDIATE, so concurrent
+    writers queue for the lock (up to the busy timeout) instead of failing mid-way."""
+    with engine.connect().execution_options(**{WRITE_LOCK: True}) as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One read transaction: a consistent snapshot on SQLite (WAL)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn

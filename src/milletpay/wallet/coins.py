@@ -14,8 +14,8 @@ outcome. A retry never moves anything twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -43,7 +43,7 @@ from milletpay.risk import (
     counts_as_balance_payment,
     decide,
 )
-from milletpay.store.engine import WRITE_LOCK
+from milletpay.store.engine import read_transaction, write_transaction
 from milletpay.wallet import periods
 from milletpay.wallet.accounts import (
     CHART,
@@ -479,16 +479,11 @@ class CoinService:
             if result not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
                 raise LedgerRefused(f"account {account.id:032x}: {result.value}")
 
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        connection = self._engine.connect().execution_options(**{WRITE_LOCK: True})
-        with connection as conn, conn.begin():
-            yield conn
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        return write_transaction(self._engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self._engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self) -> AbstractContextManager[sa.Connection]:
+        return read_transaction(self._engine)
 
 
 # -- pure helpers -------------------------------------------------------------------

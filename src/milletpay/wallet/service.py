@@ -16,8 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -47,7 +46,7 @@ from milletpay.risk import (
     counts_as_balance_payment,
     decide,
 )
-from milletpay.store.engine import WRITE_LOCK
+from milletpay.store.engine import read_transaction, write_transaction
 from milletpay.wallet import periods
 from milletpay.wallet.accounts import (
     CHART,
@@ -497,16 +496,11 @@ class WalletService:
             )
         return user.id
 
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        connection = self._engine.connect().execution_options(**{WRITE_LOCK: True})
-        with connection as conn, conn.begin():
-            yield conn
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        return write_transaction(self._engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self._engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self) -> AbstractContextManager[sa.Connection]:
+        return read_transaction(self._engine)
 
 
 # -- pure helpers -------------------------------------------------------------------
