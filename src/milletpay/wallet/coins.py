@@ -22,10 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from milletpay.core.clock import NS_PER_S, Clock
+from milletpay.core.clock import Clock
 from milletpay.core.ids import IdGenerator
 from milletpay.identity import IdentityService
-from milletpay.identity.kyc import KycTier, limit_period_of
+from milletpay.identity.kyc import KycTier
 from milletpay.ledger import (
     BATCH_EVENTS_MAX,
     Account,
@@ -36,15 +36,10 @@ from milletpay.ledger import (
     TransferFlags,
 )
 from milletpay.risk import (
-    VELOCITY_WINDOW_S,
     Decision,
-    OperationKind,
-    Usage,
-    counts_as_balance_payment,
     decide,
 )
 from milletpay.store.engine import read_transaction, write_transaction
-from milletpay.wallet import periods
 from milletpay.wallet.accounts import (
     CHART,
     FEN_PER_COIN,
@@ -72,9 +67,10 @@ from milletpay.wallet.tables import (
     coin_merchant_shutdowns,
     coin_operations,
     linked_bank_accounts,
-    wallet_operations,
     wallets,
 )
+from milletpay.wallet.usage import RISK_KIND_OF_COIN
+from milletpay.wallet.usage import usage as count_usage
 
 #: The most coins one purchase or spend may carry (10^11 coins = 10^13 fen, the wallet's cap).
 AMOUNT_COINS_MAX = 10**11
@@ -129,13 +125,6 @@ class CoinDeclineCode(StrEnum):
     BANK_DECLINED = "bank_declined"
 
 
-#: How `risk` judges a coin purchase: from the balance it is a balance payment (P2P's row,
-#: the one balance-payment kind risk knows); by card it is money in from the bank (top-up's).
-_RISK_KIND = {
-    CoinOperationKind.PURCHASE_FROM_BALANCE: OperationKind.P2P,
-    CoinOperationKind.PURCHASE_BY_CARD: OperationKind.TOP_UP,
-}
-_COUNTED = ("pending", "completed")
 # The legs of an operation: each gets its own derived transfer id, from (user, the
 # operation's kind, its key, leg); a shutdown refund's from the spend's key under its own kind.
 _LEG_CNY, _LEG_COINS = 0, 1
@@ -406,10 +395,10 @@ class CoinService:
     def _decide(
         self, conn: sa.Connection, request: _Request, tier: KycTier | None, now_ns: int
     ) -> Decision | None:
-        risk_kind = _RISK_KIND.get(request.kind)
+        risk_kind = RISK_KIND_OF_COIN.get(request.kind)
         if risk_kind is None:
             return None
-        usage = _usage(conn, request, risk_kind, tier, now_ns)
+        usage = count_usage(conn, id_bytes(request.user_id), risk_kind, tier, now_ns)
         return decide(risk_kind, tier, request.amount_coins * FEN_PER_COIN, usage)
 
     def _check_open(self, conn: sa.Connection, merchant_id: str) -> None:
@@ -595,69 +584,6 @@ def _check_same_request(row: Any, request: _Request) -> None:
             f"idempotency key {request.idempotency_key!r} was used for a coin {row.kind} of "
             f"{row.amount_coins} coins; a different operation needs a new key"
         )
-
-
-def _usage(
-    conn: sa.Connection,
-    request: _Request,
-    risk_kind: OperationKind,
-    tier: KycTier | None,
-    now_ns: int,
-) -> Usage:
-    """What the user has done, over the wallet's operations and coin purchases together:
-    a coin purchase counts with the risk kind it is judged as."""
-    user = id_bytes(request.user_id)
-    same_kinds = [k for k, r in _RISK_KIND.items() if r is risk_kind]
-    balance_kinds = [k for k, r in _RISK_KIND.items() if counts_as_balance_payment(r)]
-    wallet_balance_kinds = [k.value for k in OperationKind if counts_as_balance_payment(k)]
-    year = limit_period_of(tier, now_ns) if tier is not None else None
-    period_start_ns = periods.year_start_ns(year) if year is not None else 0
-    today_ns = periods.day_start_ns(now_ns)
-    window_start_ns = now_ns - VELOCITY_WINDOW_S * NS_PER_S
-    return Usage(
-        today_fen=_fen(conn, user, [risk_kind.value], same_kinds, today_ns),
-        operations_last_window=_count(conn, user, window_start_ns),
-        tier_period_fen=_fen(conn, user, wallet_balance_kinds, balance_kinds, period_start_ns),
-    )
-
-
-def _fen(
-    conn: sa.Connection,
-    user: bytes,
-    wallet_kinds: list[str],
-    coin_kinds: list[CoinOperationKind],
-    since_ns: int,
-) -> int:
-    """Fen of the user's counted wallet operations and coin purchases of these kinds."""
-    w, c = wallet_operations.c, coin_operations.c
-    wallet_fen = sa.select(sa.func.coalesce(sa.func.sum(w.amount_fen), 0)).where(
-        w.user_id == user,
-        w.status.in_(_COUNTED),
-        w.kind.in_(wallet_kinds),
-        w.created_at >= since_ns,
-    )
-    coins = sa.select(sa.func.coalesce(sa.func.sum(c.amount_coins), 0)).where(
-        c.user_id == user,
-        c.status.in_(_COUNTED),
-        c.kind.in_([k.value for k in coin_kinds]),
-        c.created_at >= since_ns,
-    )
-    return int(conn.execute(wallet_fen).scalar_one()) + FEN_PER_COIN * int(
-        conn.execute(coins).scalar_one()
-    )
-
-
-def _count(conn: sa.Connection, user: bytes, after_ns: int) -> int:
-    """The user's counted operations, wallet and coin purchases, after `after_ns`."""
-    w, c = wallet_operations.c, coin_operations.c
-    purchases = [k.value for k in _RISK_KIND]
-    wallet_ops = sa.select(sa.func.count()).where(
-        w.user_id == user, w.status.in_(_COUNTED), w.created_at > after_ns
-    )
-    coin_ops = sa.select(sa.func.count()).where(
-        c.user_id == user, c.status.in_(_COUNTED), c.kind.in_(purchases), c.created_at > after_ns
-    )
-    return int(conn.execute(wallet_ops).scalar_one()) + int(conn.execute(coin_ops).scalar_one())
 
 
 def _new_row(

@@ -23,10 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from milletpay.core.clock import NS_PER_S, Clock
+from milletpay.core.clock import Clock
 from milletpay.core.ids import IdGenerator
 from milletpay.identity import IdentityService
-from milletpay.identity.kyc import KycTier, limit_period_of
 from milletpay.identity.phone import mask_phone, normalize_phone
 from milletpay.ledger import (
     Account,
@@ -39,18 +38,14 @@ from milletpay.ledger import (
     TransferFlags,
 )
 from milletpay.risk import (
-    VELOCITY_WINDOW_S,
     Decision,
     OperationKind,
-    Usage,
-    counts_as_balance_payment,
     decide,
 )
 from milletpay.store.engine import read_transaction, write_transaction
 from milletpay.wallet import periods
 from milletpay.wallet.accounts import (
     CHART,
-    FEN_PER_COIN,
     LEDGER_CNY,
     PARTNER_BANKS,
     AccountCode,
@@ -76,13 +71,11 @@ from milletpay.wallet.errors import (
     RecipientNotFound,
 )
 from milletpay.wallet.tables import (
-    CoinOperationKind,
-    CoinOperationStatus,
-    coin_operations,
     linked_bank_accounts,
     wallet_operations,
     wallets,
 )
+from milletpay.wallet.usage import usage as count_usage
 
 IDEMPOTENCY_KEY_CHARS_MAX = 64
 HISTORY_PAGE_LIMIT_MAX = 100
@@ -112,9 +105,6 @@ class WalletDeclineCode(StrEnum):
 
     INSUFFICIENT_BALANCE = "insufficient_balance"
     BANK_DECLINED = "bank_declined"
-
-
-_COUNTED = (OperationStatus.PENDING.value, OperationStatus.COMPLETED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +422,10 @@ class WalletService:
                 return earlier
             now_ns = self._clock.now_ns()
             decision = decide(
-                request.kind, tier, request.amount_fen, _usage(conn, request, tier, now_ns)
+                request.kind,
+                tier,
+                request.amount_fen,
+                count_usage(conn, id_bytes(request.user_id), request.kind, tier, now_ns),
             )
             row = _new_row(self._ids.next_id(), request, decision, now_ns)
             conn.execute(sa.insert(wallet_operations).values(row))
@@ -564,44 +557,6 @@ def _check_same_request(row: Any, request: _Request) -> None:
             f"idempotency key {request.idempotency_key!r} was used for a {row.kind} of "
             f"{row.amount_fen} fen; a different operation needs a new key"
         )
-
-
-def _usage(conn: sa.Connection, request: _Request, tier: KycTier | None, now_ns: int) -> Usage:
-    ops = wallet_operations.c
-    counted = sa.and_(ops.user_id == id_bytes(request.user_id), ops.status.in_(_COUNTED))
-    total = sa.func.coalesce(sa.func.sum(ops.amount_fen), 0)
-    today = sa.select(total).where(
-        counted, ops.kind == request.kind.value, ops.created_at >= periods.day_start_ns(now_ns)
-    )
-    window_start_ns = now_ns - VELOCITY_WINDOW_S * NS_PER_S
-    recent = sa.select(sa.func.count()).where(counted, ops.created_at > window_start_ns)
-    year = limit_period_of(tier, now_ns) if tier is not None else None
-    period_start_ns = periods.year_start_ns(year) if year is not None else 0
-    balance_kinds = [k.value for k in OperationKind if counts_as_balance_payment(k)]
-    tier_spent = sa.select(total).where(
-        counted, ops.kind.in_(balance_kinds), ops.created_at >= period_start_ns
-    )
-    # Coins bought from the balance are balance payments too, and operations all the same.
-    coins = coin_operations.c
-    coins_counted = sa.and_(
-        coins.user_id == id_bytes(request.user_id),
-        coins.status.in_((CoinOperationStatus.PENDING.value, CoinOperationStatus.COMPLETED.value)),
-    )
-    coins_recent = sa.select(sa.func.count()).where(
-        coins_counted, coins.created_at > window_start_ns
-    )
-    coins_bought = sa.select(sa.func.coalesce(sa.func.sum(coins.amount_coins), 0)).where(
-        coins_counted,
-        coins.kind == CoinOperationKind.PURCHASE_FROM_BALANCE.value,
-        coins.created_at >= period_start_ns,
-    )
-    return Usage(
-        today_fen=int(conn.execute(today).scalar_one()),
-        operations_last_window=int(conn.execute(recent).scalar_one())
-        + int(conn.execute(coins_recent).scalar_one()),
-        tier_period_fen=int(conn.execute(tier_spent).scalar_one())
-        + int(conn.execute(coins_bought).scalar_one()) * FEN_PER_COIN,
-    )
 
 
 def _new_row(op_id: int, request: _Request, decision: Decision, now_ns: int) -> dict[str, Any]:
