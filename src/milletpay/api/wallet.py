@@ -27,6 +27,7 @@ from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import IdempotencyStore, check_key, request_hash
 from milletpay.api.users import Identity, SignedIn
 from milletpay.core.errors import MilletError
+from milletpay.core.ids import id_to_bytes
 from milletpay.core.money import Money
 from milletpay.identity import IdentityService, PinStatus
 from milletpay.identity.phone import normalize_phone
@@ -274,7 +275,7 @@ def list_bank_accounts(request: Request, signed_in: SignedIn) -> list[dict[str, 
     c = linked_bank_accounts.c
     query = (
         sa.select(c.id, c.bank_code, c.account_masked)
-        .where(c.user_id == signed_in.user_id.to_bytes(16, "big"))
+        .where(c.user_id == id_to_bytes(signed_in.user_id))
         .order_by(c.created_at, c.id)
     )
     with engine.connect() as conn:

@@ -39,3 +39,13 @@ class IdGenerator:
                 self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
             self._last_ms = ms
             return (ms << _RANDOM_BITS) | self._last_random
+
+
+def id_to_bytes(value: int) -> bytes:
+    """A 128-bit id as 16 big-endian bytes: how every table stores ids (byte order =
+    numeric order). Raises OverflowError outside [0, 2^128)."""
+    return value.to_bytes(16, "big")
+
+
+def id_from_bytes(data: bytes) -> int:
+    return int.from_bytes(data, "big")

@@ -33,9 +33,9 @@ from webauthn.helpers.structs import (
 )
 
 from milletpay.core.clock import NS_PER_S, Clock
-from milletpay.core.ids import IdGenerator
+from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.identity.errors import IdentityError, UserNotFound
-from milletpay.identity.tables import users
+from milletpay.identity.tables import user_key, users
 from milletpay.store.engine import read_transaction as read
 from milletpay.store.engine import write_transaction as write
 
@@ -294,7 +294,7 @@ class DeviceRegistry:
         with write(self._engine) as conn:
             require_user(conn, key)
             _check_can_bind(conn, key, device.device_id)
-            device_key = self._ids.next_id().to_bytes(16, "big")
+            device_key = id_to_bytes(self._ids.next_id())
             conn.execute(sa.insert(devices).values(_device_row(device_key, key, device)))
             conn.execute(
                 sa.insert(credentials).values(
@@ -427,7 +427,7 @@ def claim_challenge(
         raise ChallengeExpired(f"the challenge expired ({CHALLENGE_TTL_S} s); ask for a new one")
     return Challenge(
         row.challenge,
-        int.from_bytes(row.user_id, "big"),
+        id_from_bytes(row.user_id),
         ChallengePurpose(row.purpose),
         row.device_id,
         row.model,
@@ -467,12 +467,6 @@ def purge_expired_challenges(engine: sa.Engine, clock: Clock) -> int:
 
 
 # -- plumbing -----------------------------------------------------------------------------
-
-
-def user_key(user_id: int) -> bytes:
-    if not 0 <= user_id < 1 << 128:
-        raise UserNotFound(f"user id {user_id} is not a 128-bit id")
-    return user_id.to_bytes(16, "big")
 
 
 def require_user(conn: sa.Connection, key: bytes) -> str:

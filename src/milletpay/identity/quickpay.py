@@ -51,9 +51,9 @@ from milletpay.identity.devices import (
     devices,
     insert_challenge,
     require_user,
-    user_key,
 )
 from milletpay.identity.errors import IdentityError
+from milletpay.identity.tables import user_key
 from milletpay.store.engine import read_transaction as read
 from milletpay.store.engine import write_transaction as write
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from milletpay.core.ids import id_to_bytes
+from milletpay.identity.errors import UserNotFound
+
 users = sa.table(
     "users",
     sa.column("id", sa.LargeBinary()),
@@ -41,3 +44,10 @@ otps = sa.table(
     sa.column("attempts", sa.SmallInteger()),
     sa.column("used_at", sa.BigInteger()),
 )
+
+
+def user_key(user_id: int) -> bytes:
+    """A user id as the identity tables store it; `UserNotFound` if it cannot be one."""
+    if not 0 <= user_id < 1 << 128:
+        raise UserNotFound(f"user id {user_id} is not a 128-bit id")
+    return id_to_bytes(user_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from milletpay.core.clock import NS_PER_S, Clock, SystemClock
-from milletpay.core.ids import IdGenerator
+from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
 from milletpay.identity import national_id, otp, pin
 from milletpay.identity.errors import (
@@ -29,7 +29,7 @@ from milletpay.identity.errors import (
 )
 from milletpay.identity.kyc import CLASS_III, Channel, KycTier, tier_of_channels
 from milletpay.identity.phone import mask_phone, normalize_phone
-from milletpay.identity.tables import kyc_verifications, otps, pins, users
+from milletpay.identity.tables import kyc_verifications, otps, pins, user_key, users
 from milletpay.store import create_engine, upgrade
 from milletpay.store.engine import read_transaction, write_transaction
 
@@ -98,7 +98,7 @@ class IdentityService:
         real_name = _validate_real_name(real_name)
         number = national_id.validate(national_id_number)
         user_id = self._ids.next_id()
-        key = user_id.to_bytes(16, "big")
+        key = id_to_bytes(user_id)
         now_ns = self._clock.now_ns()
         row = {
             "id": key,
@@ -119,7 +119,9 @@ class IdentityService:
 
     def get_user(self, user_id: int) -> User:
         with self._read() as conn:
-            row = conn.execute(sa.select(users).where(users.c.id == _key(user_id))).one_or_none()
+            row = conn.execute(
+                sa.select(users).where(users.c.id == user_key(user_id))
+            ).one_or_none()
         if row is None:
             raise UserNotFound(f"no user {user_id:032x}")
         name = self._keyring.open(row.real_name_sealed, _AAD_REAL_NAME + row.id)
@@ -130,17 +132,17 @@ class IdentityService:
         normalized = normalize_phone(phone)
         with self._read() as conn:
             row = conn.execute(sa.select(users.c.id).where(users.c.phone == normalized)).first()
-        return None if row is None else self.get_user(int.from_bytes(row.id, "big"))
+        return None if row is None else self.get_user(id_from_bytes(row.id))
 
     def national_id_of(self, user_id: int) -> str:
         """The clear ID number, for a counterparty that must receive it (bank card binding)."""
         with self._read() as conn:
             sealed = conn.execute(
-                sa.select(users.c.national_id_sealed).where(users.c.id == _key(user_id))
+                sa.select(users.c.national_id_sealed).where(users.c.id == user_key(user_id))
             ).scalar_one_or_none()
         if sealed is None:
             raise UserNotFound(f"no user {user_id:032x}")
-        return self._keyring.open(sealed, _AAD_NATIONAL_ID + _key(user_id)).decode()
+        return self._keyring.open(sealed, _AAD_NATIONAL_ID + user_key(user_id)).decode()
 
     # -- KYC ------------------------------------------------------------------------
 
@@ -153,7 +155,7 @@ class IdentityService:
         chosen = _channel(channel)
         try:
             with self._write() as conn:
-                return self._record_channel(conn, _key(user_id), chosen)
+                return self._record_channel(conn, user_key(user_id), chosen)
         except sa.exc.IntegrityError:  # a concurrent claim won the unique index
             raise _class_iii_held() from None
 
@@ -190,8 +192,8 @@ class IdentityService:
 
     def verified_channels(self, user_id: int) -> frozenset[Channel]:
         with self._read() as conn:
-            self._require_user(conn, _key(user_id))
-            return _channels(conn, _key(user_id))
+            self._require_user(conn, user_key(user_id))
+            return _channels(conn, user_key(user_id))
 
     def current_tier(self, user_id: int) -> KycTier | None:
         """The user's KYC tier from the channels verified so far; None below Class I."""
@@ -202,7 +204,7 @@ class IdentityService:
     def set_pin(self, user_id: int, new_pin: str) -> None:
         """Set the first PIN; `PinAlreadySet` if there is one (change it by OTP reset)."""
         pin_hash = self._pin_hasher.hash(pin.validate_pin(new_pin))
-        key = _key(user_id)
+        key = user_key(user_id)
         with self._write() as conn:
             self._require_user(conn, key)
             exists = conn.execute(sa.select(pins.c.user_id).where(pins.c.user_id == key)).first()
@@ -212,7 +214,7 @@ class IdentityService:
 
     def check_pin(self, user_id: int, attempt: str) -> pin.PinCheck:
         """`ok`, `pin_wrong` (with tries left), `pin_locked` or `pin_not_set`."""
-        key = _key(user_id)
+        key = user_key(user_id)
         with self._read() as conn:
             self._require_user(conn, key)
             row = conn.execute(sa.select(pins).where(pins.c.user_id == key)).one_or_none()
@@ -242,7 +244,7 @@ class IdentityService:
         any answer but `ok` leaves the PIN as it was.
         """
         pin_hash = self._pin_hasher.hash(pin.validate_pin(new_pin))
-        key = _key(user_id)
+        key = user_key(user_id)
         with self._write() as conn:
             status = self._use_otp(conn, key, otp.OtpPurpose.PIN_RESET, code)
             if status is otp.OtpStatus.OK:
@@ -254,9 +256,9 @@ class IdentityService:
     def send_otp(self, user_id: int, purpose: otp.OtpPurpose | str) -> None:
         """Make a new code for `purpose` (replacing older ones) and text it to the user."""
         chosen = _purpose(purpose)
-        key = _key(user_id)
+        key = user_key(user_id)
         code = otp.new_code()
-        otp_key = _key(self._ids.next_id())
+        otp_key = user_key(self._ids.next_id())
         now_ns = self._clock.now_ns()
         with self._write() as conn:
             phone = self._require_user(conn, key)
@@ -279,7 +281,7 @@ class IdentityService:
         """`ok` once for the newest live code; otherwise why not (see `otp.OtpStatus`)."""
         chosen = _purpose(purpose)
         with self._write() as conn:
-            return self._use_otp(conn, _key(user_id), chosen, code)
+            return self._use_otp(conn, user_key(user_id), chosen, code)
 
     def _use_otp(
         self, conn: sa.Connection, key: bytes, purpose: otp.OtpPurpose, code: str
@@ -336,12 +338,6 @@ class IdentityService:
 
     def _read(self) -> AbstractContextManager[sa.Connection]:
         return read_transaction(self._engine)
-
-
-def _key(user_id: int) -> bytes:
-    if not 0 <= user_id < 1 << 128:
-        raise UserNotFound(f"user id {user_id} is not a 128-bit id")
-    return user_id.to_bytes(16, "big")
 
 
 def _channels(conn: sa.Connection, key: bytes) -> frozenset[Channel]:

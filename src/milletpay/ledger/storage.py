@@ -12,15 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from milletpay.core.ids import id_from_bytes, id_to_bytes
+
 _I63 = 1 << 63
 
 
-def encode_id(value: int) -> bytes:
-    return value.to_bytes(16, "big")
-
-
-def decode_id(value: bytes) -> int:
-    return int.from_bytes(value, "big")
+encode_id = id_to_bytes
+decode_id = id_from_bytes
 
 
 def _encode_u128_sqlite(value: int) -> int | bytes:

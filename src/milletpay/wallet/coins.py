@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from milletpay.core.clock import Clock
-from milletpay.core.ids import IdGenerator
+from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.identity import IdentityService
 from milletpay.identity.kyc import KycTier
 from milletpay.ledger import (
@@ -60,7 +60,7 @@ from milletpay.wallet.errors import (
     LinkedBankAccountNotFound,
     WalletError,
 )
-from milletpay.wallet.service import WalletService, check_idempotency_key, id_bytes
+from milletpay.wallet.service import WalletService, check_idempotency_key
 from milletpay.wallet.tables import (
     CoinOperationKind,
     CoinOperationStatus,
@@ -301,7 +301,7 @@ class CoinService:
     def mark_fulfilled(self, user_id: int, operation_id: int) -> CoinOutcome:
         """The merchant delivered what the spend paid for: it is no longer refundable."""
         ops = coin_operations.c
-        mine = sa.and_(ops.id == id_bytes(operation_id), ops.user_id == id_bytes(user_id))
+        mine = sa.and_(ops.id == id_to_bytes(operation_id), ops.user_id == id_to_bytes(user_id))
         with self._write() as conn:
             row = conn.execute(
                 sa.select(coin_operations).where(mine, ops.kind == CoinOperationKind.SPEND.value)
@@ -350,7 +350,7 @@ class CoinService:
         liability = issued[0].balance_debit_minus_credit if issued else 0
         with self._read() as conn:
             users = conn.execute(sa.select(coin_operations.c.user_id).distinct()).scalars().all()
-        purse_ids = [coin_purse_account_id(int.from_bytes(u, "big")) for u in users]
+        purse_ids = [coin_purse_account_id(id_from_bytes(u)) for u in users]
         purses = 0
         for start in range(0, len(purse_ids), PURSES_PER_LOOKUP):
             chunk = purse_ids[start : start + PURSES_PER_LOOKUP]
@@ -369,7 +369,7 @@ class CoinService:
         `pending` if risk approves (spends are not judged: no money leaves the platform),
         `declined` naming the limit if not."""
         tier = self._identity.current_tier(request.user_id)
-        key = id_bytes(request.user_id)
+        key = id_to_bytes(request.user_id)
         with self._write() as conn:
             lock = sa.select(wallets.c.user_id).where(wallets.c.user_id == key).with_for_update()
             conn.execute(lock).one()  # the wallet's lock: coin and wallet operations queue
@@ -398,7 +398,7 @@ class CoinService:
         risk_kind = RISK_KIND_OF_COIN.get(request.kind)
         if risk_kind is None:
             return None
-        usage = count_usage(conn, id_bytes(request.user_id), risk_kind, tier, now_ns)
+        usage = count_usage(conn, id_to_bytes(request.user_id), risk_kind, tier, now_ns)
         return decide(risk_kind, tier, request.amount_coins * FEN_PER_COIN, usage)
 
     def _check_open(self, conn: sa.Connection, merchant_id: str) -> None:
@@ -435,7 +435,7 @@ class CoinService:
     def _linked_account(self, user_id: int, linked_account_id: int) -> tuple[str, str]:
         links = linked_bank_accounts.c
         query = sa.select(links.bank_code, links.agreement).where(
-            links.id == id_bytes(linked_account_id), links.user_id == id_bytes(user_id)
+            links.id == id_to_bytes(linked_account_id), links.user_id == id_to_bytes(user_id)
         )
         with self._read() as conn:
             row = conn.execute(query).one_or_none()
@@ -525,7 +525,7 @@ def _spend_transfer(request: _Request) -> Transfer:
 
 def _refund_transfer(row: Any) -> Transfer:
     """The shutdown refund of a spend: the same coins from the issuer back to the purse."""
-    user_id = int.from_bytes(row.user_id, "big")
+    user_id = id_from_bytes(row.user_id)
     return Transfer(
         transfer_id(user_id, _REFUND_TRANSFER_KIND, row.idempotency_key, _LEG_COINS),
         platform_account_id(AccountCode.COINS_ISSUED),
@@ -572,7 +572,9 @@ def _check_amount(amount_coins: object) -> None:
 
 
 def _check_same_request(row: Any, request: _Request) -> None:
-    linked = id_bytes(request.linked_account_id) if request.linked_account_id is not None else None
+    linked = (
+        id_to_bytes(request.linked_account_id) if request.linked_account_id is not None else None
+    )
     same = (
         row.kind == request.kind.value
         and row.amount_coins == request.amount_coins
@@ -592,14 +594,16 @@ def _new_row(
     approved = decision is None or decision.approved
     declined = decision is not None and not decision.approved
     return {
-        "id": id_bytes(op_id),
-        "user_id": id_bytes(request.user_id),
+        "id": id_to_bytes(op_id),
+        "user_id": id_to_bytes(request.user_id),
         "idempotency_key": request.idempotency_key,
         "kind": request.kind.value,
         "amount_coins": request.amount_coins,
         "merchant_id": request.merchant_id,
         "linked_account_id": (
-            id_bytes(request.linked_account_id) if request.linked_account_id is not None else None
+            id_to_bytes(request.linked_account_id)
+            if request.linked_account_id is not None
+            else None
         ),
         "status": (CoinOperationStatus.PENDING if approved else CoinOperationStatus.DECLINED).value,
         "fulfilled": False,
@@ -613,7 +617,7 @@ def _new_row(
 
 def _outcome(row: Any) -> CoinOutcome:
     return CoinOutcome(
-        int.from_bytes(row.id, "big"),
+        id_from_bytes(row.id),
         CoinOperationKind(row.kind),
         row.amount_coins,
         CoinOperationStatus(row.status),

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from milletpay.core.clock import Clock
-from milletpay.core.ids import IdGenerator
+from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.identity import IdentityService
 from milletpay.identity.phone import mask_phone, normalize_phone
 from milletpay.ledger import (
@@ -207,7 +207,7 @@ class WalletService:
     def open_wallet(self, user_id: int) -> int:
         """The user's wallet account id on the CNY ledger, opened on first use."""
         account_id = wallet_account_id(user_id)
-        key = id_bytes(user_id)
+        key = id_to_bytes(user_id)
         with self._read() as conn:
             query = sa.select(wallets.c.user_id).where(wallets.c.user_id == key)
             if conn.execute(query).first() is not None:
@@ -219,7 +219,7 @@ class WalletService:
         )
         row = {
             "user_id": key,
-            "account_id": id_bytes(account_id),
+            "account_id": id_to_bytes(account_id),
             "created_at": self._clock.now_ns(),
         }
         with self._write() as conn:  # the ledger account first: a wallet row always has one
@@ -254,8 +254,8 @@ class WalletService:
             raise BankAccountLinkDeclined(f"{bank_code} {masked}: {answer.reason}")
         link_id = self._ids.next_id()
         row = {
-            "id": id_bytes(link_id),
-            "user_id": id_bytes(user_id),
+            "id": id_to_bytes(link_id),
+            "user_id": id_to_bytes(user_id),
             "bank_code": bank_code,
             "account_masked": masked,
             "agreement": answer.agreement,
@@ -356,7 +356,7 @@ class WalletService:
         `next_cursor` of the previous page."""
         if not 1 <= limit <= HISTORY_PAGE_LIMIT_MAX:
             raise PageLimitInvalid(f"limit must be between 1 and {HISTORY_PAGE_LIMIT_MAX}")
-        key = id_bytes(user_id)
+        key = id_to_bytes(user_id)
         ops = wallet_operations.c
         mine = ops.user_id == key
         received = sa.and_(
@@ -412,7 +412,7 @@ class WalletService:
         """The operation's row: the earlier attempt under this key, else a new row,
         `pending` if risk approves, `declined` naming the limit if not."""
         tier = self._identity.current_tier(request.user_id)
-        key = id_bytes(request.user_id)
+        key = id_to_bytes(request.user_id)
         with self._write() as conn:
             lock = sa.select(wallets.c.user_id).where(wallets.c.user_id == key).with_for_update()
             conn.execute(lock).one()  # one writer per user at a time: the limits see every row
@@ -425,7 +425,7 @@ class WalletService:
                 request.kind,
                 tier,
                 request.amount_fen,
-                count_usage(conn, id_bytes(request.user_id), request.kind, tier, now_ns),
+                count_usage(conn, id_to_bytes(request.user_id), request.kind, tier, now_ns),
             )
             row = _new_row(self._ids.next_id(), request, decision, now_ns)
             conn.execute(sa.insert(wallet_operations).values(row))
@@ -470,8 +470,8 @@ class WalletService:
 
     def _linked_account(self, user_id: int, linked_account_id: int) -> _Link:
         query = sa.select(linked_bank_accounts.c.bank_code, linked_bank_accounts.c.agreement).where(
-            linked_bank_accounts.c.id == id_bytes(linked_account_id),
-            linked_bank_accounts.c.user_id == id_bytes(user_id),
+            linked_bank_accounts.c.id == id_to_bytes(linked_account_id),
+            linked_bank_accounts.c.user_id == id_to_bytes(user_id),
         )
         with self._read() as conn:
             row = conn.execute(query).one_or_none()
@@ -497,11 +497,6 @@ class WalletService:
 
 
 # -- pure helpers -------------------------------------------------------------------
-
-
-def id_bytes(value: int) -> bytes:
-    """A 128-bit id as the 16 big-endian bytes the wallet tables store."""
-    return value.to_bytes(16, "big")
 
 
 def _with(transfer: Transfer, **changes: Any) -> Transfer:
@@ -542,9 +537,13 @@ def _find_operation(conn: sa.Connection, user_key: bytes, idempotency_key: str) 
 
 
 def _check_same_request(row: Any, request: _Request) -> None:
-    linked = id_bytes(request.linked_account_id) if request.linked_account_id is not None else None
+    linked = (
+        id_to_bytes(request.linked_account_id) if request.linked_account_id is not None else None
+    )
     counterparty = (
-        id_bytes(request.counterparty_user_id) if request.counterparty_user_id is not None else None
+        id_to_bytes(request.counterparty_user_id)
+        if request.counterparty_user_id is not None
+        else None
     )
     same = (
         row.kind == request.kind.value
@@ -561,16 +560,18 @@ def _check_same_request(row: Any, request: _Request) -> None:
 
 def _new_row(op_id: int, request: _Request, decision: Decision, now_ns: int) -> dict[str, Any]:
     return {
-        "id": id_bytes(op_id),
-        "user_id": id_bytes(request.user_id),
+        "id": id_to_bytes(op_id),
+        "user_id": id_to_bytes(request.user_id),
         "idempotency_key": request.idempotency_key,
         "kind": request.kind.value,
         "amount_fen": request.amount_fen,
         "linked_account_id": (
-            id_bytes(request.linked_account_id) if request.linked_account_id is not None else None
+            id_to_bytes(request.linked_account_id)
+            if request.linked_account_id is not None
+            else None
         ),
         "counterparty_user_id": (
-            id_bytes(request.counterparty_user_id)
+            id_to_bytes(request.counterparty_user_id)
             if request.counterparty_user_id is not None
             else None
         ),
@@ -587,7 +588,7 @@ def _new_row(op_id: int, request: _Request, decision: Decision, now_ns: int) -> 
 
 def _outcome(row: Any) -> Outcome:
     return Outcome(
-        int.from_bytes(row.id, "big"),
+        id_from_bytes(row.id),
         OperationKind(row.kind),
         row.amount_fen,
         OperationStatus(row.status),
@@ -602,7 +603,7 @@ def _history_item(row: Any, user_key: bytes) -> HistoryItem:
     kind = OperationKind(row.kind)
     incoming = kind is OperationKind.TOP_UP or row.user_id != user_key
     return HistoryItem(
-        int.from_bytes(row.id, "big"),
+        id_from_bytes(row.id),
         kind,
         incoming,
         row.amount_fen,
