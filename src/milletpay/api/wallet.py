@@ -70,9 +70,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 def cny_text(amount_fen: int) -> str:
     """Fen as CNY text with two decimals: 1234 -> "12.34"."""
-    sign = "-" if amount_fen < 0 else ""
-    whole, fen = divmod(abs(amount_fen), 100)
-    return f"{sign}{whole}.{fen:02d}"
+    return Money(amount_fen, "CNY").decimal_text
 
 
 class BankLink(BaseModel):

@@ -62,10 +62,15 @@ class Money:
         result = (Decimal(self.amount_minor) * rate).to_integral_value(rounding=rounding)
         return Money(int(result), self.currency)
 
-    def __str__(self) -> str:
+    @property
+    def decimal_text(self) -> str:
+        """The amount in major units, exactly: 1234 fen -> "12.34", 7 coins -> "7"."""
         exponent = self.exponent
         if exponent == 0:
-            return f"{self.amount_minor} {self.currency}"
+            return str(self.amount_minor)
         sign = "-" if self.amount_minor < 0 else ""
         whole, frac = divmod(abs(self.amount_minor), 10**exponent)
-        return f"{sign}{whole}.{frac:0{exponent}d} {self.currency}"
+        return f"{sign}{whole}.{frac:0{exponent}d}"
+
+    def __str__(self) -> str:
+        return f"{self.decimal_text} {self.currency}"
