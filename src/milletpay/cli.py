@@ -103,17 +103,19 @@ def ledger_verify(database_url: DatabaseUrl = None) -> None:
 def bench_ledger(
     database_url: DatabaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    transfers: Annotated[int, typer.Option(help="Transfers in the batch run.")] = 500_000,
-    accounts: Annotated[int, typer.Option(help="Accounts the transfers pick from.")] = 10_000,
+    transfers: Annotated[int, typer.Option(min=1, help="Transfers in the batch run.")] = 500_000,
+    accounts: Annotated[
+        int, typer.Option(min=2, help="Accounts the transfers pick from.")
+    ] = 10_000,
     hot_accounts: Annotated[
-        int, typer.Option(help="Accounts in the hot-account run (0: skip it).")
+        int, typer.Option(min=0, help="Accounts in the hot-account run (0: skip it).")
     ] = 100,
     batcher_transfers: Annotated[
-        int, typer.Option(help="Transfers sent one by one through the batcher.")
+        int, typer.Option(min=1, help="Transfers sent one by one through the batcher.")
     ] = 50_000,
-    clients: Annotated[int, typer.Option(help="Concurrent batcher clients.")] = 64,
+    clients: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent batcher clients.")] = 64,
     deep_account_transfers: Annotated[
-        int, typer.Option(help="Transfers on the one account whose history is queried.")
+        int, typer.Option(min=0, help="Transfers on the one account whose history is queried.")
     ] = 1_000_000,
 ) -> None:
     """Measure ledger throughput against a plain insert of the same rows."""
@@ -138,10 +140,14 @@ def bench_ledger(
 @bench_app.command("wallet")
 def bench_wallet(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    users: Annotated[int, typer.Option(help="Users prepared with a topped-up wallet.")] = 256,
-    clients: Annotated[int, typer.Option(help="Concurrent HTTP clients.")] = 32,
-    transfers: Annotated[int, typer.Option(help="P2P transfers to send at most.")] = 4_000,
-    duration: Annotated[float, typer.Option(help="Seconds to send for at most.")] = 60.0,
+    users: Annotated[
+        int, typer.Option(min=2, help="Users prepared with a topped-up wallet.")
+    ] = 256,
+    clients: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent HTTP clients.")] = 32,
+    transfers: Annotated[int, typer.Option(min=1, help="P2P transfers to send at most.")] = 4_000,
+    duration: Annotated[
+        float, typer.Option(min=1.0, max=3600.0, help="Seconds to send for at most.")
+    ] = 60.0,
 ) -> None:
     """P2P transfers per second through the HTTP API on 127.0.0.1 (fresh SQLite file)."""
     from milletpay.sim.bench_wallet import WalletBenchConfig, run_wallet_bench
