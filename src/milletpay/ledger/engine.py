@@ -360,24 +360,23 @@ class Ledger:
         On PostgreSQL it runs at REPEATABLE READ, so that a reader that issues several
         statements (verify does) sees one snapshot while writers go on.
         """
-        if self._due_now():
-            self.expire_pending()
         options = {} if self._d.sqlite else {"isolation_level": "REPEATABLE READ"}
-        with self._engine.connect().execution_options(**options) as conn, conn.begin():
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                yield cursor
-            finally:
-                cursor.close()
-
-    def _due_now(self) -> bool:
-        with self._engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                return self._expiry_due(cursor)
-            finally:
-                cursor.close()
-                conn.rollback()
+        for attempt in range(2):
+            due = False
+            with self._engine.connect().execution_options(**options) as conn, conn.begin():
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    # The check is the transaction's first read, so the snapshot read below
+                    # is one in which no hold is due (checked once; a second pass reads).
+                    due = attempt == 0 and self._expiry_due(cursor)
+                    if not due:
+                        yield cursor
+                        return
+                finally:
+                    cursor.close()
+            if due:
+                self.expire_pending()
+        raise AssertionError("unreachable: the second pass always reads")
 
     def _lookup(
         self, ids: Sequence[int], select: str, column: str, make: Callable[[Any], Any]
