@@ -11,6 +11,10 @@ first, so concurrent writers in other processes wait their turn instead of
 deadlocking. The meta row carries the last timestamp handed out; a writer that
 finds it unchanged since its own last commit knows nobody else wrote in between,
 and reuses the accounts it holds in memory instead of reading them again.
+
+`Ledger.transaction()` opens the same write transaction for a caller that has rows of
+its own to commit with the transfers (a wallet operation's record, say): one commit,
+one fsync, for both, and a crash between them is impossible.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ ACCOUNT_CACHE_MAX = 200_000
 
 @dataclass
 class _Tx:
+    connection: sa.Connection
     cursor: Any
     last_timestamp: int
     last_account_ix: int
@@ -124,6 +129,7 @@ class Ledger:
                     if last_timestamp != self._cache_timestamp:
                         self._forget_accounts()
                     tx = _Tx(
+                        conn,
                         cursor,
                         last_timestamp,
                         last_account_ix,
@@ -157,19 +163,7 @@ class Ledger:
         if not events:
             return []
         with self._write() as tx:
-            self._load_accounts(tx.cursor, ids={a.id for a in events})
-            state = BatchState(self._accounts, {})
-            results, created = state.apply_accounts(
-                events, tx.reserve(len(events)), tx.last_account_ix + 1
-            )
-            if created:
-                tx.last_account_ix = created[-1].ix
-                tx.cursor.executemany(
-                    self._d.sql(S.INSERT_ACCOUNT), [self._account_row(a) for a in created]
-                )
-                for a in created:
-                    self._accounts_by_ix[a.ix] = a
-        return results
+            return self._create_accounts(tx, events)
 
     def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
         """Create transfers; one result per transfer, in order. Linked chains are atomic."""
@@ -177,9 +171,35 @@ class Ledger:
         if not events:
             return []
         with self._write() as tx:
-            state = self._prepare(tx, events)
-            results = state.apply_transfers(events, tx.reserve(len(events)))
-            self._store(tx.cursor, state)
+            return self._create_transfers(tx, events)
+
+    @contextmanager
+    def transaction(self) -> Iterator[LedgerTransaction]:
+        """One write transaction that the caller fills: ledger events through the
+        `LedgerTransaction`, its own statements on `LedgerTransaction.connection`. It
+        commits when the block ends and rolls back, all of it, if the block raises."""
+        with self._write() as tx:
+            yield LedgerTransaction(self, tx)
+
+    def _create_accounts(self, tx: _Tx, events: list[Account]) -> list[CreateAccountResult]:
+        self._load_accounts(tx.cursor, ids={a.id for a in events})
+        state = BatchState(self._accounts, {})
+        results, created = state.apply_accounts(
+            events, tx.reserve(len(events)), tx.last_account_ix + 1
+        )
+        if created:
+            tx.last_account_ix = created[-1].ix
+            tx.cursor.executemany(
+                self._d.sql(S.INSERT_ACCOUNT), [self._account_row(a) for a in created]
+            )
+            for a in created:
+                self._accounts_by_ix[a.ix] = a
+        return results
+
+    def _create_transfers(self, tx: _Tx, events: list[Transfer]) -> list[CreateTransferResult]:
+        state = self._prepare(tx, events)
+        results = state.apply_transfers(events, tx.reserve(len(events)))
+        self._store(tx.cursor, state)
         return results
 
     def expire_pending(self) -> int:
@@ -522,6 +542,42 @@ class Ledger:
 
         with self._read() as cur:
             return verify_ledger(cur, self._d, progress)
+
+
+class LedgerTransaction:
+    """A ledger write transaction shared with the caller (`Ledger.transaction`).
+
+    Ledger events go through `create_accounts` / `create_transfers`, the caller's own
+    rows through `connection`; they commit together or not at all. `savepoint` undoes
+    one part (ledger events included) without the rest.
+    """
+
+    def __init__(self, ledger: Ledger, tx: _Tx) -> None:
+        self._ledger = ledger
+        self._tx = tx
+
+    @property
+    def connection(self) -> sa.Connection:
+        return self._tx.connection
+
+    def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
+        events = check_batch(accounts, Account)
+        return self._ledger._create_accounts(self._tx, events) if events else []
+
+    def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
+        events = check_batch(transfers, Transfer)
+        return self._ledger._create_transfers(self._tx, events) if events else []
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo what the block wrote, in the ledger and on `connection`, if it raises."""
+        try:
+            with self._tx.connection.begin_nested():
+                yield
+        except BaseException:
+            # The accounts in memory may hold balances the savepoint took back.
+            self._ledger._forget_accounts()
+            raise
 
 
 def _check_ids(ids: Sequence[int]) -> list[int]:
