@@ -22,7 +22,7 @@ from milletpay.identity.errors import (
 )
 from milletpay.identity.kyc import TIERS, Channel, KycTier, LimitPeriod, allows, tier_for
 from milletpay.identity.otp import OtpPurpose, OtpStatus, SimulatedSms, SmsChannel, SmsMessage
-from milletpay.identity.pin import PIN_HASHING_FAST, PinCheck, PinHashing, PinStatus
+from milletpay.identity.pin import PIN_HASHING_FAST, PinCheck, PinHashing, PinStatus, PinTry
 from milletpay.identity.users import IdentityService, User
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "PinHashing",
     "PinStatus",
     "PinTooSimple",
+    "PinTry",
     "RealNameInvalid",
     "SimulatedSms",
     "SmsChannel",

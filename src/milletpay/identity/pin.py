@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from milletpay.identity.errors import PinFormatInvalid, PinTooSimple
 from milletpay.identity.tables import pins
+from milletpay.store.sql import Sql
 
 PIN_DIGITS = 6
 PIN_TRIES_MAX = 5
@@ -56,6 +57,16 @@ class PinHashing:
 PIN_HASHING_FAST = PinHashing(time_cost=1, memory_cost_kib=8, parallelism=1)
 
 
+@dataclass(frozen=True, slots=True)
+class PinTry:
+    """The answer of `IdentityService.try_pin`: a failure already counted (`pin_hash` is
+    None), or a right try to confirm, with a stronger hash of it if the cost was raised."""
+
+    check: PinCheck
+    pin_hash: str | None = None
+    rehash: str | None = None
+
+
 def validate_pin(pin: str) -> str:
     """The PIN if it is 6 ASCII digits and not trivially guessable; else a clear error."""
     if len(pin) != PIN_DIGITS or not (pin.isascii() and pin.isdigit()):
@@ -92,14 +103,15 @@ def store_pin(conn: sa.Connection, user_id: bytes, pin_hash: str, now_ns: int) -
         )
 
 
+_CLEAR_TRIES = Sql(
+    "UPDATE pins SET failed_attempts = 0 "
+    "WHERE user_id = :user AND pin_hash = :hash AND locked_at IS NULL"
+)
+
+
 def record_right_try(conn: sa.Connection, user_id: bytes, pin_hash: str) -> bool:
     """Clear the count unless the PIN was locked or changed meanwhile; True if cleared."""
-    cleared = conn.execute(
-        sa.update(pins)
-        .where(pins.c.user_id == user_id, pins.c.pin_hash == pin_hash, pins.c.locked_at.is_(None))
-        .values(failed_attempts=0)
-    )
-    return cleared.rowcount == 1
+    return _CLEAR_TRIES.run(conn, user=user_id, hash=pin_hash).rowcount == 1
 
 
 def replace_hash(conn: sa.Connection, user_id: bytes, old_hash: str, new_hash: str) -> None:

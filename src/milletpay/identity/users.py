@@ -8,7 +8,7 @@ the database; the clear ID number never leaves `register`, and is never logged.
 from __future__ import annotations
 
 import hmac
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -32,10 +32,16 @@ from milletpay.identity.phone import mask_phone, normalize_phone
 from milletpay.identity.tables import kyc_verifications, otps, pins, user_key, users
 from milletpay.store import create_engine, upgrade
 from milletpay.store.engine import read_transaction, write_transaction
+from milletpay.store.sql import Sql
 
 REAL_NAME_CHARS_MAX = 64
 _AAD_REAL_NAME = b"users.real_name|"
 _AAD_NATIONAL_ID = b"users.national_id|"
+# Read for every payment:
+_USER_BY_PHONE = Sql("SELECT id FROM users WHERE phone = :phone")
+_USER_PHONE = Sql("SELECT phone FROM users WHERE id = :id")
+_USER_PHONE_FOR_UPDATE = Sql("SELECT phone FROM users WHERE id = :id FOR UPDATE")
+_CHANNELS = Sql("SELECT channel FROM kyc_verifications WHERE user_id = :user")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +123,9 @@ class IdentityService:
             raise PhoneTaken(f"phone number {mask_phone(phone)} is already registered") from None
         return User(user_id, phone, real_name, national_id.mask(number), now_ns)
 
-    def get_user(self, user_id: int) -> User:
-        with self._read() as conn:
+    def get_user(self, user_id: int, *, conn: sa.Connection | None = None) -> User:
+        """The user; `UserNotFound`. `conn`: read in the caller's transaction."""
+        with self._read(conn) as conn:
             row = conn.execute(
                 sa.select(users).where(users.c.id == user_key(user_id))
             ).one_or_none()
@@ -127,12 +134,19 @@ class IdentityService:
         name = self._keyring.open(row.real_name_sealed, _AAD_REAL_NAME + row.id)
         return User(user_id, row.phone, name.decode(), row.national_id_masked, row.created_at)
 
-    def find_by_phone(self, phone: str) -> User | None:
+    def find_by_phone(self, phone: str, *, conn: sa.Connection | None = None) -> User | None:
         """The user registered with this phone number, if any (`PhoneInvalid` if malformed)."""
         normalized = normalize_phone(phone)
-        with self._read() as conn:
-            row = conn.execute(sa.select(users.c.id).where(users.c.phone == normalized)).first()
-        return None if row is None else self.get_user(id_from_bytes(row.id))
+        with self._read(conn) as c:
+            row = c.execute(sa.select(users.c.id).where(users.c.phone == normalized)).first()
+            return None if row is None else self.get_user(id_from_bytes(row.id), conn=c)
+
+    def user_id_by_phone(self, phone: str, *, conn: sa.Connection | None = None) -> int | None:
+        """The id of the user registered with this phone number, if any."""
+        normalized = normalize_phone(phone)
+        with self._read(conn) as c:
+            row = _USER_BY_PHONE.run(c, phone=normalized).first()
+        return None if row is None else id_from_bytes(row[0])
 
     def national_id_of(self, user_id: int) -> str:
         """The clear ID number, for a counterparty that must receive it (bank card binding)."""
@@ -190,14 +204,16 @@ class IdentityService:
             )
         return tier
 
-    def verified_channels(self, user_id: int) -> frozenset[Channel]:
-        with self._read() as conn:
+    def verified_channels(
+        self, user_id: int, *, conn: sa.Connection | None = None
+    ) -> frozenset[Channel]:
+        with self._read(conn) as conn:
             self._require_user(conn, user_key(user_id))
             return _channels(conn, user_key(user_id))
 
-    def current_tier(self, user_id: int) -> KycTier | None:
+    def current_tier(self, user_id: int, *, conn: sa.Connection | None = None) -> KycTier | None:
         """The user's KYC tier from the channels verified so far; None below Class I."""
-        return tier_of_channels(self.verified_channels(user_id))
+        return tier_of_channels(self.verified_channels(user_id, conn=conn))
 
     # -- payment PIN ----------------------------------------------------------------
 
@@ -214,24 +230,47 @@ class IdentityService:
 
     def check_pin(self, user_id: int, attempt: str) -> pin.PinCheck:
         """`ok`, `pin_wrong` (with tries left), `pin_locked` or `pin_not_set`."""
+        tried = self.try_pin(user_id, attempt)
+        if tried.pin_hash is None:
+            return tried.check
+        with self._write() as conn:
+            return self.confirm_pin(conn, user_id, tried)
+
+    def try_pin(self, user_id: int, attempt: str) -> pin.PinTry:
+        """Compare `attempt` with the PIN, outside any write transaction (the hash is slow
+        on purpose). A wrong try is counted at once; a right one must still be confirmed by
+        `confirm_pin`, in the transaction of what it approves."""
         key = user_key(user_id)
         with self._read() as conn:
             self._require_user(conn, key)
             row = conn.execute(sa.select(pins).where(pins.c.user_id == key)).one_or_none()
         if row is None:
-            return pin.PinCheck(pin.PinStatus.NOT_SET, 0)
+            return pin.PinTry(pin.PinCheck(pin.PinStatus.NOT_SET, 0))
         if row.locked_at is not None:
+            return pin.PinTry(pin.PinCheck(pin.PinStatus.LOCKED, 0))
+        if not pin.hash_matches(self._pin_hasher, row.pin_hash, attempt):
+            with self._write() as conn:
+                return pin.PinTry(
+                    pin.record_wrong_try(conn, key, row.pin_hash, self._clock.now_ns())
+                )
+        rehash = (  # the cost was raised since the PIN was set
+            self._pin_hasher.hash(attempt)
+            if self._pin_hasher.check_needs_rehash(row.pin_hash)
+            else None
+        )
+        return pin.PinTry(pin.PinCheck(pin.PinStatus.OK, pin.PIN_TRIES_MAX), row.pin_hash, rehash)
+
+    def confirm_pin(self, conn: sa.Connection, user_id: int, tried: pin.PinTry) -> pin.PinCheck:
+        """Count a right try of `try_pin` in the caller's write transaction: `ok`, or
+        `pin_locked` if the PIN was locked or reset since the try."""
+        if tried.pin_hash is None:
+            return tried.check
+        key = user_key(user_id)
+        if not pin.record_right_try(conn, key, tried.pin_hash):
             return pin.PinCheck(pin.PinStatus.LOCKED, 0)
-        matches = pin.hash_matches(self._pin_hasher, row.pin_hash, attempt)
-        with self._write() as conn:
-            if matches and pin.record_right_try(conn, key, row.pin_hash):
-                if self._pin_hasher.check_needs_rehash(row.pin_hash):  # the cost was raised
-                    new_hash = self._pin_hasher.hash(attempt)
-                    pin.replace_hash(conn, key, row.pin_hash, new_hash)
-                return pin.PinCheck(pin.PinStatus.OK, pin.PIN_TRIES_MAX)
-            if matches:  # locked or reset between the read and now
-                return pin.PinCheck(pin.PinStatus.LOCKED, 0)
-            return pin.record_wrong_try(conn, key, row.pin_hash, self._clock.now_ns())
+        if tried.rehash is not None:
+            pin.replace_hash(conn, key, tried.pin_hash, tried.rehash)
+        return tried.check
 
     def request_pin_reset(self, user_id: int) -> None:
         """Send a `pin_reset` one-time code to the user's phone."""
@@ -327,8 +366,8 @@ class IdentityService:
 
     def _require_user(self, conn: sa.Connection, key: bytes, *, for_update: bool = False) -> str:
         """The user's phone; `UserNotFound` if there is no such user."""
-        query = sa.select(users.c.phone).where(users.c.id == key)
-        phone = conn.execute(query.with_for_update() if for_update else query).scalar_one_or_none()
+        query = _USER_PHONE_FOR_UPDATE if for_update else _USER_PHONE
+        phone = query.run(conn, id=key).scalar_one_or_none()
         if phone is None:
             raise UserNotFound(f"no user {int.from_bytes(key, 'big'):032x}")
         return str(phone)
@@ -336,14 +375,13 @@ class IdentityService:
     def _write(self) -> AbstractContextManager[sa.Connection]:
         return write_transaction(self._engine)
 
-    def _read(self) -> AbstractContextManager[sa.Connection]:
-        return read_transaction(self._engine)
+    def _read(self, conn: sa.Connection | None = None) -> AbstractContextManager[sa.Connection]:
+        """A read transaction of its own, or the caller's `conn`."""
+        return read_transaction(self._engine) if conn is None else nullcontext(conn)
 
 
 def _channels(conn: sa.Connection, key: bytes) -> frozenset[Channel]:
-    rows = conn.execute(
-        sa.select(kyc_verifications.c.channel).where(kyc_verifications.c.user_id == key)
-    ).scalars()
+    rows = _CHANNELS.run(conn, user=key).scalars()
     return frozenset(Channel(channel) for channel in rows)
 
 
