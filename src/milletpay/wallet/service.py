@@ -1,10 +1,16 @@
 """`WalletService`: the user's stored-value wallet on the CNY ledger.
 
 Each operation (top-up, withdrawal, P2P) runs the same way: check the input, then in one
-write transaction (the user's wallet row locked) find an earlier attempt under the same
-idempotency key or ask `risk` and record the operation; then move money in the bank and
-the ledger with ids derived from the key; then record the outcome. Every step repeats
-safely, so a retry after a crash finishes the work and never moves money twice.
+ledger write transaction (the user's wallet row locked) find an earlier attempt under the
+same idempotency key or ask `risk` and record the operation; move money with transfer
+ids derived from the key; record the outcome. P2P touches no bank, so all of it is one
+transaction. A top-up or withdrawal calls the bank in between, outside any transaction:
+admission (and the withdrawal's hold) commit first, the bank is called with a reference
+derived from the key, then the transfer and the outcome commit together. Every step
+repeats safely, so a retry after a crash finishes the work and never moves money twice.
+
+The write transactions go through a `Committer`: in the API server a `GroupCommitter`
+that commits the operations of many concurrent requests together.
 
 It never keeps a bank account number in clear, and never changes the ledger except by
 transfers: balances are the ledger's, the operations table is a record for limits and
@@ -16,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,12 +44,15 @@ from milletpay.ledger import (
     Transfer,
     TransferFlags,
 )
+from milletpay.ledger.committer import Committer, DirectCommitter
+from milletpay.ledger.engine import LedgerTransaction
 from milletpay.risk import (
     Decision,
     OperationKind,
     decide,
 )
 from milletpay.store.engine import read_transaction, write_transaction
+from milletpay.store.sql import Sql
 from milletpay.wallet import periods
 from milletpay.wallet.accounts import (
     CHART,
@@ -90,6 +100,21 @@ _TRANSFER_CODE = {
     OperationKind.WITHDRAW: TransferCode.WITHDRAWAL,
     OperationKind.P2P: TransferCode.P2P,
 }
+# The statements every operation runs.
+_LOCK_WALLET = Sql("SELECT 1 FROM wallets WHERE user_id = :user FOR UPDATE")
+_OPERATION_COLUMNS = [c.name for c in wallet_operations.columns]
+_FIND_OPERATION = Sql(
+    f"SELECT {', '.join(_OPERATION_COLUMNS)} FROM wallet_operations "
+    "WHERE user_id = :user AND idempotency_key = :key"
+)
+_INSERT_OPERATION = Sql(
+    f"INSERT INTO wallet_operations ({', '.join(_OPERATION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _OPERATION_COLUMNS)})"
+)
+_FINISH_OPERATION = Sql(
+    "UPDATE wallet_operations SET status = :status, decline_code = :decline_code, "
+    "decline_reason = :decline_reason WHERE id = :id"
+)
 # The legs of an operation: each gets its own derived transfer id.
 _LEG_MOVE, _LEG_POST, _LEG_VOID = 0, 1, 2
 
@@ -194,8 +219,12 @@ class WalletService:
         engine: sa.Engine,
         clock: Clock,
         bank_gateway: BankGateway,
+        committer: Committer | None = None,
     ) -> None:
+        """`committer` runs the write transactions: a `GroupCommitter` shared by the
+        server's services, or by default each in a transaction of its own."""
         self._ledger = ledger
+        self._committer: Committer = committer or DirectCommitter(ledger)
         self._identity = identity_service
         self._engine = engine
         self._clock = clock
@@ -206,27 +235,12 @@ class WalletService:
 
     def open_wallet(self, user_id: int) -> int:
         """The user's wallet account id on the CNY ledger, opened on first use."""
-        account_id = wallet_account_id(user_id)
         key = id_to_bytes(user_id)
         with self._read() as conn:
             query = sa.select(wallets.c.user_id).where(wallets.c.user_id == key)
             if conn.execute(query).first() is not None:
-                return account_id
-        self._identity.get_user(user_id)  # UserNotFound
-        kind = CHART[AccountCode.WALLET]
-        self._create_account(
-            Account(account_id, LEDGER_CNY, kind.code, kind.flags, user_data_128=user_id)
-        )
-        row = {
-            "user_id": key,
-            "account_id": id_to_bytes(account_id),
-            "created_at": self._clock.now_ns(),
-        }
-        with self._write() as conn:  # the ledger account first: a wallet row always has one
-            query = sa.select(wallets.c.user_id).where(wallets.c.user_id == key)
-            if conn.execute(query).first() is None:
-                conn.execute(sa.insert(wallets).values(row))
-        return account_id
+                return wallet_account_id(user_id)
+        return self._committer.run(lambda tx: self._open_wallet(tx, user_id))
 
     def link_bank_account(
         self, user_id: int, bank_code: str, account_number: str
@@ -245,9 +259,8 @@ class WalletService:
         user = self._identity.get_user(user_id)
         self.open_wallet(user_id)
         kind = CHART[AccountCode.SETTLEMENT]
-        self._create_account(
-            Account(settlement_account_id(bank_code), LEDGER_CNY, kind.code, kind.flags)
-        )
+        settlement = Account(settlement_account_id(bank_code), LEDGER_CNY, kind.code, kind.flags)
+        self._committer.run(lambda tx: _create_account(tx, settlement))
         answer = self._bank.link(bank_code, account_number, user.real_name)
         masked = _mask_account_number(account_number)
         if not answer.approved:
@@ -279,19 +292,26 @@ class WalletService:
         request = _Request(
             OperationKind.TOP_UP, user_id, amount_fen, idempotency_key, linked_account_id
         )
-        link = self._prepare(request)
-        assert link is not None
-        row = self._admit(request)
-        if row.status != OperationStatus.PENDING:
-            return _outcome(row)
+        link = self._linked_account(request)
+        admitted = self._committer.run(lambda tx: self._admit(tx, request))
+        if admitted.status != OperationStatus.PENDING:
+            return admitted
         reference = _reference(request)
         answer = self._bank.debit(link.bank_code, link.agreement, amount_fen, reference)
         if not answer.approved:
-            return self._finish(row, WalletDeclineCode.BANK_DECLINED, reason=answer.reason)
+            return self._committer.run(
+                lambda tx: self._finish(
+                    tx, admitted, WalletDeclineCode.BANK_DECLINED, reason=answer.reason
+                )
+            )
         settlement = settlement_account_id(link.bank_code)
         move = self._transfer(request, _LEG_MOVE, settlement, wallet_account_id(user_id))
-        self._send_or_raise([move])
-        return self._finish(row, None)
+
+        def credit(tx: LedgerTransaction) -> Outcome:
+            _send_or_raise(tx, [move])
+            return self._finish(tx, admitted, None)
+
+        return self._committer.run(credit)
 
     def withdraw(
         self, user_id: int, linked_account_id: int, amount_fen: int, idempotency_key: str
@@ -301,53 +321,78 @@ class WalletService:
         request = _Request(
             OperationKind.WITHDRAW, user_id, amount_fen, idempotency_key, linked_account_id
         )
-        link = self._prepare(request)
-        assert link is not None
-        row = self._admit(request)
-        if row.status != OperationStatus.PENDING:
-            return _outcome(row)
+        link = self._linked_account(request)
         wallet, settlement = wallet_account_id(user_id), settlement_account_id(link.bank_code)
         hold = _with(
             self._transfer(request, _LEG_MOVE, wallet, settlement), flags=TransferFlags.PENDING
         )
-        (result,) = self._ledger.create_transfers([hold])
-        if result == CreateTransferResult.EXCEEDS_CREDITS:
-            return self._finish(row, WalletDeclineCode.INSUFFICIENT_BALANCE)
-        _require_applied(result, hold)
+
+        def admit_and_hold(tx: LedgerTransaction) -> Outcome:
+            admitted = self._admit(tx, request)
+            if admitted.status != OperationStatus.PENDING:
+                return admitted
+            (result,) = tx.create_transfers([hold])  # EXISTS on a retry
+            if result == CreateTransferResult.EXCEEDS_CREDITS:
+                return self._finish(tx, admitted, WalletDeclineCode.INSUFFICIENT_BALANCE)
+            _require_applied(result, hold)
+            return admitted
+
+        admitted = self._committer.run(admit_and_hold)
+        if admitted.status != OperationStatus.PENDING:
+            return admitted
         answer = self._bank.credit(link.bank_code, link.agreement, amount_fen, _reference(request))
         leg, flag = (
             (_LEG_POST, TransferFlags.POST_PENDING_TRANSFER)
             if answer.approved
             else (_LEG_VOID, TransferFlags.VOID_PENDING_TRANSFER)
         )
-        resolve = self._transfer(request, leg, wallet, settlement)
-        self._send_or_raise([_with(resolve, flags=flag, pending_id=hold.id)])
-        if answer.approved:
-            return self._finish(row, None)
-        return self._finish(row, WalletDeclineCode.BANK_DECLINED, reason=answer.reason)
+        resolve = _with(
+            self._transfer(request, leg, wallet, settlement), flags=flag, pending_id=hold.id
+        )
+
+        def settle(tx: LedgerTransaction) -> Outcome:
+            _send_or_raise(tx, [resolve])
+            if answer.approved:
+                return self._finish(tx, admitted, None)
+            return self._finish(tx, admitted, WalletDeclineCode.BANK_DECLINED, reason=answer.reason)
+
+        return self._committer.run(settle)
 
     def p2p(
         self, sender_id: int, recipient_phone: str, amount_fen: int, idempotency_key: str
     ) -> Outcome:
         """Move money from the sender's wallet to the wallet of the user with that phone."""
-        recipient_id = self._user_by_phone(recipient_phone)
+        return self._committer.run(
+            lambda tx: self.p2p_in(tx, sender_id, recipient_phone, amount_fen, idempotency_key)
+        )
+
+    def p2p_in(
+        self,
+        tx: LedgerTransaction,
+        sender_id: int,
+        recipient_phone: str,
+        amount_fen: int,
+        idempotency_key: str,
+    ) -> Outcome:
+        """`p2p` as part of the caller's transaction `tx`: the operation's record and its
+        transfer commit with whatever else the caller writes there, or not at all."""
+        recipient_id = self._user_by_phone(recipient_phone, tx.connection)
         if recipient_id == sender_id:
             raise RecipientIsSender("a user cannot send money to their own phone number")
         request = _Request(
             OperationKind.P2P, sender_id, amount_fen, idempotency_key, None, recipient_id
         )
-        self._prepare(request)
-        self.open_wallet(recipient_id)
-        row = self._admit(request)
-        if row.status != OperationStatus.PENDING:
-            return _outcome(row)
+        self._open_wallet(tx, recipient_id)
+        admitted = self._admit(tx, request)
+        if admitted.status != OperationStatus.PENDING:
+            return admitted
         sender, recipient = wallet_account_id(sender_id), wallet_account_id(recipient_id)
         move = self._transfer(request, _LEG_MOVE, sender, recipient)
-        (result,) = self._ledger.create_transfers([move])
+        (result,) = tx.create_transfers([move])
         if result == CreateTransferResult.EXCEEDS_CREDITS:
-            return self._finish(row, WalletDeclineCode.INSUFFICIENT_BALANCE)
+            return self._finish(tx, admitted, WalletDeclineCode.INSUFFICIENT_BALANCE)
         _require_applied(result, move)
-        return self._finish(row, None)
+        return self._finish(tx, admitted, None)
 
     # -- history and statements -----------------------------------------------------
 
@@ -398,52 +443,71 @@ class WalletService:
         return (rows[0].debits_posted, rows[0].credits_posted) if rows else (0, 0)
 
     # -- the steps ------------------------------------------------------------------
+    # Each runs inside the caller's ledger transaction `tx`.
 
-    def _prepare(self, request: _Request) -> _Link | None:
-        """Check the request's input and open the user's wallet; the linked account, if any."""
+    def _open_wallet(self, tx: LedgerTransaction, user_id: int) -> int:
+        """The wallet's account id; the wallet (ledger account, then row) opened if new.
+        The wallet row stays locked to the end of `tx`: one writer per user at a time."""
+        account_id = wallet_account_id(user_id)
+        key = id_to_bytes(user_id)
+        if _LOCK_WALLET.run(tx.connection, user=key).first() is not None:
+            return account_id
+        self._identity.get_user(user_id, conn=tx.connection)  # UserNotFound
+        kind = CHART[AccountCode.WALLET]
+        _create_account(
+            tx, Account(account_id, LEDGER_CNY, kind.code, kind.flags, user_data_128=user_id)
+        )
+        row = {
+            "user_id": key,
+            "account_id": id_to_bytes(account_id),
+            "created_at": self._clock.now_ns(),
+        }
+        tx.connection.execute(sa.insert(wallets).values(row))
+        return account_id
+
+    def _admit(self, tx: LedgerTransaction, request: _Request) -> Outcome:
+        """The operation so far: the earlier attempt under this key, else a new record,
+        `pending` if risk approves, `declined` naming the limit if not."""
         _check_amount(request.amount_fen)
         check_idempotency_key(request.idempotency_key)
-        self.open_wallet(request.user_id)
-        if request.linked_account_id is None:
-            return None
-        return self._linked_account(request.user_id, request.linked_account_id)
-
-    def _admit(self, request: _Request) -> Any:
-        """The operation's row: the earlier attempt under this key, else a new row,
-        `pending` if risk approves, `declined` naming the limit if not."""
-        tier = self._identity.current_tier(request.user_id)
+        conn = tx.connection
+        self._open_wallet(tx, request.user_id)  # and lock it: the limits see every row
         key = id_to_bytes(request.user_id)
-        with self._write() as conn:
-            lock = sa.select(wallets.c.user_id).where(wallets.c.user_id == key).with_for_update()
-            conn.execute(lock).one()  # one writer per user at a time: the limits see every row
-            earlier = _find_operation(conn, key, request.idempotency_key)
-            if earlier is not None:
-                _check_same_request(earlier, request)
-                return earlier
-            now_ns = self._clock.now_ns()
-            decision = decide(
-                request.kind,
-                tier,
-                request.amount_fen,
-                count_usage(conn, id_to_bytes(request.user_id), request.kind, tier, now_ns),
-            )
-            row = _new_row(self._ids.next_id(), request, decision, now_ns)
-            conn.execute(sa.insert(wallet_operations).values(row))
-            return conn.execute(
-                sa.select(wallet_operations).where(wallet_operations.c.id == row["id"])
-            ).one()
+        earlier = _find_operation(conn, key, request.idempotency_key)
+        if earlier is not None:
+            _check_same_request(earlier, request)
+            return _outcome(earlier._mapping)
+        tier = self._identity.current_tier(request.user_id, conn=conn)
+        now_ns = self._clock.now_ns()
+        decision = decide(
+            request.kind,
+            tier,
+            request.amount_fen,
+            count_usage(conn, key, request.kind, tier, now_ns),
+        )
+        row = _new_row(self._ids.next_id(), request, decision, now_ns)
+        _INSERT_OPERATION.run(conn, **row)
+        return _outcome(row)
 
-    def _finish(self, row: Any, decline_code: str | None, *, reason: str | None = None) -> Outcome:
+    def _finish(
+        self,
+        tx: LedgerTransaction,
+        admitted: Outcome,
+        decline_code: str | None,
+        *,
+        reason: str | None = None,
+    ) -> Outcome:
         status = OperationStatus.DECLINED if decline_code else OperationStatus.COMPLETED
-        values = {"status": status.value, "decline_code": decline_code, "decline_reason": reason}
-        with self._write() as conn:
-            conn.execute(
-                sa.update(wallet_operations).where(wallet_operations.c.id == row.id).values(values)
-            )
-            updated = conn.execute(
-                sa.select(wallet_operations).where(wallet_operations.c.id == row.id)
-            ).one()
-        return _outcome(updated)
+        _FINISH_OPERATION.run(
+            tx.connection,
+            id=id_to_bytes(admitted.operation_id),
+            status=status.value,
+            decline_code=decline_code,
+            decline_reason=reason,
+        )
+        return dataclasses.replace(
+            admitted, status=status, decline_code=decline_code, reason=reason
+        )
 
     def _transfer(self, request: _Request, leg: int, debit_id: int, credit_id: int) -> Transfer:
         """Leg `leg` of the request, its id derived from the request's idempotency key."""
@@ -457,37 +521,30 @@ class WalletService:
             user_data_128=request.user_id,
         )
 
-    def _send_or_raise(self, transfers: list[Transfer]) -> None:
-        for result, transfer in zip(
-            self._ledger.create_transfers(transfers), transfers, strict=True
-        ):
-            _require_applied(result, transfer)
-
-    def _create_account(self, account: Account) -> None:
-        (result,) = self._ledger.create_accounts([account])
-        if result not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
-            raise LedgerRefused(f"account {account.id:032x}: {result.value}")
-
-    def _linked_account(self, user_id: int, linked_account_id: int) -> _Link:
+    def _linked_account(self, request: _Request) -> _Link:
+        """The request's linked bank account (after checking the request's input)."""
+        _check_amount(request.amount_fen)
+        check_idempotency_key(request.idempotency_key)
+        assert request.linked_account_id is not None
         query = sa.select(linked_bank_accounts.c.bank_code, linked_bank_accounts.c.agreement).where(
-            linked_bank_accounts.c.id == id_to_bytes(linked_account_id),
-            linked_bank_accounts.c.user_id == id_to_bytes(user_id),
+            linked_bank_accounts.c.id == id_to_bytes(request.linked_account_id),
+            linked_bank_accounts.c.user_id == id_to_bytes(request.user_id),
         )
         with self._read() as conn:
             row = conn.execute(query).one_or_none()
         if row is None:
             raise LinkedBankAccountNotFound(
-                f"the user has no linked bank account {linked_account_id:032x}"
+                f"the user has no linked bank account {request.linked_account_id:032x}"
             )
         return _Link(row.bank_code, row.agreement)
 
-    def _user_by_phone(self, phone: str) -> int:
-        user = self._identity.find_by_phone(phone)  # PhoneInvalid
-        if user is None:
+    def _user_by_phone(self, phone: str, conn: sa.Connection) -> int:
+        user_id = self._identity.user_id_by_phone(phone, conn=conn)  # PhoneInvalid
+        if user_id is None:
             raise RecipientNotFound(
                 f"no Millet Pay user has the phone number {mask_phone(normalize_phone(phone))}"
             )
-        return user.id
+        return user_id
 
     def _write(self) -> AbstractContextManager[sa.Connection]:
         return write_transaction(self._engine)
@@ -501,6 +558,17 @@ class WalletService:
 
 def _with(transfer: Transfer, **changes: Any) -> Transfer:
     return dataclasses.replace(transfer, **changes)
+
+
+def _send_or_raise(tx: LedgerTransaction, transfers: list[Transfer]) -> None:
+    for result, transfer in zip(tx.create_transfers(transfers), transfers, strict=True):
+        _require_applied(result, transfer)
+
+
+def _create_account(tx: LedgerTransaction, account: Account) -> None:
+    (result,) = tx.create_accounts([account])
+    if result not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
+        raise LedgerRefused(f"account {account.id:032x}: {result.value}")
 
 
 def _require_applied(result: CreateTransferResult, transfer: Transfer) -> None:
@@ -529,11 +597,7 @@ def check_idempotency_key(key: object) -> None:
 
 
 def _find_operation(conn: sa.Connection, user_key: bytes, idempotency_key: str) -> Any:
-    ops = wallet_operations.c
-    query = sa.select(wallet_operations).where(
-        ops.user_id == user_key, ops.idempotency_key == idempotency_key
-    )
-    return conn.execute(query).one_or_none()
+    return _FIND_OPERATION.run(conn, user=user_key, key=idempotency_key).one_or_none()
 
 
 def _check_same_request(row: Any, request: _Request) -> None:
@@ -586,16 +650,17 @@ def _new_row(op_id: int, request: _Request, decision: Decision, now_ns: int) -> 
     }
 
 
-def _outcome(row: Any) -> Outcome:
+def _outcome(row: Mapping[str, Any]) -> Outcome:
+    """The outcome recorded in a `wallet_operations` row."""
     return Outcome(
-        id_from_bytes(row.id),
-        OperationKind(row.kind),
-        row.amount_fen,
-        OperationStatus(row.status),
-        row.decline_code,
-        row.decline_limit,
-        row.decline_remaining,
-        row.decline_reason,
+        id_from_bytes(row["id"]),
+        OperationKind(row["kind"]),
+        row["amount_fen"],
+        OperationStatus(row["status"]),
+        row["decline_code"],
+        row["decline_limit"],
+        row["decline_remaining"],
+        row["decline_reason"],
     )
 
 

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from milletpay.core.clock import NS_PER_S
 from milletpay.identity.kyc import KycTier, limit_period_of
 from milletpay.risk import VELOCITY_WINDOW_S, OperationKind, Usage, counts_as_balance_payment
+from milletpay.store.sql import Sql
 from milletpay.wallet import periods
 from milletpay.wallet.accounts import FEN_PER_COIN
-from milletpay.wallet.tables import CoinOperationKind, coin_operations, wallet_operations
+from milletpay.wallet.tables import CoinOperationKind
 
 #: How `risk` judges a coin purchase.
 RISK_KIND_OF_COIN = {
@@ -26,52 +27,45 @@ RISK_KIND_OF_COIN = {
 COUNTED_STATUSES = ("pending", "completed")
 
 
+# One pass over each operations table: per kind, what was done since each of the three
+# instants the limits look back to. Plain SQL: this runs for every
+# operation, inside the transaction that admits it.
+_SINCE = (
+    "SELECT kind, "
+    "COALESCE(SUM(CASE WHEN created_at >= :day THEN {amount} ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN created_at >= :period THEN {amount} ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN created_at > :window THEN 1 ELSE 0 END), 0) "
+    "FROM {table} WHERE user_id = :user AND status IN ({counted}) "
+    "AND created_at >= :since GROUP BY kind"
+).replace("{counted}", ", ".join(f"'{status}'" for status in COUNTED_STATUSES))
+_WALLET_SINCE = Sql(_SINCE.format(amount="amount_fen", table="wallet_operations"))
+_COINS_SINCE = Sql(_SINCE.format(amount="amount_coins", table="coin_operations"))
+
+
 def usage(
     conn: sa.Connection, user: bytes, kind: OperationKind, tier: KycTier | None, now_ns: int
 ) -> Usage:
     """The user's usage for judging a new operation of risk kind `kind` at `now_ns`."""
     year = limit_period_of(tier, now_ns) if tier is not None else None
-    period_start_ns = periods.year_start_ns(year) if year is not None else 0
-    balance_kinds = [k for k in OperationKind if counts_as_balance_payment(k)]
+    instants = {
+        "day": periods.day_start_ns(now_ns),
+        "period": periods.year_start_ns(year) if year is not None else 0,
+        "window": now_ns - VELOCITY_WINDOW_S * NS_PER_S,
+    }
+    params = {"user": user, "since": min(instants.values()), **instants}
+    # (risk kind, fen per unit, amount today, amount in the tier period, operations in the
+    # velocity window) per kind of operation done
+    done: list[tuple[OperationKind, int, int, int, int]] = []
+    for kind_text, day, period, count in _WALLET_SINCE.run(conn, **params):
+        done.append((OperationKind(kind_text), 1, int(day), int(period), int(count)))
+    for coin_kind, day, period, count in _COINS_SINCE.run(conn, **params):
+        risk_kind = RISK_KIND_OF_COIN.get(CoinOperationKind(coin_kind))
+        if risk_kind is not None:  # spending coins is no money operation
+            done.append((risk_kind, FEN_PER_COIN, int(day), int(period), int(count)))
     return Usage(
-        today_fen=_fen(conn, user, [kind], periods.day_start_ns(now_ns)),
-        operations_last_window=_count(conn, user, now_ns - VELOCITY_WINDOW_S * NS_PER_S),
-        tier_period_fen=_fen(conn, user, balance_kinds, period_start_ns),
+        today_fen=sum(unit * day for k, unit, day, _, _ in done if k is kind),
+        operations_last_window=sum(count for *_, count in done),
+        tier_period_fen=sum(
+            unit * period for k, unit, _, period, _ in done if counts_as_balance_payment(k)
+        ),
     )
-
-
-def _fen(conn: sa.Connection, user: bytes, kinds: list[OperationKind], since_ns: int) -> int:
-    """Fen of the user's counted wallet operations and coin purchases of these kinds."""
-    w, c = wallet_operations.c, coin_operations.c
-    coin_kinds = [k.value for k, r in RISK_KIND_OF_COIN.items() if r in kinds]
-    wallet_fen = sa.select(sa.func.coalesce(sa.func.sum(w.amount_fen), 0)).where(
-        w.user_id == user,
-        w.status.in_(COUNTED_STATUSES),
-        w.kind.in_([k.value for k in kinds]),
-        w.created_at >= since_ns,
-    )
-    coins = sa.select(sa.func.coalesce(sa.func.sum(c.amount_coins), 0)).where(
-        c.user_id == user,
-        c.status.in_(COUNTED_STATUSES),
-        c.kind.in_(coin_kinds),
-        c.created_at >= since_ns,
-    )
-    return int(conn.execute(wallet_fen).scalar_one()) + FEN_PER_COIN * int(
-        conn.execute(coins).scalar_one()
-    )
-
-
-def _count(conn: sa.Connection, user: bytes, after_ns: int) -> int:
-    """The user's counted operations (wallet operations and coin purchases) after `after_ns`."""
-    w, c = wallet_operations.c, coin_operations.c
-    purchases = [k.value for k in RISK_KIND_OF_COIN]
-    wallet_ops = sa.select(sa.func.count()).where(
-        w.user_id == user, w.status.in_(COUNTED_STATUSES), w.created_at > after_ns
-    )
-    coin_ops = sa.select(sa.func.count()).where(
-        c.user_id == user,
-        c.status.in_(COUNTED_STATUSES),
-        c.kind.in_(purchases),
-        c.created_at > after_ns,
-    )
-    return int(conn.execute(wallet_ops).scalar_one()) + int(conn.execute(coin_ops).scalar_one())
