@@ -6,7 +6,8 @@ share one database.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -22,6 +23,7 @@ from milletpay.identity import IdentityService, PinHashing, SimulatedSms, SmsCha
 from milletpay.identity.devices import DeviceRegistry
 from milletpay.identity.quickpay import QuickPay
 from milletpay.ledger import Ledger
+from milletpay.ledger.committer import GroupCommitter
 from milletpay.store import create_engine, resolve_database_url, upgrade
 from milletpay.wallet import BankGateway, SimulatedBankGateway, WalletService
 
@@ -46,10 +48,20 @@ def create_app(
     upgrade(engine)
     clock = clock or SystemClock()
     keyring = keyring or KeyRing.from_environment()
+    ledger = Ledger(engine, clock)  # the same database as everything else
+    # One writer thread commits the money-moving work of all requests, many per commit.
+    committer = GroupCommitter(ledger)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        committer.close()
+
     app = FastAPI(
         title="Millet Pay API",
         version=__version__,
         description='Wallet and payments API. Errors are {"error": {code, message, field}}.',
+        lifespan=lifespan,
     )
     app.state.engine = engine
     app.state.clock = clock
@@ -61,10 +73,16 @@ def create_app(
     app.state.devices = DeviceRegistry(engine, clock)
     app.state.sessions = SessionTokens(keyring, clock)
     app.state.quick_pay = QuickPay(engine, clock)
-    app.state.ledger = Ledger(engine, clock)  # the same database as everything else
+    app.state.ledger = ledger
+    app.state.committer = committer
     app.state.bank = bank_gateway or SimulatedBankGateway()
     app.state.wallet = WalletService(
-        app.state.ledger, app.state.identity, engine, clock, app.state.bank
+        app.state.ledger,
+        app.state.identity,
+        engine,
+        clock,
+        app.state.bank,
+        committer=app.state.committer,
     )
     install_error_handlers(app)
 

@@ -1,11 +1,16 @@
 """Idempotency keys: a retried POST gets the first answer, and money moves once.
 
-The first request with a key claims it (a row with no response yet), runs, and stores
-its answer, error answers included: a decline stays a decline on retry. A retry with the
-same key and the same request gets that stored answer again; with a different request,
-409 `idempotency_key_reused`; while the first is still running, 409
-`idempotency_key_in_use`. If the first request fails unexpectedly, its claim is dropped so
-that a retry can run. Keys are kept at least `IDEMPOTENCY_RETENTION_S`.
+A request's answer is stored with its key, error answers included: a decline stays a
+decline on retry. A retry with the same key and the same request gets that stored answer
+again; with a different request, 409 `idempotency_key_reused`. Keys are kept at least
+`IDEMPOTENCY_RETENTION_S`.
+
+Two ways to run a request. `run`, for work that spans transactions (a bank call in
+between): the first request claims the key (a row with no answer yet), runs, and stores
+its answer; a retry while it runs gets 409 `idempotency_key_in_use`; if it fails
+unexpectedly its claim is dropped so that a retry can run. `run_in`, for work inside one
+ledger transaction: look the key up, run, and store the answer in that transaction, so
+that the work and its answer commit together or not at all.
 """
 
 from __future__ import annotations
@@ -21,12 +26,23 @@ from fastapi.responses import JSONResponse
 
 from milletpay.api.errors import ApiError, error_response
 from milletpay.core.clock import NS_PER_S, Clock
+from milletpay.ledger.engine import LedgerTransaction
+from milletpay.store.sql import Sql
 
 HEADER = "Idempotency-Key"
 KEY_LENGTH_MAX = 255
 IDEMPOTENCY_RETENTION_S = 24 * 60 * 60
 #: Keys older than the retention are purged once every this many new keys.
 PURGE_EVERY_KEYS = 1_000
+
+_STORED = Sql(
+    "SELECT request_hash, status_code, response_body FROM api_idempotency_keys "
+    "WHERE scope = :scope AND key = :key"
+)
+_STORE_ANSWERED = Sql(
+    "INSERT INTO api_idempotency_keys (scope, key, request_hash, created_at_ns, "
+    "status_code, response_body) VALUES (:scope, :key, :hash, :now, :status, :body)"
+)
 
 
 def request_hash(method: str, path: str, body: bytes) -> bytes:
@@ -80,38 +96,44 @@ class IdempotencyStore:
                     {"scope": scope, "key": key, "hash": digest, "now": now_ns},
                 )
         except sa.exc.IntegrityError:
-            return self._existing(scope, key, digest)
-        self._claims += 1
-        if self._claims % PURGE_EVERY_KEYS == 0:
+            with self._engine.connect() as conn:
+                return self._stored(conn, scope, key, digest, missing_ok=False)
+        if self._count_claim():
             self.purge()
         return None
 
-    def _existing(self, scope: str, key: str, digest: bytes) -> StoredResponse:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.text(
-                    "SELECT request_hash, status_code, response_body FROM api_idempotency_keys "
-                    "WHERE scope = :scope AND key = :key"
-                ),
-                {"scope": scope, "key": key},
-            ).first()
-        if row is None:  # claimed and abandoned in between: the caller may simply retry
+    def _count_claim(self) -> bool:
+        """Count a new key; True when it is time to purge old ones."""
+        self._claims += 1
+        return self._claims % PURGE_EVERY_KEYS == 0
+
+    def _stored(
+        self, conn: sa.Connection, scope: str, key: str, digest: bytes, *, missing_ok: bool
+    ) -> StoredResponse | None:
+        """The answer stored for `key`; 409 if it was for another request or is not
+        ready. None if there is no such key and `missing_ok`."""
+        row = _STORED.run(conn, scope=scope, key=key).first()
+        if row is None:
+            if missing_ok:
+                return None
+            # claimed and abandoned in between: the caller may simply retry
             raise ApiError(409, "idempotency_key_in_use", "retry this request", HEADER)
-        if bytes(row[0]) != digest:
+        stored_hash, status_code, body = tuple(row)
+        if bytes(stored_hash) != digest:
             raise ApiError(
                 409,
                 "idempotency_key_reused",
                 f"this {HEADER} was used for a different request",
                 HEADER,
             )
-        if row[1] is None:
+        if status_code is None:
             raise ApiError(
                 409,
                 "idempotency_key_in_use",
                 f"a request with this {HEADER} is still being handled",
                 HEADER,
             )
-        return StoredResponse(int(row[1]), bytes(row[2]))
+        return StoredResponse(int(status_code), bytes(body))
 
     def finish(self, scope: str, key: str, status_code: int, body: bytes) -> None:
         with self._engine.begin() as conn:
@@ -132,12 +154,15 @@ class IdempotencyStore:
 
     def purge(self) -> int:
         """Forget keys older than the retention; returns how many."""
-        cutoff_ns = self._clock.now_ns() - IDEMPOTENCY_RETENTION_S * NS_PER_S
         with self._engine.begin() as conn:
-            result = conn.execute(
-                sa.text("DELETE FROM api_idempotency_keys WHERE created_at_ns < :cutoff"),
-                {"cutoff": cutoff_ns},
-            )
+            return self._purge(conn)
+
+    def _purge(self, conn: sa.Connection) -> int:
+        cutoff_ns = self._clock.now_ns() - IDEMPOTENCY_RETENTION_S * NS_PER_S
+        result = conn.execute(
+            sa.text("DELETE FROM api_idempotency_keys WHERE created_at_ns < :cutoff"),
+            {"cutoff": cutoff_ns},
+        )
         return int(result.rowcount)
 
     def run(
@@ -151,18 +176,61 @@ class IdempotencyStore:
         key = check_key(key)
         stored = self.claim(scope, key, digest)
         if stored is not None:
-            return JSONResponse(
-                json.loads(stored.body),
-                status_code=stored.status_code,
-                headers={"Idempotent-Replayed": "true"},
-            )
+            return _replay(stored)
         try:
-            status_code, body = handler()
-            response = JSONResponse(body, status_code=status_code)
-        except ApiError as error:
-            response = error_response(error.status, error.code, error.message, error.field)
+            response = _respond(handler)
         except BaseException:
             self.abandon(scope, key)
             raise
         self.finish(scope, key, response.status_code, bytes(response.body))
         return response
+
+    def run_in(
+        self,
+        tx: LedgerTransaction,
+        scope: str,
+        key: str | None,
+        digest: bytes,
+        handler: Callable[[], tuple[int, Any]],
+    ) -> JSONResponse:
+        """`run` inside the caller's ledger transaction `tx`: the key, the handler's work
+        and the answer commit together, so there is never a claim without an answer. An
+        `ApiError` of the handler undoes the handler's work and is the stored answer."""
+        key = check_key(key)
+        stored = self._stored(tx.connection, scope, key, digest, missing_ok=True)
+        if stored is not None:
+            return _replay(stored)
+        try:
+            with tx.savepoint():
+                status_code, body = handler()
+            response = JSONResponse(body, status_code=status_code)
+        except ApiError as error:
+            response = error_response(error.status, error.code, error.message, error.field)
+        _STORE_ANSWERED.run(
+            tx.connection,
+            scope=scope,
+            key=key,
+            hash=digest,
+            now=self._clock.now_ns(),
+            status=response.status_code,
+            body=bytes(response.body),
+        )
+        if self._count_claim():
+            self._purge(tx.connection)
+        return response
+
+
+def _replay(stored: StoredResponse) -> JSONResponse:
+    return JSONResponse(
+        json.loads(stored.body),
+        status_code=stored.status_code,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+def _respond(handler: Callable[[], tuple[int, Any]]) -> JSONResponse:
+    try:
+        status_code, body = handler()
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, error.field)
+    return JSONResponse(body, status_code=status_code)

@@ -29,9 +29,11 @@ from milletpay.api.users import Identity, SignedIn
 from milletpay.core.errors import MilletError
 from milletpay.core.ids import id_to_bytes
 from milletpay.core.money import Money
-from milletpay.identity import IdentityService, PinStatus
+from milletpay.identity import IdentityService, PinCheck, PinStatus, PinTry
 from milletpay.identity.phone import normalize_phone
 from milletpay.identity.quickpay import Payment, QuickPay
+from milletpay.ledger.committer import Committer
+from milletpay.ledger.engine import LedgerTransaction
 from milletpay.risk import DeclineCode
 from milletpay.wallet import (
     LinkedBankAccountNotFound,
@@ -125,8 +127,7 @@ def _linked_id(text: str) -> int:
     return int(text, 16)
 
 
-def _check_pin(service: IdentityService, user_id: int, attempt: str) -> None:
-    check = service.check_pin(user_id, attempt)
+def _require_pin_ok(check: PinCheck) -> None:
     if check.status is PinStatus.OK:
         return
     raise ApiError(
@@ -150,8 +151,10 @@ def _approve(
     user_id: int,
     key: str,
     body: BankMovement | P2pTransfer,
-) -> None:
-    """The PIN or the quick-pay assertion approves this very payment, or ApiError."""
+) -> PinTry | None:
+    """Check the approval of this very payment, or ApiError. A quick-pay assertion is
+    verified and spent here; a PIN is compared here (a wrong one counted), and the right
+    try returned, for `_confirm` in the transaction that moves the money."""
     if (body.pin is None) == (body.quick_pay_assertion is None):
         raise ApiError(
             400,
@@ -160,8 +163,9 @@ def _approve(
             "pin",
         )
     if body.pin is not None:
-        _check_pin(identity, user_id, body.pin)
-        return
+        tried = identity.try_pin(user_id, body.pin)
+        _require_pin_ok(tried.check)
+        return tried
     if isinstance(body, P2pTransfer):
         payment = _payment(key, "p2p", body.recipient_phone, body.amount_fen)
     else:
@@ -174,6 +178,33 @@ def _approve(
         raise ApiError(
             403, error.code, f"quick pay refused: {error.message}", "quick_pay_assertion"
         ) from None
+    return None
+
+
+def _confirm(
+    identity: IdentityService, tx: LedgerTransaction, user_id: int, tried: PinTry | None
+) -> None:
+    """Count the right PIN try of `_approve` in `tx`; 403 if the PIN was locked since."""
+    if tried is not None:
+        _require_pin_ok(identity.confirm_pin(tx.connection, user_id, tried))
+
+
+def _digest(request: Request, body: BankMovement | P2pTransfer) -> bytes:
+    """The request's identity for its Idempotency-Key. The approval is not part of it: a
+    retry carries a new one."""
+    approval = {"pin", "quick_pay_assertion"}
+    canonical = json.dumps(body.model_dump(exclude=approval), sort_keys=True).encode()
+    return request_hash(request.method, request.url.path, canonical)
+
+
+def _answer(operation: Callable[[], Outcome]) -> tuple[int, Any]:
+    """The HTTP answer to a wallet operation, its not-found errors naming the field."""
+    try:
+        return _outcome_answer(operation())
+    except LinkedBankAccountNotFound as error:
+        raise ApiError(404, error.code, error.message, "bank_account_id") from None
+    except RecipientNotFound as error:
+        raise ApiError(404, error.code, error.message, "recipient_phone") from None
 
 
 def _outcome_answer(outcome: Outcome) -> tuple[int, dict[str, Any]]:
@@ -221,26 +252,21 @@ def _move(
     identity: Identity,
     store: Idempotency,
     key: str | None,
-    body: BankMovement | P2pTransfer,
+    body: BankMovement,
     operation: Callable[[str], Outcome],
 ) -> Any:
-    """Key present, payment approved, then `operation(key)` once per key."""
+    """A movement through the bank: key present, payment approved, then `operation(key)`
+    once per key. The bank is called between transactions, so the key is claimed first."""
     key = check_key(key)
-    _approve(request, identity, signed_in.user_id, key, body)
-    # The approval is not part of the request's identity: a retry carries a new one.
-    approval = {"pin", "quick_pay_assertion"}
-    canonical = json.dumps(body.model_dump(exclude=approval), sort_keys=True).encode()
-    digest = request_hash(request.method, request.url.path, canonical)
-
-    def handler() -> tuple[int, Any]:
-        try:
-            return _outcome_answer(operation(key))
-        except LinkedBankAccountNotFound as error:
-            raise ApiError(404, error.code, error.message, "bank_account_id") from None
-        except RecipientNotFound as error:
-            raise ApiError(404, error.code, error.message, "recipient_phone") from None
-
-    return store.run(f"{signed_in.user_id:032x}", key, digest, handler)
+    tried = _approve(request, identity, signed_in.user_id, key, body)
+    committer: Committer = request.app.state.committer
+    committer.run(lambda tx: _confirm(identity, tx, signed_in.user_id, tried))
+    return store.run(
+        f"{signed_in.user_id:032x}",
+        key,
+        _digest(request, body),
+        lambda: _answer(lambda: operation(key)),
+    )
 
 
 @router.get("/wallet")
@@ -340,16 +366,27 @@ def p2p_transfer(
     service: Wallet,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Send money from the wallet to the Millet Pay user with that phone number."""
-    return _move(
-        request,
-        signed_in,
-        identity,
-        store,
-        idempotency_key,
-        body,
-        lambda key: service.p2p(signed_in.user_id, body.recipient_phone, body.amount_fen, key),
-    )
+    """Send money from the wallet to the Millet Pay user with that phone number. The PIN
+    try, the key, the transfer and the answer commit in one transaction."""
+    key = check_key(idempotency_key)
+    user_id = signed_in.user_id
+    tried = _approve(request, identity, user_id, key, body)
+    digest = _digest(request, body)
+
+    def unit(tx: LedgerTransaction) -> Any:
+        _confirm(identity, tx, user_id, tried)
+        return store.run_in(
+            tx,
+            f"{user_id:032x}",
+            key,
+            digest,
+            lambda: _answer(
+                lambda: service.p2p_in(tx, user_id, body.recipient_phone, body.amount_fen, key)
+            ),
+        )
+
+    committer: Committer = request.app.state.committer
+    return committer.run(unit)
 
 
 @router.post("/quick-pay/challenges", status_code=201)
