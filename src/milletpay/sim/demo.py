@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import groupby
 
 import sqlalchemy as sa
 from rich import box
@@ -43,6 +42,7 @@ from milletpay.ledger import (
     Transfer,
     TransferFlags,
 )
+from milletpay.sim.scene import Outcome, scene_line
 
 #: The CNY ledger is numbered by the currency's ISO 4217 numeric code.
 LEDGER_CNY = CURRENCIES["CNY"][0]
@@ -136,15 +136,6 @@ class Day:
     clock: ManualClock
     ids: IdGenerator
     open_hold_id: int = 0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One scene's line: what happened, the ledger's answers, and whether they were right."""
-
-    text: str
-    codes: tuple[str, ...]
-    as_expected: bool
 
 
 # ---- small helpers ----------------------------------------------------------------
@@ -362,30 +353,6 @@ SCENES = (
 
 
 # ---- printing ---------------------------------------------------------------------
-
-
-def counted(code: str, times: int) -> str:
-    return code if times == 1 else f"{code} ×{times}"
-
-
-def answer_colour(result: Outcome) -> str:
-    """Green for ok, yellow for the expected refusals and retries, red for surprises."""
-    if not result.as_expected:
-        return "red"
-    return "green" if set(result.codes) == {"ok"} else "yellow"
-
-
-def scene_line(label: str, result: Outcome) -> Table:
-    """One scene as a row: mark, label, what happened (wrapping), the ledger's answers."""
-    mark = "[green]✓[/green]" if result.as_expected else "[red]✗[/red]"
-    answers = ", ".join(counted(code, len(list(run))) for code, run in groupby(result.codes))
-    line = Table.grid(padding=(0, 1), expand=True)
-    line.add_column(width=1)
-    line.add_column(width=8, style="bold")
-    line.add_column(ratio=1)
-    line.add_column(justify="right", style=answer_colour(result))
-    line.add_row(mark, label, result.text, answers)
-    return line
 
 
 def balance(a: Account, kind: AccountKind) -> int:
