@@ -42,6 +42,7 @@ from milletpay.ledger import (
     Transfer,
     TransferFlags,
 )
+from milletpay.sim.demo_wallet import play_wallet_scene
 from milletpay.sim.scene import Outcome, scene_line
 
 #: The CNY ledger is numbered by the currency's ISO 4217 numeric code.
@@ -419,12 +420,15 @@ def run_demo(database_url: str, console: Console) -> bool:
             console.print(scene_line(scene.label, result))
         console.print()
         print_books(console, ledger)
+        wallet_scene = play_wallet_scene(ledger, clock, console)
+        failed += sum(not line.as_expected for line in wallet_scene.lines)
+        scenes = len(SCENES) + len(wallet_scene.lines)
         report = ledger.verify()
     summary = (
         f"{report.ledgers} ledgers, {report.accounts:,} accounts, {report.transfers:,} transfers"
     )
     if failed:
-        console.print(f"[red]demo: {failed} of {len(SCENES)} scenes went wrong[/red]")
+        console.print(f"[red]demo: {failed} of {scenes} scenes went wrong[/red]")
     if not report.ok:
         console.print(f"[red]ledger verify: {len(report.problems)} problems[/red] ({summary})")
         for problem in report.problems:
