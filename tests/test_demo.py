@@ -1,5 +1,7 @@
 """`millet demo` plays a day that balances, on SQLite and PostgreSQL, as often as it is run.
 
+The wallet scene (`sim.demo_wallet`) is checked against the services' own answers: the
+Class I decline at its tier limit, the tiers reached, coins, and money that adds up.
 Also the two commands a newcomer types after it: `millet demo` and `millet ledger verify`
 through the CLI, and `ledger verify` catching a balance changed behind the ledger's back.
 """
@@ -7,15 +9,25 @@ through the CLI, and `ledger verify` catching a balance changed behind the ledge
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from rich.console import Console
 from typer.testing import CliRunner
 
 from milletpay.cli import app
+from milletpay.core.clock import ManualClock
+from milletpay.core.keyring import KeyRing
+from milletpay.core.money import Money
+from milletpay.identity import TIERS, IdentityService, SimulatedSms
+from milletpay.identity.kyc import TIER_BY_LEVEL
 from milletpay.ledger import Account, AccountFlags, Ledger
 from milletpay.ledger.storage import encode_id
+from milletpay.risk import DeclineCode, OperationKind
 from milletpay.sim.demo import (
     ACCOUNTS,
     ISSUER,
@@ -27,6 +39,23 @@ from milletpay.sim.demo import (
     ZHANG_MIN_COINS,
     Side,
     run_demo,
+)
+from milletpay.sim.demo_wallet import (
+    CAST,
+    LIU_YANG,
+    RETRIED_P2P_FEN,
+    ZHAO_LEI,
+    WalletScene,
+    play_wallet_scene,
+)
+from milletpay.wallet import (
+    FEN_PER_COIN,
+    CoinOperationKind,
+    CoinOutcome,
+    CoinService,
+    OperationStatus,
+    SimulatedBankGateway,
+    WalletService,
 )
 
 runner = CliRunner()
@@ -81,6 +110,7 @@ def test_demo_balances_the_books_and_a_second_run_plays_a_new_day(database_url: 
     ok, output = play(database_url)
     assert ok, output
     assert "exists ×11" in output, "the accounts are opened once"
+    assert "(cast 2 on this database)" in output, "the wallet scene signs up a new cast"
     assert "ledger verify: ok" in output
     assert balances(database_url) == {i: 2 * amount for i, amount in after_one.items()}
     assert transfer_count(database_url) == 2 * transfers_one_day
@@ -89,7 +119,9 @@ def test_demo_balances_the_books_and_a_second_run_plays_a_new_day(database_url: 
 def test_demo_shows_every_scene_with_the_ledgers_answers(tmp_path: Path) -> None:
     ok, output = play(f"sqlite:///{tmp_path / 'millet.db'}")
     assert ok, output
-    assert output.count("✓") == len(SCENES)
+    ledger_day, wallet_day = output.split("Wallets:")
+    assert ledger_day.count("✓") == len(SCENES)
+    assert "✗" not in wallet_day
     for answer in ("exceeds_credits, linked_event_failed", "ok ×2, exists ×2", "expired"):
         assert answer in output
     assert "ledger 156 · CNY" in output and "ledger 900001 · XCN" in output
@@ -103,13 +135,14 @@ def test_demo_fails_when_its_account_ids_are_taken_by_other_accounts(tmp_path: P
     ok, output = play(url)
     assert not ok
     assert "exists_with_different_flags" in output
-    assert f"1 of {len(SCENES)} scenes went wrong" in output
+    assert f"1 of {output.count('✓') + output.count('✗')} scenes went wrong" in output
 
 
 def test_cli_demo_then_ledger_verify(database_url: str) -> None:
     demo = runner.invoke(app, ["demo", "--database-url", database_url])
     assert demo.exit_code == 0, demo.output
-    assert "ledger verify: ok" in demo.output
+    assert DeclineCode.TIER_LIMIT_EXCEEDED.value in demo.output
+    assert demo.output.rstrip().splitlines()[-1].startswith("ledger verify: ok")
 
     verify = runner.invoke(app, ["ledger", "verify", "--database-url", database_url])
     assert verify.exit_code == 0, verify.output
@@ -135,3 +168,96 @@ def test_ledger_verify_names_an_account_whose_balance_was_changed_behind_its_bac
     assert verify.exit_code == 1, verify.output
     assert f"account {WANG_FANG.id}: credits_posted" in verify.output
     assert "ledger 156: posted debits" in verify.output
+
+
+# ---- the wallet scene ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalletDay:
+    """The wallet scene played alone, and services of the test's own to check it with."""
+
+    scene: WalletScene
+    output: str
+    wallet: WalletService
+    coins: CoinService
+
+
+@pytest.fixture
+def wallet_day(database_url: str) -> Iterator[WalletDay]:
+    clock = ManualClock(time.time_ns())
+    console = Console(file=io.StringIO(), width=100)
+    with Ledger.open(database_url, clock=clock) as ledger:
+        scene = play_wallet_scene(ledger, clock, console)
+        assert ledger.verify().ok
+        output = console.file.getvalue()
+        assert isinstance(output, str)
+        bank = SimulatedBankGateway()
+        identity = IdentityService(ledger.engine, KeyRing.generate(), clock, SimulatedSms())
+        wallet = WalletService(ledger, identity, ledger.engine, clock, bank)
+        coins = CoinService(ledger, wallet, identity, ledger.engine, clock, bank)
+        yield WalletDay(scene, output, wallet, coins)
+
+
+def test_wallet_scene_declines_the_class_i_user_at_the_tier_limit(wallet_day: WalletDay) -> None:
+    scene, output, wallet = wallet_day.scene, wallet_day.output, wallet_day.wallet
+    assert all(line.as_expected for line in scene.lines), output
+    (declined,) = [a for a in scene.answers if not a.approved]
+    assert declined.kind is OperationKind.P2P
+    assert declined.decline_code == DeclineCode.TIER_LIMIT_EXCEEDED
+    class_i = TIER_BY_LEVEL[1]
+    assert declined.limit == class_i.limit_fen
+    zhao_lei = scene.user_ids[CAST.index(ZHAO_LEI)]
+    paid_before = sum(
+        item.amount_fen
+        for item in wallet.history(zhao_lei).items
+        if item.kind is OperationKind.P2P
+        and item.status is OperationStatus.COMPLETED
+        and item.operation_id < declined.operation_id
+    )
+    assert declined.remaining == class_i.limit_fen - paid_before
+    (line,) = [line for line in scene.lines if DeclineCode.TIER_LIMIT_EXCEEDED in line.codes]
+    limit, remaining = (Money(f, "CNY") for f in (class_i.limit_fen, declined.remaining))
+    assert f"limit {limit}, {remaining} remaining" in line.text
+    assert DeclineCode.TIER_LIMIT_EXCEEDED.value in output
+    for tier in TIERS:
+        assert tier.name in output
+
+
+def test_wallet_scene_money_adds_up_and_coins_are_bought_and_spent(wallet_day: WalletDay) -> None:
+    scene, output = wallet_day.scene, wallet_day.output
+    wallet, coins = wallet_day.wallet, wallet_day.coins
+    balances_fen = sum(wallet.balance(user_id).posted_fen for user_id in scene.user_ids)
+    history = [item for u in scene.user_ids for item in wallet.history(u).items]
+    done = [item for item in history if item.status is OperationStatus.COMPLETED]
+    top_ups_fen = sum(i.amount_fen for i in done if i.kind is OperationKind.TOP_UP)
+    withdrawn_fen = sum(i.amount_fen for i in done if i.kind is OperationKind.WITHDRAW)
+    coin_answers = [a for a in scene.answers if isinstance(a, CoinOutcome) and a.approved]
+    bought = {
+        kind: sum(a.amount_coins for a in coin_answers if a.kind is kind)
+        for kind in CoinOperationKind
+    }
+    from_balance_fen = bought[CoinOperationKind.PURCHASE_FROM_BALANCE] * FEN_PER_COIN
+    assert balances_fen == top_ups_fen - withdrawn_fen - from_balance_fen
+    assert withdrawn_fen > 0 and from_balance_fen > 0 and bought[CoinOperationKind.PURCHASE_BY_CARD]
+    purchased = (
+        bought[CoinOperationKind.PURCHASE_FROM_BALANCE] + bought[CoinOperationKind.PURCHASE_BY_CARD]
+    )
+    spent = bought[CoinOperationKind.SPEND]
+    assert spent > 0
+    assert sum(coins.coins(u) for u in scene.user_ids) == purchased - spent
+    assert coins.coin_liability_check().balanced
+    assert "coin_merchant_not_digital_goods" in output
+    assert str(Money(balances_fen, "CNY")) in output, "the wallets' total is printed"
+
+
+def test_wallet_scene_retry_with_the_same_key_moves_money_once(wallet_day: WalletDay) -> None:
+    (retry,) = [line for line in wallet_day.scene.lines if line.codes == ("completed",) * 2]
+    assert retry.as_expected, wallet_day.output
+    liu_yang = wallet_day.scene.user_ids[CAST.index(LIU_YANG)]
+    sent = [
+        item
+        for item in wallet_day.wallet.history(liu_yang).items
+        if item.kind is OperationKind.P2P and not item.incoming
+    ]
+    assert [item.amount_fen for item in sent] == [RETRIED_P2P_FEN], "one operation, not two"

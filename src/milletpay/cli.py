@@ -164,3 +164,7 @@ def bench_wallet(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # `python -m milletpay.cli`, as well as the `millet` script
+    main()

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import groupby
 
 import sqlalchemy as sa
 from rich import box
@@ -43,6 +42,8 @@ from milletpay.ledger import (
     Transfer,
     TransferFlags,
 )
+from milletpay.sim.demo_wallet import play_wallet_scene
+from milletpay.sim.scene import Outcome, scene_line
 
 #: The CNY ledger is numbered by the currency's ISO 4217 numeric code.
 LEDGER_CNY = CURRENCIES["CNY"][0]
@@ -136,15 +137,6 @@ class Day:
     clock: ManualClock
     ids: IdGenerator
     open_hold_id: int = 0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One scene's line: what happened, the ledger's answers, and whether they were right."""
-
-    text: str
-    codes: tuple[str, ...]
-    as_expected: bool
 
 
 # ---- small helpers ----------------------------------------------------------------
@@ -364,30 +356,6 @@ SCENES = (
 # ---- printing ---------------------------------------------------------------------
 
 
-def counted(code: str, times: int) -> str:
-    return code if times == 1 else f"{code} ×{times}"
-
-
-def answer_colour(result: Outcome) -> str:
-    """Green for ok, yellow for the expected refusals and retries, red for surprises."""
-    if not result.as_expected:
-        return "red"
-    return "green" if set(result.codes) == {"ok"} else "yellow"
-
-
-def scene_line(label: str, result: Outcome) -> Table:
-    """One scene as a row: mark, label, what happened (wrapping), the ledger's answers."""
-    mark = "[green]✓[/green]" if result.as_expected else "[red]✗[/red]"
-    answers = ", ".join(counted(code, len(list(run))) for code, run in groupby(result.codes))
-    line = Table.grid(padding=(0, 1), expand=True)
-    line.add_column(width=1)
-    line.add_column(width=8, style="bold")
-    line.add_column(ratio=1)
-    line.add_column(justify="right", style=answer_colour(result))
-    line.add_row(mark, label, result.text, answers)
-    return line
-
-
 def balance(a: Account, kind: AccountKind) -> int:
     return (
         a.balance_credit_minus_debit if kind.side is Side.CREDIT else a.balance_debit_minus_credit
@@ -452,12 +420,15 @@ def run_demo(database_url: str, console: Console) -> bool:
             console.print(scene_line(scene.label, result))
         console.print()
         print_books(console, ledger)
+        wallet_scene = play_wallet_scene(ledger, clock, console)
+        failed += sum(not line.as_expected for line in wallet_scene.lines)
+        scenes = len(SCENES) + len(wallet_scene.lines)
         report = ledger.verify()
     summary = (
         f"{report.ledgers} ledgers, {report.accounts:,} accounts, {report.transfers:,} transfers"
     )
     if failed:
-        console.print(f"[red]demo: {failed} of {len(SCENES)} scenes went wrong[/red]")
+        console.print(f"[red]demo: {failed} of {scenes} scenes went wrong[/red]")
     if not report.ok:
         console.print(f"[red]ledger verify: {len(report.problems)} problems[/red] ({summary})")
         for problem in report.problems:
