@@ -23,7 +23,7 @@ from milletpay.identity.devices import DeviceRegistry
 from milletpay.identity.quickpay import QuickPay
 from milletpay.ledger import Ledger
 from milletpay.store import create_engine, resolve_database_url, upgrade
-from milletpay.wallet import BankGateway, SimulatedBankGateway, WalletService
+from milletpay.wallet import BankGateway, CoinService, SimulatedBankGateway, WalletService
 
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
@@ -65,6 +65,9 @@ def create_app(
     app.state.bank = bank_gateway or SimulatedBankGateway()
     app.state.wallet = WalletService(
         app.state.ledger, app.state.identity, engine, clock, app.state.bank
+    )
+    app.state.coins = CoinService(
+        app.state.ledger, app.state.wallet, app.state.identity, engine, clock, app.state.bank
     )
     install_error_handlers(app)
 
