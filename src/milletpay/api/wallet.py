@@ -147,7 +147,9 @@ def _balance_json(service: WalletService, user_id: int) -> dict[str, Any]:
 
 def _linked_id(text: str) -> int:
     if not _HEX_ID.match(text):
-        raise ApiError(404, "linked_bank_account_not_found", "no such linked bank account")
+        raise ApiError(
+            404, "linked_bank_account_not_found", "no such linked bank account", "bank_account_id"
+        )
     return int(text, 16)
 
 
