@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from milletpay import __version__
-from milletpay.api import users, wallet
+from milletpay.api import coins, users, wallet
 from milletpay.api.errors import error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
@@ -96,4 +96,5 @@ def create_app(
     app.include_router(v1)
     app.include_router(users.router)
     app.include_router(wallet.router)
+    app.include_router(coins.router)
     return app
