@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from milletpay import __version__
-from milletpay.api import users, wallet
+from milletpay.api import coins, users, wallet
 from milletpay.api.errors import error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
@@ -25,7 +25,7 @@ from milletpay.identity.quickpay import QuickPay
 from milletpay.ledger import Ledger
 from milletpay.ledger.committer import GroupCommitter
 from milletpay.store import create_engine, resolve_database_url, upgrade
-from milletpay.wallet import BankGateway, SimulatedBankGateway, WalletService
+from milletpay.wallet import BankGateway, CoinService, SimulatedBankGateway, WalletService
 
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
@@ -84,6 +84,9 @@ def create_app(
         app.state.bank,
         committer=app.state.committer,
     )
+    app.state.coins = CoinService(
+        app.state.ledger, app.state.wallet, app.state.identity, engine, clock, app.state.bank
+    )
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -111,4 +114,5 @@ def create_app(
     app.include_router(v1)
     app.include_router(users.router)
     app.include_router(wallet.router)
+    app.include_router(coins.router)
     return app

@@ -36,6 +36,8 @@ from milletpay.ledger.committer import Committer
 from milletpay.ledger.engine import LedgerTransaction
 from milletpay.risk import DeclineCode
 from milletpay.wallet import (
+    FEN_PER_COIN,
+    CoinOutcome,
     LinkedBankAccountNotFound,
     Outcome,
     RecipientNotFound,
@@ -68,6 +70,8 @@ Wallet = Annotated[WalletService, Depends(wallet_service)]
 Idempotency = Annotated[IdempotencyStore, Depends(idempotency_store)]
 QuickPays = Annotated[QuickPay, Depends(quick_pay)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+#: A handler's answer: the HTTP status and the JSON body.
+Answer = tuple[int, dict[str, Any]]
 
 
 def cny_text(amount_fen: int) -> str:
@@ -99,15 +103,37 @@ class P2pTransfer(Approval):
 
 class QuickPayChallenge(BaseModel):
     """The payment a quick-pay challenge is for: the same Idempotency-Key, kind, target
-    (`recipient_phone` for P2P, `bank_account_id` otherwise) and amount as the request
-    that will carry the assertion."""
+    (`_target_field`) and amount (`coins` for coin kinds, `amount_fen` otherwise) as the
+    request that will carry the assertion."""
 
     device_id: str = Field(min_length=1, max_length=64)
     idempotency_key: str = Field(min_length=1, max_length=255)
-    kind: Literal["top_up", "withdrawal", "p2p"]
-    amount_fen: int = Field(gt=0)
+    kind: Literal["top_up", "withdrawal", "p2p", "coin_purchase", "coin_spend"]
+    amount_fen: int | None = Field(default=None, gt=0)
+    coins: int | None = Field(default=None, gt=0)
     recipient_phone: str | None = Field(default=None, min_length=1, max_length=32)
     bank_account_id: str | None = Field(default=None, min_length=1, max_length=64)
+    merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
+    source: Literal["balance", "bank_account"] | None = None
+
+
+#: The request field naming a payment's target, by quick-pay kind (a coin purchase's
+#: depends on its source: see `_target_field`).
+_TARGET_FIELDS = {
+    "top_up": "bank_account_id",
+    "withdrawal": "bank_account_id",
+    "p2p": "recipient_phone",
+    "coin_spend": "merchant_id",
+}
+_COIN_KINDS = frozenset({"coin_purchase", "coin_spend"})
+
+
+def _target_field(kind: str, source: str | None = None) -> str:
+    """A coin purchase from a bank account is approved for that account, one from the
+    balance for `source` "balance"; every other kind's target is in `_TARGET_FIELDS`."""
+    if kind == "coin_purchase":
+        return "bank_account_id" if source == "bank_account" else "source"
+    return _TARGET_FIELDS[kind]
 
 
 def _balance_json(service: WalletService, user_id: int) -> dict[str, Any]:
@@ -123,7 +149,9 @@ def _balance_json(service: WalletService, user_id: int) -> dict[str, Any]:
 
 def _linked_id(text: str) -> int:
     if not _HEX_ID.match(text):
-        raise ApiError(404, "linked_bank_account_not_found", "no such linked bank account")
+        raise ApiError(
+            404, "linked_bank_account_not_found", "no such linked bank account", "bank_account_id"
+        )
     return int(text, 16)
 
 
@@ -138,11 +166,18 @@ def _require_pin_ok(check: PinCheck) -> None:
     )
 
 
-def _payment(key: str, kind: str, target: str, amount_fen: int) -> Payment:
-    """What a quick-pay approval is for: this key's operation, target and amount."""
+def _payment(key: str, kind: str, target: str, amount: int) -> Payment:
+    """What a quick-pay approval is for: this key's operation, target and amount (fen, or
+    coins for coin kinds: a purchase approves its price in CNY, a spend its coins)."""
     if kind == "p2p":
         target = normalize_phone(target)
-    return Payment(key, f"{kind}:{target}", Money(amount_fen, "CNY"))
+    if kind == "coin_spend":
+        money = Money(amount, "XCN")
+    elif kind == "coin_purchase":
+        money = Money(amount * FEN_PER_COIN, "CNY")
+    else:
+        money = Money(amount, "CNY")
+    return Payment(key, f"{kind}:{target}", money)
 
 
 def _approve(
@@ -150,9 +185,11 @@ def _approve(
     identity: IdentityService,
     user_id: int,
     key: str,
-    body: BankMovement | P2pTransfer,
+    body: Approval,
+    describe: Callable[[str], Payment] | None = None,
 ) -> PinTry | None:
-    """Check the approval of this very payment, or ApiError. A quick-pay assertion is
+    """Check the approval of this very payment, or ApiError; `describe(key)` gives the
+    payment (by default, the wallet operation `body` asks for). A quick-pay assertion is
     verified and spent here; a PIN is compared here (a wrong one counted), and the right
     try returned, for `_confirm` in the transaction that moves the money."""
     if (body.pin is None) == (body.quick_pay_assertion is None):
@@ -166,9 +203,12 @@ def _approve(
         tried = identity.try_pin(user_id, body.pin)
         _require_pin_ok(tried.check)
         return tried
-    if isinstance(body, P2pTransfer):
+    if describe is not None:
+        payment = describe(key)
+    elif isinstance(body, P2pTransfer):
         payment = _payment(key, "p2p", body.recipient_phone, body.amount_fen)
     else:
+        assert isinstance(body, BankMovement)
         kind = "top_up" if request.url.path.endswith("/top-ups") else "withdrawal"
         payment = _payment(key, kind, body.bank_account_id, body.amount_fen)
     service: QuickPay = request.app.state.quick_pay
@@ -189,7 +229,7 @@ def _confirm(
         _require_pin_ok(identity.confirm_pin(tx.connection, user_id, tried))
 
 
-def _digest(request: Request, body: BankMovement | P2pTransfer) -> bytes:
+def _digest(request: Request, body: Approval) -> bytes:
     """The request's identity for its Idempotency-Key. The approval is not part of it: a
     retry carries a new one."""
     approval = {"pin", "quick_pay_assertion"}
@@ -197,17 +237,19 @@ def _digest(request: Request, body: BankMovement | P2pTransfer) -> bytes:
     return request_hash(request.method, request.url.path, canonical)
 
 
-def _answer(operation: Callable[[], Outcome]) -> tuple[int, Any]:
-    """The HTTP answer to a wallet operation, its not-found errors naming the field."""
+def _answer(operation: Callable[[], Outcome | Answer]) -> Answer:
+    """The HTTP answer to an operation (its own, or a wallet `Outcome`'s), its not-found
+    errors naming the field."""
     try:
-        return _outcome_answer(operation())
+        answer = operation()
+        return answer if isinstance(answer, tuple) else _outcome_answer(answer)
     except LinkedBankAccountNotFound as error:
         raise ApiError(404, error.code, error.message, "bank_account_id") from None
     except RecipientNotFound as error:
         raise ApiError(404, error.code, error.message, "recipient_phone") from None
 
 
-def _outcome_answer(outcome: Outcome) -> tuple[int, dict[str, Any]]:
+def _outcome_answer(outcome: Outcome) -> Answer:
     """201 with the operation, or 402 naming what declined it."""
     if outcome.decline_code is None:
         return 201, {
@@ -217,11 +259,18 @@ def _outcome_answer(outcome: Outcome) -> tuple[int, dict[str, Any]]:
             "amount": cny_text(outcome.amount_fen),
             "status": str(outcome.status),
         }
+    return _decline_answer(outcome, "amount_fen")
+
+
+def _decline_answer(outcome: Outcome | CoinOutcome, field: str) -> Answer:
+    """402 naming the limit (or reason) that declined the operation; `field` carries the
+    amount."""
     code = outcome.decline_code
+    assert code is not None
     error: dict[str, Any] = {
         "code": code,
         "message": f"declined: {code}",
-        "field": "amount_fen",
+        "field": field,
         "operation_id": f"{outcome.operation_id:032x}",
     }
     if code == DeclineCode.VELOCITY_EXCEEDED:
@@ -252,13 +301,15 @@ def _move(
     identity: Identity,
     store: Idempotency,
     key: str | None,
-    body: BankMovement,
-    operation: Callable[[str], Outcome],
+    body: Approval,
+    operation: Callable[[str], Outcome | Answer],
+    describe: Callable[[str], Payment] | None = None,
 ) -> Any:
-    """A movement through the bank: key present, payment approved, then `operation(key)`
-    once per key. The bank is called between transactions, so the key is claimed first."""
+    """Key present, payment approved (`describe`, as for `_approve`), then
+    `operation(key)` once per key: a wallet `Outcome`, or an answer of its own. For
+    work that calls a bank between transactions, so the key is claimed first."""
     key = check_key(key)
-    tried = _approve(request, identity, signed_in.user_id, key, body)
+    tried = _approve(request, identity, signed_in.user_id, key, body, describe)
     committer: Committer = request.app.state.committer
     committer.run(lambda tx: _confirm(identity, tx, signed_in.user_id, tried))
     return store.run(
@@ -393,12 +444,17 @@ def p2p_transfer(
 def quick_pay_challenge(body: QuickPayChallenge, signed_in: SignedIn, service: QuickPays) -> Any:
     """WebAuthn request options for the bound phone to approve one payment; the request
     that moves the money then carries the phone's answer as `quick_pay_assertion`."""
-    target = body.recipient_phone if body.kind == "p2p" else body.bank_account_id
+    field = _target_field(body.kind, body.source)
+    target: str | None = getattr(body, field)
     if target is None:
-        field = "recipient_phone" if body.kind == "p2p" else "bank_account_id"
         raise ApiError(422, "invalid_request", f"{field}: required for {body.kind}", field)
+    amount_field = "coins" if body.kind in _COIN_KINDS else "amount_fen"
+    amount: int | None = getattr(body, amount_field)
+    if amount is None:
+        message = f"{amount_field}: required for {body.kind}"
+        raise ApiError(422, "invalid_request", message, amount_field)
     key = check_key(body.idempotency_key)
-    payment = _payment(key, body.kind, target, body.amount_fen)
+    payment = _payment(key, body.kind, target, amount)
     return json.loads(service.begin_payment(signed_in.user_id, body.device_id, payment))
 
 
