@@ -49,7 +49,7 @@ from milletpay.wallet.tables import coin_merchant_shutdowns
 router = APIRouter(prefix="/v1", tags=["coins"])
 
 
-def coin_service(request: Request) -> CoinService:
+async def coin_service(request: Request) -> CoinService:
     service: CoinService = request.app.state.coins
     return service
 

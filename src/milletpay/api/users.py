@@ -20,17 +20,23 @@ from milletpay.identity.devices import DeviceRegistry
 router = APIRouter(prefix="/v1")
 
 
-def identity(request: Request) -> IdentityService:
+# The dependencies are `async def` because they never block: FastAPI runs them on the
+# event loop, where a plain `def` would cost a trip to a worker thread each.
+
+
+async def identity(request: Request) -> IdentityService:
     service: IdentityService = request.app.state.identity
     return service
 
 
-def devices(request: Request) -> DeviceRegistry:
+async def devices(request: Request) -> DeviceRegistry:
     registry: DeviceRegistry = request.app.state.devices
     return registry
 
 
-def session(request: Request, authorization: Annotated[str | None, Header()] = None) -> Session:
+async def session(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Session:
     tokens: SessionTokens = request.app.state.sessions
     return tokens.check(authorization)
 

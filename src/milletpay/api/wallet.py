@@ -51,17 +51,17 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def wallet_service(request: Request) -> WalletService:
+async def wallet_service(request: Request) -> WalletService:
     service: WalletService = request.app.state.wallet
     return service
 
 
-def quick_pay(request: Request) -> QuickPay:
+async def quick_pay(request: Request) -> QuickPay:
     service: QuickPay = request.app.state.quick_pay
     return service
 
 
-def idempotency_store(request: Request) -> IdempotencyStore:
+async def idempotency_store(request: Request) -> IdempotencyStore:
     store: IdempotencyStore = request.app.state.idempotency
     return store
 

@@ -41,6 +41,10 @@ _AAD_NATIONAL_ID = b"users.national_id|"
 _USER_BY_PHONE = Sql("SELECT id FROM users WHERE phone = :phone")
 _USER_PHONE = Sql("SELECT phone FROM users WHERE id = :id")
 _USER_PHONE_FOR_UPDATE = Sql("SELECT phone FROM users WHERE id = :id FOR UPDATE")
+_USER_PIN = Sql(
+    "SELECT p.pin_hash, p.locked_at FROM users u LEFT JOIN pins p ON p.user_id = u.id "
+    "WHERE u.id = :id"
+)
 _CHANNELS = Sql("SELECT channel FROM kyc_verifications WHERE user_id = :user")
 
 
@@ -242,9 +246,10 @@ class IdentityService:
         `confirm_pin`, in the transaction of what it approves."""
         key = user_key(user_id)
         with self._read() as conn:
-            self._require_user(conn, key)
-            row = conn.execute(sa.select(pins).where(pins.c.user_id == key)).one_or_none()
+            row = _USER_PIN.run(conn, id=key).one_or_none()
         if row is None:
+            raise UserNotFound(f"no user {user_id:032x}")
+        if row.pin_hash is None:
             return pin.PinTry(pin.PinCheck(pin.PinStatus.NOT_SET, 0))
         if row.locked_at is not None:
             return pin.PinTry(pin.PinCheck(pin.PinStatus.LOCKED, 0))

@@ -555,6 +555,7 @@ class LedgerTransaction:
     def __init__(self, ledger: Ledger, tx: _Tx) -> None:
         self._ledger = ledger
         self._tx = tx
+        self._savepoints = 0
 
     @property
     def connection(self) -> sa.Connection:
@@ -571,13 +572,21 @@ class LedgerTransaction:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo what the block wrote, in the ledger and on `connection`, if it raises."""
+        # Plain SAVEPOINT statements: the same on both databases, and lighter than
+        # SQLAlchemy's nested transactions on a path every payment takes.
+        self._savepoints += 1
+        name = f"millet_{self._savepoints}"
+        conn = self._tx.connection
+        conn.exec_driver_sql(f"SAVEPOINT {name}")
         try:
-            with self._tx.connection.begin_nested():
-                yield
+            yield
         except BaseException:
+            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
             # The accounts in memory may hold balances the savepoint took back.
             self._ledger._forget_accounts()
             raise
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 def _check_ids(ids: Sequence[int]) -> list[int]:

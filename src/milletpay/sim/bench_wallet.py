@@ -118,6 +118,12 @@ def _wait_for_port(port: int, server: multiprocessing.process.BaseProcess) -> No
     raise RuntimeError("the API server did not start within 60 s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class _Connection:
     """One HTTP/1.1 keep-alive connection: POST a JSON body, read status and body."""
 
@@ -218,7 +224,12 @@ def run_wallet_bench(config: WalletBenchConfig) -> dict[str, Any]:
         server.start()
         try:
             _wait_for_port(port, server)
+            assert server.pid is not None
+            cpu_before_s = _cpu_seconds(server.pid)
+            client_before = time.process_time()
             latencies, errors, elapsed = asyncio.run(_drive(port, users, config))
+            server_cpu_s = _cpu_seconds(server.pid) - cpu_before_s
+            client_cpu_s = time.process_time() - client_before
         finally:
             server.terminate()  # SIGTERM: uvicorn finishes what it has and stops
             server.join(timeout=30)
@@ -242,6 +253,8 @@ def run_wallet_bench(config: WalletBenchConfig) -> dict[str, Any]:
         "errors": errors,
         "users": config.users,
         "elapsed_s": round(elapsed, 3),
+        "server_cpu_ms_per_transfer": round(server_cpu_s * 1000 / done, 3) if done else None,
+        "client_cpu_ms_per_transfer": round(client_cpu_s * 1000 / done, 3) if done else None,
         "prepare_s": round(prepare_s, 3),
         "database": "sqlite (temporary file)",
         "server": "uvicorn, one process of its own",

@@ -21,6 +21,8 @@ ENV_DATABASE_URL = "MILLET_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///millet.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_CACHE_KIB = 65_536
+SQLITE_POOL_SIZE = 40
+SQLITE_POOL_OVERFLOW = 40
 #: Execution option: begin this connection's transactions with BEGIN IMMEDIATE.
 WRITE_LOCK = "millet_write_lock"
 
@@ -60,7 +62,14 @@ def create_engine(url: str | None = None) -> sa.Engine:
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     if url.database in (None, "", ":memory:"):
         raise ValueError("the ledger needs a SQLite file, not an in-memory database")
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        # Opening a connection runs the PRAGMAs below: keep enough of them open for a
+        # server's worker threads rather than open and close one per request.
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_OVERFLOW,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
