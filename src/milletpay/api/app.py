@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from milletpay import __version__
 from milletpay.api import users, wallet
-from milletpay.api.errors import error_response, install_error_handlers
+from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
 from milletpay.core.clock import Clock, SystemClock
@@ -50,6 +50,7 @@ def create_app(
         title="Millet Pay API",
         version=__version__,
         description='Wallet and payments API. Errors are {"error": {code, message, field}}.',
+        responses=ERROR_RESPONSES,
     )
     app.state.engine = engine
     app.state.clock = clock
