@@ -50,6 +50,11 @@ STATUS_BY_ERROR_CODE: dict[str, int] = {
     "device_limit_reached": 409,
     "otp_rate_limited": 429,
     "challenge_limit_reached": 429,
+    # Naming another user's phone or binding challenge, or a bank account in another
+    # holder's name, is refused like any other foreign id: 403 or 404, never a 400.
+    "device_bound_to_another_user": 403,
+    "challenge_unknown": 404,
+    "bank_account_link_declined": 403,
 }
 
 
