@@ -81,7 +81,7 @@ def _exercise(
     operation: Any,
     mode: schemathesis.GenerationMode,
     member: Member,
-    failures: list[str],
+    failures: dict[str, str],
     statuses: set[int],
 ) -> None:
     turns = itertools.count()
@@ -94,14 +94,21 @@ def _exercise(
         suppress_health_check=list(HealthCheck),
     )
     @given(case=operation.as_strategy(generation_mode=mode))
+    # The failure recorded last under a label is the example hypothesis shrank it to.
     def run(case: schemathesis.Case) -> None:
         headers = _signed_in(case, member, next(turns))
-        response = case.call(headers=headers)
+        label = f"{operation.label} ({mode})"
+        try:
+            response = case.call(headers=headers)
+        except Exception as error:
+            # The in-process transport re-raises what the app raised after its 500.
+            failures[label] = f"server error {error!r}: {case.as_curl_command()}"
+            raise
         statuses.add(response.status_code)
         try:
             case.validate_response(response, checks=CHECKS)
         except (AssertionError, BaseExceptionGroup) as failure:
-            failures.append(f"{operation.label} ({mode}): {failure}")
+            failures[label] = str(failure)
             raise
 
     failed_before = len(failures)
@@ -110,15 +117,14 @@ def _exercise(
     except Unsatisfiable:
         # No request can break the schema of an operation that takes no input.
         assert mode is schemathesis.GenerationMode.NEGATIVE, operation.label
-    except (AssertionError, BaseExceptionGroup):
+    except (Exception, BaseExceptionGroup):
         if len(failures) == failed_before:
-            raise  # not a check's failure: a fault of this test itself
-        # else recorded in `failures`, shrunk to its smallest example by hypothesis
+            raise  # not a failure of the app: a fault of this test itself
 
 
 def test_no_generated_request_gets_a_server_error(platform: Platform) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", platform.client.app)
-    failures: list[str] = []
+    failures: dict[str, str] = {}
     statuses: dict[str, set[int]] = {}
     sequences = itertools.count(1)
     for result in schema.get_all_operations():
@@ -126,7 +132,7 @@ def test_no_generated_request_gets_a_server_error(platform: Platform) -> None:
         seen = statuses.setdefault(operation.label, set())
         for mode in schemathesis.GenerationMode:
             _exercise(operation, mode, platform.sign_up(next(sequences)), failures, seen)
-    assert failures == [], "\n\n".join(failures)
+    assert failures == {}, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
     assert "GET /v1/me/wallet" in statuses  # the schema was read and its operations run
     # Signed in, every operation got past authentication to its handler.
     assert [label for label, seen in statuses.items() if seen <= {401}] == []
