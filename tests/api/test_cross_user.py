@@ -48,6 +48,8 @@ class Pair:
     b_top_up_key: str
     b_cursor: str
     b_operation_ids: list[str] = field(default_factory=list)
+    #: What an attempt made for B, for the case's `after`: B's own request, unspent.
+    b_request: dict[str, Any] = field(default_factory=dict)
 
     def as_a(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**self.a.headers, **kwargs.pop("headers", {})}
@@ -62,6 +64,7 @@ class Case:
     attempt: Callable[[Pair], httpx.Response]
     expected: frozenset[int] = REFUSED
     check: Callable[[Pair, httpx.Response], None] | None = None
+    after: Callable[[Pair], None] | None = None
 
 
 def _key() -> dict[str, str]:
@@ -88,7 +91,17 @@ def _finish_bs_binding(pair: Pair) -> httpx.Response:
     assert second.touch(FINGER)
     credential = second.create_credential(json.dumps(options), ORIGIN)
     assert credential is not None
-    return pair.as_a("POST", "/v1/me/devices", json={"credential": json.loads(credential)})
+    body = {"credential": json.loads(credential)}
+    pair.b_request = {"path": "/v1/me/devices", "json": body}
+    return pair.as_a("POST", "/v1/me/devices", json=body)
+
+
+def _b_still_can(pair: Pair) -> None:
+    """A's attempt spent nothing of B's: B's own request with it still goes through."""
+    request = pair.b_request
+    pair.platform.ok(
+        "POST", request["path"], pair.b, **{k: v for k, v in request.items() if k != "path"}
+    )
 
 
 def _top_up_from_bs_account(pair: Pair) -> httpx.Response:
@@ -119,7 +132,9 @@ def _p2p_with_bs_approval(pair: Pair) -> httpx.Response:
     payment = {"idempotency_key": key, "kind": "p2p", "recipient_phone": pair.a.phone}
     approval = pair.platform.assertion(pair.b, {**payment, "amount_fen": 100})
     body = {"recipient_phone": pair.a.phone, "amount_fen": 100, "quick_pay_assertion": approval}
-    return pair.as_a("POST", "/v1/me/p2p-transfers", json=body, headers={"Idempotency-Key": key})
+    headers = {"Idempotency-Key": key}
+    pair.b_request = {"path": "/v1/me/p2p-transfers", "json": body, "headers": headers}
+    return pair.as_a("POST", "/v1/me/p2p-transfers", json=body, headers=headers)
 
 
 def _top_up_with_bs_idempotency_key(pair: Pair) -> httpx.Response:
@@ -203,7 +218,9 @@ CASES: dict[tuple[str, str], list[Case]] = {
         ),
     ],
     ("POST", "/v1/me/devices/bindings"): [Case("bind_bs_phone", _bind_bs_phone)],
-    ("POST", "/v1/me/devices"): [Case("finish_bs_binding", _finish_bs_binding)],
+    ("POST", "/v1/me/devices"): [
+        Case("finish_bs_binding", _finish_bs_binding, after=_b_still_can),
+    ],
     ("DELETE", "/v1/me/devices/{device_id}"): [Case("unbind_bs_phone", _unbind_bs_phone)],
     ("POST", "/v1/me/bank-accounts"): [
         # The bank links an account only in the holder's own name.
@@ -221,7 +238,7 @@ CASES: dict[tuple[str, str], list[Case]] = {
     ],
     ("POST", "/v1/me/withdrawals"): [Case("withdraw_to_bs_account", _withdraw_to_bs_account)],
     ("POST", "/v1/me/p2p-transfers"): [
-        Case("p2p_with_bs_quick_pay_approval", _p2p_with_bs_approval),
+        Case("p2p_with_bs_quick_pay_approval", _p2p_with_bs_approval, after=_b_still_can),
     ],
     ("POST", "/v1/me/quick-pay/challenges"): [
         Case("challenge_for_bs_phone", _challenge_for_bs_phone),
@@ -350,6 +367,8 @@ def test_another_users_ids_are_refused_and_change_nothing(pair: Pair, case: Case
     assert _view(platform, pair.b) == b_before
     if min(case.expected) >= 400:  # refused: A gained nothing either
         assert _view(platform, pair.a)["/v1/me/wallet"] == a_balance_before
+    if case.after is not None:
+        case.after(pair)
 
 
 def test_a_users_own_views_name_nothing_of_another_users(pair: Pair) -> None:
