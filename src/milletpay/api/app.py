@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from milletpay import __version__
 from milletpay.api import coins, users, wallet
-from milletpay.api.errors import error_response, install_error_handlers
+from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
 from milletpay.core.clock import Clock, SystemClock
@@ -91,6 +91,7 @@ def create_app(
         version=__version__,
         description='Wallet and payments API. Errors are {"error": {code, message, field}}.',
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.engine = engine
     app.state.clock = clock

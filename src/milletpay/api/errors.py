@@ -2,7 +2,8 @@
 
 `code` is stable and machine-readable; `message` is for people; `field` names the
 request field at fault when there is one (validation errors always have one).
-Unexpected failures answer 500 `internal_error` without leaking details.
+Unexpected failures answer 500 `internal_error` without leaking details. `ERROR_RESPONSES`
+documents the shape in the OpenAPI document for every operation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from milletpay.core.errors import MilletError
@@ -48,6 +50,33 @@ STATUS_BY_ERROR_CODE: dict[str, int] = {
     "device_limit_reached": 409,
     "otp_rate_limited": 429,
     "challenge_limit_reached": 429,
+    # Naming another user's phone or binding challenge, or a bank account in another
+    # holder's name, is refused like any other foreign id: 403 or 404, never a 400.
+    "device_bound_to_another_user": 403,
+    "challenge_unknown": 404,
+    "bank_account_link_declined": 403,
+}
+
+
+class ErrorDetail(BaseModel):
+    """One error; a decline (402) adds the numbers of the limit that declined it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+#: The error answers every operation may give, for the OpenAPI document: any 4xx, and
+#: 500 `internal_error`. They replace FastAPI's own 422 shape, which the API never sends.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "The request was refused; `code` says why."},
+    "5XX": {"model": ErrorBody, "description": "The server could not answer."},
 }
 
 

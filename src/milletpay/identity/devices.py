@@ -125,6 +125,12 @@ class DeviceAlreadyBound(IdentityError):
     code = "device_already_bound"
 
 
+class DeviceBoundToAnotherUser(DeviceAlreadyBound):
+    """The phone is bound to another user: only they can unbind it."""
+
+    code = "device_bound_to_another_user"
+
+
 class DeviceNotFound(IdentityError):
     code = "device_not_found"
 
@@ -485,6 +491,8 @@ def _check_can_bind(conn: sa.Connection, key: bytes, device_id: str) -> None:
             devices.c.device_id == device_id, devices.c.status == DeviceStatus.ACTIVE
         )
     ).first()
+    if bound is not None and bytes(bound.user_id) != key:
+        raise DeviceBoundToAnotherUser(f"device {device_id!r} is bound to another user")
     if bound is not None:
         raise DeviceAlreadyBound(f"device {device_id!r} is bound already; unbind it first")
     active = conn.execute(
