@@ -115,11 +115,12 @@ def _withdraw_to_bs_account(pair: Pair) -> httpx.Response:
 
 
 def _top_up_with_bs_approval(pair: Pair) -> httpx.Response:
-    """B's phone approves a top-up into A's own account id; A sends B's approval."""
+    """B's phone approves a top-up of B's own; A sends B's approval with A's account (B
+    cannot even ask for a challenge naming A's account: that is 404)."""
     key = uuid.uuid4().hex
     payment = {"idempotency_key": key, "kind": "top_up", "amount_fen": 100}
     approval = pair.platform.assertion(
-        pair.b, {**payment, "bank_account_id": pair.a.bank_account_id}
+        pair.b, {**payment, "bank_account_id": pair.b.bank_account_id}
     )
     body = {"bank_account_id": pair.a.bank_account_id, "amount_fen": 100}
     body["quick_pay_assertion"] = approval
@@ -180,6 +181,37 @@ def _shows_none_of_bs_operations(pair: Pair, answer: httpx.Response) -> None:
     if answer.status_code == 200:
         shown = {item["operation_id"] for item in answer.json()["items"]}
         assert shown.isdisjoint(pair.b_operation_ids)
+
+
+def _buy_coins_from_bs_account(pair: Pair) -> httpx.Response:
+    body = {
+        "coins": 1,
+        "source": "bank_account",
+        "bank_account_id": pair.b.bank_account_id,
+        "pin": PIN,
+    }
+    return pair.as_a("POST", "/v1/me/coins/purchases", json=body, headers=_key())
+
+
+def _buy_coins_with_bs_approval(pair: Pair) -> httpx.Response:
+    """B's phone approves a coin purchase from the balance; A sends that approval."""
+    key = uuid.uuid4().hex
+    payment = {"idempotency_key": key, "kind": "coin_purchase", "source": "balance", "coins": 1}
+    approval = pair.platform.assertion(pair.b, payment)
+    body = {"coins": 1, "source": "balance", "quick_pay_assertion": approval}
+    headers = {"Idempotency-Key": key}
+    pair.b_request = {"path": "/v1/me/coins/purchases", "json": body, "headers": headers}
+    return pair.as_a("POST", "/v1/me/coins/purchases", json=body, headers=headers)
+
+
+def _spend_coins_with_bs_approval(pair: Pair) -> httpx.Response:
+    """B's phone approves spending coins at a merchant; A sends that approval."""
+    merchant = pair.platform.ok("GET", "/v1/coin-merchants", None)[0]["id"]
+    key = uuid.uuid4().hex
+    payment = {"idempotency_key": key, "kind": "coin_spend", "merchant_id": merchant, "coins": 1}
+    approval = pair.platform.assertion(pair.b, payment)
+    body = {"merchant_id": merchant, "coins": 1, "quick_pay_assertion": approval}
+    return pair.as_a("POST", "/v1/me/coins/spends", json=body, headers={"Idempotency-Key": key})
 
 
 def _link_bs_bank_account(pair: Pair) -> httpx.Response:
@@ -244,6 +276,15 @@ CASES: dict[tuple[str, str], list[Case]] = {
         Case("challenge_for_bs_phone", _challenge_for_bs_phone),
         Case("challenge_for_bs_bank_account", _challenge_for_bs_account),
     ],
+    ("POST", "/v1/me/coins/purchases"): [
+        Case("buy_coins_from_bs_account", _buy_coins_from_bs_account),
+        Case(
+            "buy_coins_with_bs_quick_pay_approval", _buy_coins_with_bs_approval, after=_b_still_can
+        ),
+    ],
+    ("POST", "/v1/me/coins/spends"): [
+        Case("spend_coins_with_bs_quick_pay_approval", _spend_coins_with_bs_approval),
+    ],
     ("GET", "/v1/me/history"): [
         Case(
             "bs_cursor_shows_none_of_bs_operations",
@@ -256,19 +297,7 @@ CASES: dict[tuple[str, str], list[Case]] = {
 }
 
 #: Cases that fail today, for a fix outside this part of the code: case name -> why.
-KNOWN_FAILURES: dict[str, str] = {
-    "challenge_for_bs_bank_account": (
-        "POST /v1/me/quick-pay/challenges answers 201 for another user's bank_account_id: "
-        "api/wallet.py hashes the target into the payment without checking that the "
-        "linked account is the user's (the top-up itself then answers 404, so no money "
-        "moves, but the challenge is issued and counts against the user's live challenges)"
-    ),
-    "bs_cursor_is_refused": (
-        "GET /v1/me/history answers 200 for another user's cursor: a cursor is the bare id "
-        "of an operation (wallet/service.py _encode_cursor), not bound to the user it was "
-        "given to; the page holds only the caller's operations, so nothing leaks"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 #: (method, path) -> why the route takes no id of anything another user owns.
 TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
@@ -283,6 +312,8 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("POST", "/v1/me/wallet"): "opens the session's user's wallet; takes no input",
     ("GET", "/v1/me/bank-accounts"): "lists the session's user's accounts; takes no input",
     ("GET", "/v1/me/statements/{month}"): "a calendar month, not an id; the user's own wallet",
+    ("GET", "/v1/me/coins"): "the session's user's coin balance; takes no input",
+    ("GET", "/v1/coin-merchants"): "the public list of coin merchants; no user data",
 }
 
 
@@ -319,7 +350,7 @@ def pair(database_url: str) -> Iterator[Pair]:
 
 def _view(platform: Platform, member: Member) -> dict[str, Any]:
     """Everything the member can see of their own, and their money at the bank."""
-    paths = ("/v1/me", "/v1/me/wallet", "/v1/me/devices", "/v1/me/bank-accounts")
+    paths = ("/v1/me", "/v1/me/wallet", "/v1/me/devices", "/v1/me/bank-accounts", "/v1/me/coins")
     view = {path: platform.ok("GET", path, member) for path in paths}
     view["history"] = platform.ok("GET", "/v1/me/history?limit=100", member)
     view["bank"] = platform.bank.balance_fen(BANK, member.account_number)

@@ -55,6 +55,8 @@ STATUS_BY_ERROR_CODE: dict[str, int] = {
     "device_bound_to_another_user": 403,
     "challenge_unknown": 404,
     "bank_account_link_declined": 403,
+    "cursor_not_found": 404,
+    "linked_bank_account_not_found": 404,
 }
 
 

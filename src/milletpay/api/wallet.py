@@ -441,13 +441,20 @@ def p2p_transfer(
 
 
 @router.post("/quick-pay/challenges", status_code=201)
-def quick_pay_challenge(body: QuickPayChallenge, signed_in: SignedIn, service: QuickPays) -> Any:
+def quick_pay_challenge(
+    body: QuickPayChallenge, signed_in: SignedIn, service: QuickPays, wallet: Wallet
+) -> Any:
     """WebAuthn request options for the bound phone to approve one payment; the request
     that moves the money then carries the phone's answer as `quick_pay_assertion`."""
     field = _target_field(body.kind, body.source)
     target: str | None = getattr(body, field)
     if target is None:
         raise ApiError(422, "invalid_request", f"{field}: required for {body.kind}", field)
+    if field == "bank_account_id":  # only the user's own account: 404 like the payment
+        try:
+            wallet.linked_bank_account(signed_in.user_id, _linked_id(target))
+        except LinkedBankAccountNotFound as error:
+            raise ApiError(404, error.code, error.message, field) from None
     amount_field = "coins" if body.kind in _COIN_KINDS else "amount_fen"
     amount: int | None = getattr(body, amount_field)
     if amount is None:

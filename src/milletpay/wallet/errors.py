@@ -51,6 +51,12 @@ class CursorInvalid(WalletError):
     code = "cursor_invalid"
 
 
+class CursorNotFound(WalletError):
+    """A well-formed cursor that names no place in this user's history."""
+
+    code = "cursor_not_found"
+
+
 class PageLimitInvalid(WalletError):
     code = "page_limit_invalid"
 

@@ -71,6 +71,7 @@ from milletpay.wallet.errors import (
     BankAccountNumberInvalid,
     BankUnknown,
     CursorInvalid,
+    CursorNotFound,
     IdempotencyKeyInvalid,
     IdempotencyKeyReused,
     LedgerRefused,
@@ -278,6 +279,21 @@ class WalletService:
             conn.execute(sa.insert(linked_bank_accounts).values(row))
         return LinkedBankAccount(link_id, bank_code, masked)
 
+    def linked_bank_account(self, user_id: int, linked_account_id: int) -> LinkedBankAccount:
+        """One of the user's linked bank accounts; `LinkedBankAccountNotFound` if the user
+        has no such account (another user's is not found either)."""
+        c = linked_bank_accounts.c
+        query = sa.select(c.bank_code, c.account_masked).where(
+            c.id == id_to_bytes(linked_account_id), c.user_id == id_to_bytes(user_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            raise LinkedBankAccountNotFound(
+                f"the user has no linked bank account {linked_account_id:032x}"
+            )
+        return LinkedBankAccount(linked_account_id, row.bank_code, row.account_masked)
+
     def balance(self, user_id: int) -> Balance:
         (account,) = self._ledger.lookup_accounts([self.open_wallet(user_id)])
         posted = account.credits_posted - account.debits_posted
@@ -407,12 +423,17 @@ class WalletService:
         received = sa.and_(
             ops.counterparty_user_id == key, ops.status == OperationStatus.COMPLETED.value
         )
-        query = sa.select(wallet_operations).where(sa.or_(mine, received))
-        if cursor is not None:
-            query = query.where(ops.id < _decode_cursor(cursor))
-        query = query.order_by(ops.id.desc()).limit(limit + 1)
+        visible = sa.or_(mine, received)
+        query = sa.select(wallet_operations).where(visible)
         with self._read() as conn:
-            rows = conn.execute(query).all()
+            if cursor is not None:
+                after = _decode_cursor(cursor)
+                # A cursor is the last operation of a page this user was shown.
+                shown = sa.select(ops.id).where(ops.id == after, visible)
+                if conn.execute(shown).first() is None:
+                    raise CursorNotFound("the cursor names no operation in this history")
+                query = query.where(ops.id < after)
+            rows = conn.execute(query.order_by(ops.id.desc()).limit(limit + 1)).all()
         items = tuple(_history_item(row, key) for row in rows[:limit])
         more = len(rows) > limit
         return HistoryPage(items, _encode_cursor(rows[limit - 1].id) if more else None)
