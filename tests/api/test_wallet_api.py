@@ -203,6 +203,24 @@ def test_a_retry_with_the_same_key_replays_and_moves_money_once(world: World) ->
     assert world.balance(alice) == 40_000
 
 
+def test_an_idempotency_key_is_at_most_64_visible_ascii_characters(world: World) -> None:
+    """The header's key is the wallet operation's key: one rule, checked before anything."""
+    alice, bob = world.person(), world.person()
+    assert world.top_up(alice, 50_000).status_code == 201
+    for bad in ("k" * 65, "with space"):
+        answer = world.post(
+            "/v1/me/p2p-transfers",
+            alice,
+            {"recipient_phone": bob.phone, "amount_fen": 1, "pin": PIN},
+            bad,
+        )
+        assert answer.status_code == 400, bad
+        assert answer.json()["error"]["code"] == "idempotency_key_invalid"
+        assert answer.json()["error"]["field"] == "Idempotency-Key"
+    assert world.p2p(alice, bob.phone, 1, "k" * 64).status_code == 201
+    assert world.balance(bob) == 1
+
+
 def test_a_wrong_pin_is_refused_and_nothing_moves(world: World) -> None:
     alice, bob = world.person(), world.person()
     assert world.top_up(alice, 50_000).status_code == 201

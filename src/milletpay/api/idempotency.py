@@ -28,9 +28,11 @@ from milletpay.api.errors import ApiError, error_response
 from milletpay.core.clock import NS_PER_S, Clock
 from milletpay.ledger.engine import LedgerTransaction
 from milletpay.store.sql import Sql
+from milletpay.wallet.service import IDEMPOTENCY_KEY_CHARS_MAX, is_idempotency_key
 
 HEADER = "Idempotency-Key"
-KEY_LENGTH_MAX = 255
+#: The wallet's limit: the header's key is the operation's key.
+KEY_LENGTH_MAX = IDEMPOTENCY_KEY_CHARS_MAX
 IDEMPOTENCY_RETENTION_S = 24 * 60 * 60
 #: Keys older than the retention are purged once every this many new keys.
 PURGE_EVERY_KEYS = 1_000
@@ -61,7 +63,7 @@ def check_key(key: str | None) -> str:
             f"this request moves money: send an {HEADER} header",
             HEADER,
         )
-    if len(key) > KEY_LENGTH_MAX or not all("!" <= c <= "~" for c in key):
+    if not is_idempotency_key(key):
         raise ApiError(
             400,
             "idempotency_key_invalid",

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
-from milletpay.api.idempotency import IdempotencyStore, check_key, request_hash
+from milletpay.api.idempotency import KEY_LENGTH_MAX, IdempotencyStore, check_key, request_hash
 from milletpay.api.users import Identity, SignedIn
 from milletpay.core.errors import MilletError
 from milletpay.core.ids import id_to_bytes
@@ -107,7 +107,7 @@ class QuickPayChallenge(BaseModel):
     request that will carry the assertion."""
 
     device_id: str = Field(min_length=1, max_length=64)
-    idempotency_key: str = Field(min_length=1, max_length=255)
+    idempotency_key: str = Field(min_length=1, max_length=KEY_LENGTH_MAX)
     kind: Literal["top_up", "withdrawal", "p2p", "coin_purchase", "coin_spend"]
     amount_fen: int | None = Field(default=None, gt=0)
     coins: int | None = Field(default=None, gt=0)

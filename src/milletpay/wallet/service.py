@@ -609,11 +609,20 @@ def _check_amount(amount_fen: object) -> None:
         raise AmountInvalid(f"amount_fen must be between 1 and {AMOUNT_FEN_MAX}, got {amount_fen}")
 
 
+def is_idempotency_key(key: object) -> bool:
+    """1 to `IDEMPOTENCY_KEY_CHARS_MAX` visible ASCII characters (no spaces): the one
+    rule for a key, in the wallet, the coins and the API's Idempotency-Key header."""
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX
+        and all("!" <= c <= "~" for c in key)
+    )
+
+
 def check_idempotency_key(key: object) -> None:
-    ok = isinstance(key, str) and 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX
-    if not (ok and isinstance(key, str) and key.isascii() and key.isprintable()):
+    if not is_idempotency_key(key):
         raise IdempotencyKeyInvalid(
-            f"an idempotency key is 1 to {IDEMPOTENCY_KEY_CHARS_MAX} printable ASCII characters"
+            f"an idempotency key is 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters"
         )
 
 
