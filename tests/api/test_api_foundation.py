@@ -16,7 +16,12 @@ from pydantic import BaseModel, Field
 
 from milletpay.api import create_app
 from milletpay.api.errors import ApiError
-from milletpay.api.idempotency import IDEMPOTENCY_RETENTION_S, request_hash
+from milletpay.api.idempotency import (
+    CLAIM_STALE_S,
+    IDEMPOTENCY_RETENTION_S,
+    KEY_LENGTH_MAX,
+    request_hash,
+)
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
 from milletpay.ledger import Account, AccountFlags, Ledger, Transfer
@@ -135,12 +140,40 @@ def test_an_unexpected_failure_frees_the_key_and_leaks_nothing(
     assert client.app.state.runs == [13, 13]  # type: ignore[attr-defined]
 
 
+def test_a_claim_left_by_a_dead_request_is_taken_over_once_stale(
+    setup: tuple[TestClient, Ledger, ManualClock],
+) -> None:
+    """A process that died mid-request leaves its key claimed with no answer: retries are
+    told it is in use until `CLAIM_STALE_S`, then one of them runs it."""
+    client, ledger, clock = setup
+    _fund(ledger, 1_000)
+    store = client.app.state.idempotency  # type: ignore[attr-defined]
+    body = b'{"amount_minor":9}'
+    digest = request_hash("POST", "/v1/test-payments", body)
+    assert store.claim("user-1", "k6", digest) is None  # ...and then the process died
+    headers = {"Idempotency-Key": "k6", "Content-Type": "application/json"}
+    busy = client.post("/v1/test-payments", content=body, headers=headers)
+    assert busy.status_code == 409
+    assert busy.json()["error"]["code"] == "idempotency_key_in_use"
+    clock.advance(seconds=CLAIM_STALE_S + 1)
+    other = request_hash("POST", "/v1/test-payments", b'{"amount_minor":8}')
+    with pytest.raises(ApiError):  # a stale claim is still not another request's
+        store.claim("user-1", "k6", other)
+    ran = client.post("/v1/test-payments", content=body, headers=headers)
+    assert ran.status_code == 201
+    again = client.post("/v1/test-payments", content=body, headers=headers)
+    assert again.json() == ran.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert client.app.state.runs == [9]  # type: ignore[attr-defined]
+    assert ledger.lookup_accounts([2])[0].debits_posted == 9
+
+
 @pytest.mark.parametrize(
     ("headers", "code"),
     [
         ({}, "idempotency_key_required"),
         ({"Idempotency-Key": ""}, "idempotency_key_required"),
-        ({"Idempotency-Key": "x" * 256}, "idempotency_key_invalid"),
+        ({"Idempotency-Key": "x" * (KEY_LENGTH_MAX + 1)}, "idempotency_key_invalid"),
         ({"Idempotency-Key": "has space"}, "idempotency_key_invalid"),
     ],
 )

@@ -6,12 +6,16 @@ share one database.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from milletpay import __version__
@@ -29,8 +33,30 @@ from milletpay.ledger.committer import GroupCommitter
 from milletpay.store import create_engine, resolve_database_url, upgrade
 from milletpay.wallet import BankGateway, CoinService, SimulatedBankGateway, WalletService
 
+log = logging.getLogger(__name__)
+
+#: How often the server looks for wallet operations left pending, in seconds.
+RESUME_EVERY_S = 30.0
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
+
+
+async def _resume_stuck_operations(wallet: WalletService) -> None:
+    """Every `RESUME_EVERY_S`, finish the wallet operations a crash or a silent bank left
+    pending (`WalletService.resume_pending`)."""
+    while True:
+        await asyncio.sleep(RESUME_EVERY_S)
+        try:
+            resumed = await run_in_threadpool(wallet.resume_pending)
+        except Exception:  # the database is away: the next pass tries again
+            log.exception("resuming pending wallet operations failed")
+            continue
+        if resumed.finished or resumed.failed:
+            log.info(
+                "pending wallet operations: %d finished, %d still stuck",
+                resumed.finished,
+                resumed.failed,
+            )
 
 
 class BodyLimit:
@@ -78,12 +104,16 @@ def create_app(
     committer = GroupCommitter(ledger)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # What exists at start-up lives as long as the server: keep it out of the
         # collector's full passes, which otherwise walk it all and stall every request
         # in flight for a hundred milliseconds or more, every second or two under load.
         gc.freeze()
+        sweeper = asyncio.create_task(_resume_stuck_operations(app.state.wallet))
         yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         committer.close()
 
     app = FastAPI(

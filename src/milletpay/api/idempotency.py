@@ -8,7 +8,8 @@ again; with a different request, 409 `idempotency_key_reused`. Keys are kept at 
 Two ways to run a request. `run`, for work that spans transactions (a bank call in
 between): the first request claims the key (a row with no answer yet), runs, and stores
 its answer; a retry while it runs gets 409 `idempotency_key_in_use`; if it fails
-unexpectedly its claim is dropped so that a retry can run. `run_in`, for work inside one
+unexpectedly its claim is dropped so that a retry can run, and if its process died, a
+retry after `CLAIM_STALE_S` takes the claim over. `run_in`, for work inside one
 ledger transaction: look the key up, run, and store the answer in that transaction, so
 that the work and its answer commit together or not at all.
 """
@@ -34,12 +35,19 @@ HEADER = "Idempotency-Key"
 #: The wallet's limit: the header's key is the operation's key.
 KEY_LENGTH_MAX = IDEMPOTENCY_KEY_CHARS_MAX
 IDEMPOTENCY_RETENTION_S = 24 * 60 * 60
+#: A claim with no answer this old was left by a request that died (a crash mid-way):
+#: a retry takes it over and runs, which the wallet's own keys make safe.
+CLAIM_STALE_S = 120
 #: Keys older than the retention are purged once every this many new keys.
 PURGE_EVERY_KEYS = 1_000
 
 _STORED = Sql(
     "SELECT request_hash, status_code, response_body FROM api_idempotency_keys "
     "WHERE scope = :scope AND key = :key"
+)
+_TAKE_OVER = Sql(
+    "UPDATE api_idempotency_keys SET created_at_ns = :now WHERE scope = :scope AND key = :key "
+    "AND request_hash = :hash AND status_code IS NULL AND created_at_ns < :stale"
 )
 _STORE_ANSWERED = Sql(
     "INSERT INTO api_idempotency_keys (scope, key, request_hash, created_at_ns, "
@@ -98,7 +106,11 @@ class IdempotencyStore:
                     {"scope": scope, "key": key, "hash": digest, "now": now_ns},
                 )
         except sa.exc.IntegrityError:
-            with self._engine.connect() as conn:
+            with self._engine.begin() as conn:
+                stale_ns = now_ns - CLAIM_STALE_S * NS_PER_S
+                params = {"scope": scope, "key": key, "hash": digest}
+                if _TAKE_OVER.run(conn, now=now_ns, stale=stale_ns, **params).rowcount == 1:
+                    return None  # its first request died unanswered: this one runs it
                 return self._stored(conn, scope, key, digest, missing_ok=False)
         if self._count_claim():
             self.purge()

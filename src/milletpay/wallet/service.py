@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from milletpay.core.clock import Clock
+from milletpay.core.clock import NS_PER_S, Clock
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.identity import IdentityService
 from milletpay.identity.phone import mask_phone, normalize_phone
@@ -92,6 +92,10 @@ IDEMPOTENCY_KEY_CHARS_MAX = 64
 HISTORY_PAGE_LIMIT_MAX = 100
 BANK_ACCOUNT_DIGITS_MIN = 8
 BANK_ACCOUNT_DIGITS_MAX = 32
+#: A pending operation older than this is taken to be stuck, and resumed.
+RESUME_AFTER_S = 60.0
+#: Operations resumed by one `resume_pending` call, at most.
+RESUME_BATCH_MAX = 500
 #: The largest amount one operation may carry (10^13 fen); the limits decline far below.
 AMOUNT_FEN_MAX = 10**13
 
@@ -156,6 +160,14 @@ class Outcome:
     @property
     def approved(self) -> bool:
         return self.status is OperationStatus.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What `resume_pending` did: operations finished, and those still stuck."""
+
+    finished: int
+    failed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +421,48 @@ class WalletService:
             return self._finish(tx, admitted, WalletDeclineCode.INSUFFICIENT_BALANCE)
         _require_applied(result, move)
         return self._finish(tx, admitted, None)
+
+    # -- recovery -------------------------------------------------------------------
+
+    def resume_pending(self, older_than_s: float = RESUME_AFTER_S) -> Resumed:
+        """Finish the top-ups and withdrawals left pending longer than `older_than_s`
+        (a crash, or a bank that did not answer, between their steps), exactly as a
+        retry with the same key would: the bank answers a repeated reference with its
+        first answer, the ledger a repeated transfer id with `exists`. A P2P transfer is
+        never pending: it is one transaction. A withdrawal's hold has no timeout on
+        purpose: released by expiry after the bank had paid out, it would hand the money
+        out twice; this is what resolves it."""
+        ops = wallet_operations.c
+        cutoff_ns = self._clock.now_ns() - int(older_than_s * NS_PER_S)
+        resume = {OperationKind.TOP_UP: self.top_up, OperationKind.WITHDRAW: self.withdraw}
+        query = (
+            sa.select(
+                ops.user_id, ops.kind, ops.amount_fen, ops.linked_account_id, ops.idempotency_key
+            )
+            .where(
+                ops.status == OperationStatus.PENDING.value,
+                ops.kind.in_([kind.value for kind in resume]),
+                ops.created_at < cutoff_ns,
+            )
+            .order_by(ops.created_at)
+            .limit(RESUME_BATCH_MAX)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        finished = failed = 0
+        for row in rows:
+            try:
+                resume[OperationKind(row.kind)](
+                    id_from_bytes(row.user_id),
+                    id_from_bytes(row.linked_account_id),
+                    row.amount_fen,
+                    row.idempotency_key,
+                )
+            except Exception:  # the bank still does not answer: the next pass tries again
+                failed += 1
+            else:
+                finished += 1
+        return Resumed(finished, failed)
 
     # -- history and statements -----------------------------------------------------
 
