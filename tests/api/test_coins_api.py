@@ -11,40 +11,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from fastapi.testclient import TestClient
+from milletpay.wallet import MERCHANTS, CoinService, MerchantCategory
 
-from milletpay.api import create_app
-from milletpay.core.clock import ManualClock
-from milletpay.core.keyring import KeyRing
-from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
-from milletpay.wallet import MERCHANTS, CoinService, MerchantCategory, SimulatedBankGateway
-
-from .test_wallet_api import BANK, PIN, Person, World, _assertion, _bound_phone
+from .wallet_world import BANK, PIN, Person, World, bound_phone, phone_approval
 
 DIGITAL_GOODS = [m.merchant_id for m in MERCHANTS.values() if m.category in set(MerchantCategory)]
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-@pytest.fixture
-def world(database_url: str) -> Iterator[World]:
-    bank, clock = SimulatedBankGateway(), ManualClock()
-    app = create_app(
-        database_url,
-        clock=clock,
-        keyring=KeyRing.generate(),
-        sms=(sms := SimulatedSms()),
-        pin_hashing=PIN_HASHING_FAST,
-        bank_gateway=bank,
-    )
-    with TestClient(app) as client:
-        world = World(client, clock, sms, bank, app.state.ledger)
-        yield world
-        assert world.ledger.verify().ok
-        assert app.state.coins.coin_liability_check().balanced
 
 
 def coin_service(world: World) -> CoinService:
@@ -283,16 +257,16 @@ def test_quick_pay_approves_exactly_the_coin_purchase_or_spend_it_was_issued_for
     world: World,
 ) -> None:
     alice = funded(world, 50_000)
-    phone = _bound_phone(world, alice, "phone-a")
+    phone = bound_phone(world, alice, "phone-a")
 
     purchase = {"idempotency_key": "qp-1", "kind": "coin_purchase", "source": "balance"}
-    assertion = _assertion(world, alice, phone, {**purchase, "coins": 50})
+    assertion = phone_approval(world, alice, phone, {**purchase, "coins": 50})
     body = {"coins": 50, "source": "balance", "quick_pay_assertion": assertion}
     bought = world.post("/v1/me/coins/purchases", alice, body, "qp-1")
     assert bought.status_code == 201, bought.text
 
     by_bank = {**purchase, "idempotency_key": "qp-2", "source": "bank_account"}
-    assertion = _assertion(
+    assertion = phone_approval(
         world, alice, phone, {**by_bank, "bank_account_id": alice.bank_account_id, "coins": 5}
     )
     body = {
@@ -304,14 +278,14 @@ def test_quick_pay_approves_exactly_the_coin_purchase_or_spend_it_was_issued_for
     assert world.post("/v1/me/coins/purchases", alice, body, "qp-2").status_code == 201
 
     spend_payment = {"idempotency_key": "qp-3", "kind": "coin_spend", "merchant_id": "app_store"}
-    assertion = _assertion(world, alice, phone, {**spend_payment, "coins": 10})
+    assertion = phone_approval(world, alice, phone, {**spend_payment, "coins": 10})
     # Approved for 10 coins at the app store: not for 11, nor for the theme store.
     for merchant_id, coins in (("app_store", 11), ("theme_store", 10)):
         body = {"merchant_id": merchant_id, "coins": coins, "quick_pay_assertion": assertion}
         refused = world.post("/v1/me/coins/spends", alice, body, "qp-3")
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"]["field"] == "quick_pay_assertion"
-    assertion = _assertion(world, alice, phone, {**spend_payment, "coins": 10})
+    assertion = phone_approval(world, alice, phone, {**spend_payment, "coins": 10})
     body = {"merchant_id": "app_store", "coins": 10, "quick_pay_assertion": assertion}
     assert world.post("/v1/me/coins/spends", alice, body, "qp-3").status_code == 201
 

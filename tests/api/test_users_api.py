@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
-from stdnum.cn import ric
 
 from milletpay.api import create_app
 from milletpay.api.sessions import SESSION_TTL_S
@@ -21,13 +20,9 @@ from milletpay.core.keyring import KeyRing
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
 from milletpay.sim.phone import SimulatedPhone
 
+from .members import national_id
+
 ORIGIN = "https://pay.millet.example"
-
-
-def national_id(sequence: int) -> str:
-    """A resident ID number with a valid check digit (GB 11643 MOD 11-2, via stdnum)."""
-    body = f"11010519900101{sequence:03d}"
-    return body + ric.calc_check_digit(body + "0")
 
 
 @dataclass

@@ -8,123 +8,9 @@ test ends with the ledger's own verification.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import pytest
-from fastapi.testclient import TestClient
-from stdnum.cn import ric
-
-from milletpay.api import create_app
-from milletpay.core.clock import ManualClock
-from milletpay.core.keyring import KeyRing
-from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
-from milletpay.ledger import Ledger
-from milletpay.sim.phone import SimulatedPhone
-from milletpay.wallet import SimulatedBankGateway
-
-BANK = "ICBC"
-PIN = "135790"
-ORIGIN = "https://pay.millet.example"
-
-
-def national_id(sequence: int) -> str:
-    body = f"11010519900101{sequence:03d}"
-    return body + ric.calc_check_digit(body + "0")
-
-
-@dataclass
-class Person:
-    phone: str
-    headers: dict[str, str]
-    bank_account_id: str
-    account_number: str
-
-
-@dataclass
-class World:
-    client: TestClient
-    clock: ManualClock
-    sms: SimulatedSms
-    bank: SimulatedBankGateway
-    ledger: Ledger
-    people: int = 0
-
-    def person(self, channels: tuple[str, ...] = ("bank_card",)) -> Person:
-        """Registered, signed in, KYC channels verified, wallet open, bank linked, PIN set."""
-        self.people += 1
-        n = self.people
-        phone, name = f"1380013{n:04d}", f"Tester {n}"
-        answer = self.client.post(
-            "/v1/users", json={"phone": phone, "real_name": name, "national_id": national_id(n)}
-        )
-        assert answer.status_code == 201, answer.text
-        assert self.client.post("/v1/sessions/codes", json={"phone": phone}).status_code == 202
-        code = self.sms.messages_to("+86" + phone)[-1].text.split("code is ")[1][:6]
-        answer = self.client.post("/v1/sessions", json={"phone": phone, "code": code})
-        assert answer.status_code == 201, answer.text
-        headers = {"Authorization": f"Bearer {answer.json()['token']}"}
-        for channel in channels:
-            answer = self.client.post(
-                "/v1/me/kyc/channels", json={"channel": channel}, headers=headers
-            )
-            assert answer.status_code == 201, answer.text
-        assert self.client.put("/v1/me/pin", json={"pin": PIN}, headers=headers).status_code == 204
-        for _ in range(2):  # opening twice answers the same
-            answer = self.client.post("/v1/me/wallet", headers=headers)
-            assert answer.status_code == 201, answer.text
-            assert answer.json()["posted_fen"] == 0
-        account_number = f"62220200{n:08d}"
-        self.bank.open_account(BANK, account_number, name, 10_000_000)
-        answer = self.client.post(
-            "/v1/me/bank-accounts",
-            json={"bank_code": BANK, "account_number": account_number},
-            headers=headers,
-        )
-        assert answer.status_code == 201, answer.text
-        assert answer.json()["account_masked"].endswith(account_number[-4:])
-        return Person(phone, headers, answer.json()["id"], account_number)
-
-    def post(self, path: str, person: Person, body: dict[str, Any], key: str | None = None) -> Any:
-        headers = dict(person.headers)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return self.client.post(path, json=body, headers=headers)
-
-    def top_up(self, person: Person, amount_fen: int, key: str | None = None) -> Any:
-        body = {"bank_account_id": person.bank_account_id, "amount_fen": amount_fen, "pin": PIN}
-        return self.post("/v1/me/top-ups", person, body, key or uuid.uuid4().hex)
-
-    def p2p(
-        self, sender: Person, phone: str, amount_fen: int, key: str | None = None, pin: str = PIN
-    ) -> Any:
-        body = {"recipient_phone": phone, "amount_fen": amount_fen, "pin": pin}
-        return self.post("/v1/me/p2p-transfers", sender, body, key or uuid.uuid4().hex)
-
-    def balance(self, person: Person) -> int:
-        answer = self.client.get("/v1/me/wallet", headers=person.headers)
-        assert answer.status_code == 200, answer.text
-        return int(answer.json()["posted_fen"])
-
-
-@pytest.fixture
-def world(database_url: str) -> Iterator[World]:
-    bank, clock = SimulatedBankGateway(), ManualClock()
-    app = create_app(
-        database_url,
-        clock=clock,
-        keyring=KeyRing.generate(),
-        sms=(sms := SimulatedSms()),
-        pin_hashing=PIN_HASHING_FAST,
-        bank_gateway=bank,
-    )
-    with TestClient(app) as client:
-        world = World(client, clock, sms, bank, app.state.ledger)
-        yield world
-        assert world.ledger.verify().ok
+from .wallet_world import BANK, PIN, World, bound_phone, phone_approval
 
 
 def test_full_flow_top_up_p2p_by_phone_and_history(world: World) -> None:
@@ -302,42 +188,13 @@ def test_no_user_can_see_or_move_another_users_money(world: World) -> None:
     assert world.client.post("/v1/me/p2p-transfers", json=body).status_code == 401
 
 
-def _bound_phone(world: World, person: Person, device_id: str) -> SimulatedPhone:
-    phone = SimulatedPhone(device_id, "Millet 14", world.clock)
-    phone.enroll_fingerprint("right thumb")
-    options = world.client.post(
-        "/v1/me/devices/bindings",
-        json={"device_id": device_id, "model": "Millet 14"},
-        headers=person.headers,
-    )
-    assert options.status_code == 201, options.text
-    assert phone.touch("right thumb")
-    credential = phone.create_credential(json.dumps(options.json()), ORIGIN)
-    assert credential is not None
-    bound = world.client.post(
-        "/v1/me/devices", json={"credential": json.loads(credential)}, headers=person.headers
-    )
-    assert bound.status_code == 201, bound.text
-    return phone
-
-
-def _assertion(world: World, person: Person, phone: SimulatedPhone, payment: dict[str, Any]) -> Any:
-    body = {"device_id": phone.device_id, **payment}
-    options = world.client.post("/v1/me/quick-pay/challenges", json=body, headers=person.headers)
-    assert options.status_code == 201, options.text
-    assert phone.touch("right thumb")
-    assertion = phone.get_assertion(json.dumps(options.json()), ORIGIN)
-    assert assertion is not None
-    return json.loads(assertion)
-
-
 def test_quick_pay_approves_exactly_the_payment_it_was_issued_for(world: World) -> None:
     alice, bob = world.person(), world.person()
-    phone = _bound_phone(world, alice, "phone-a")
+    phone = bound_phone(world, alice, "phone-a")
     assert world.top_up(alice, 50_000).status_code == 201
 
     payment = {"idempotency_key": "qp-1", "kind": "p2p", "recipient_phone": bob.phone}
-    assertion = _assertion(world, alice, phone, {**payment, "amount_fen": 5_000})
+    assertion = phone_approval(world, alice, phone, {**payment, "amount_fen": 5_000})
     body = {"recipient_phone": bob.phone, "amount_fen": 5_000, "quick_pay_assertion": assertion}
     paid = world.post("/v1/me/p2p-transfers", alice, body, "qp-1")
     assert paid.status_code == 201, paid.text
@@ -347,12 +204,12 @@ def test_quick_pay_approves_exactly_the_payment_it_was_issued_for(world: World) 
 
     # An approval for 50.00 does not approve 500.00, nor the same amount under another key.
     payment["idempotency_key"] = "qp-2"
-    assertion = _assertion(world, alice, phone, {**payment, "amount_fen": 5_000})
+    assertion = phone_approval(world, alice, phone, {**payment, "amount_fen": 5_000})
     bigger = {"recipient_phone": bob.phone, "amount_fen": 50_000, "quick_pay_assertion": assertion}
     refused = world.post("/v1/me/p2p-transfers", alice, bigger, "qp-2")
     assert refused.status_code == 403
     assert refused.json()["error"]["field"] == "quick_pay_assertion"
-    assertion = _assertion(world, alice, phone, {**payment, "amount_fen": 5_000})
+    assertion = phone_approval(world, alice, phone, {**payment, "amount_fen": 5_000})
     body["quick_pay_assertion"] = assertion
     assert world.post("/v1/me/p2p-transfers", alice, body, "qp-3").status_code == 403
 

@@ -57,16 +57,14 @@ from milletpay.wallet.errors import (
     AmountInvalid,
     IdempotencyKeyReused,
     LedgerRefused,
-    LinkedBankAccountNotFound,
     WalletError,
 )
-from milletpay.wallet.service import WalletService, check_idempotency_key
+from milletpay.wallet.service import WalletService, check_idempotency_key, find_link
 from milletpay.wallet.tables import (
     CoinOperationKind,
     CoinOperationStatus,
     coin_merchant_shutdowns,
     coin_operations,
-    linked_bank_accounts,
     wallets,
 )
 from milletpay.wallet.usage import RISK_KIND_OF_COIN
@@ -433,16 +431,7 @@ class CoinService:
             return _outcome(conn.execute(sa.select(coin_operations).where(where)).one())
 
     def _linked_account(self, user_id: int, linked_account_id: int) -> tuple[str, str]:
-        links = linked_bank_accounts.c
-        query = sa.select(links.bank_code, links.agreement).where(
-            links.id == id_to_bytes(linked_account_id), links.user_id == id_to_bytes(user_id)
-        )
-        with self._read() as conn:
-            row = conn.execute(query).one_or_none()
-        if row is None:
-            raise LinkedBankAccountNotFound(
-                f"the user has no linked bank account {linked_account_id:032x}"
-            )
+        row = find_link(self._engine, user_id, linked_account_id)
         return str(row.bank_code), str(row.agreement)
 
     def _send(self, transfers: list[Transfer]) -> list[CreateTransferResult]:

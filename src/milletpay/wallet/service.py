@@ -294,16 +294,7 @@ class WalletService:
     def linked_bank_account(self, user_id: int, linked_account_id: int) -> LinkedBankAccount:
         """One of the user's linked bank accounts; `LinkedBankAccountNotFound` if the user
         has no such account (another user's is not found either)."""
-        c = linked_bank_accounts.c
-        query = sa.select(c.bank_code, c.account_masked).where(
-            c.id == id_to_bytes(linked_account_id), c.user_id == id_to_bytes(user_id)
-        )
-        with self._read() as conn:
-            row = conn.execute(query).one_or_none()
-        if row is None:
-            raise LinkedBankAccountNotFound(
-                f"the user has no linked bank account {linked_account_id:032x}"
-            )
+        row = find_link(self._engine, user_id, linked_account_id)
         return LinkedBankAccount(linked_account_id, row.bank_code, row.account_masked)
 
     def balance(self, user_id: int) -> Balance:
@@ -601,16 +592,7 @@ class WalletService:
         _check_amount(request.amount_fen)
         check_idempotency_key(request.idempotency_key)
         assert request.linked_account_id is not None
-        query = sa.select(linked_bank_accounts.c.bank_code, linked_bank_accounts.c.agreement).where(
-            linked_bank_accounts.c.id == id_to_bytes(request.linked_account_id),
-            linked_bank_accounts.c.user_id == id_to_bytes(request.user_id),
-        )
-        with self._read() as conn:
-            row = conn.execute(query).one_or_none()
-        if row is None:
-            raise LinkedBankAccountNotFound(
-                f"the user has no linked bank account {request.linked_account_id:032x}"
-            )
+        row = find_link(self._engine, request.user_id, request.linked_account_id)
         return _Link(row.bank_code, row.agreement)
 
     def _user_by_phone(self, phone: str, conn: sa.Connection) -> int:
@@ -633,6 +615,22 @@ class WalletService:
 
 def _with(transfer: Transfer, **changes: Any) -> Transfer:
     return dataclasses.replace(transfer, **changes)
+
+
+def find_link(engine: sa.Engine, user_id: int, linked_account_id: int) -> Any:
+    """The user's linked bank account row (bank_code, account_masked, agreement), for the
+    wallet and the coins; `LinkedBankAccountNotFound` if the user has no such account."""
+    links = linked_bank_accounts.c
+    query = sa.select(links.bank_code, links.account_masked, links.agreement).where(
+        links.id == id_to_bytes(linked_account_id), links.user_id == id_to_bytes(user_id)
+    )
+    with read_transaction(engine) as conn:
+        row = conn.execute(query).one_or_none()
+    if row is None:
+        raise LinkedBankAccountNotFound(
+            f"the user has no linked bank account {linked_account_id:032x}"
+        )
+    return row
 
 
 def _send_or_raise(tx: LedgerTransaction, transfers: list[Transfer]) -> None:
