@@ -129,6 +129,20 @@ def _behind_gate(
     return futures
 
 
+def _in_daemon(call: Callable[[], Any]) -> Future[Any]:
+    """`call()` on a daemon thread: a caller that hangs fails the test, not the run."""
+    answer: Future[Any] = Future()
+
+    def target() -> None:
+        try:
+            answer.set_result(call())
+        except BaseException as error:
+            answer.set_exception(error)
+
+    threading.Thread(target=target, daemon=True).start()
+    return answer
+
+
 # ---- Ledger.transaction ---------------------------------------------------------------
 
 
@@ -431,6 +445,55 @@ def test_a_unit_racing_close_is_answered_never_left_waiting(ledger: Ledger) -> N
     assert ok | refused == set(answered)
     assert _stored_ids(ledger, sorted(answered)) == ok  # refused units left no trace
     assert _posted(ledger, PLAIN_A) == (len(ok), 0)
+
+
+@pytest.mark.timeout(60)
+def test_units_waiting_for_room_in_a_full_queue_are_answered_at_close(ledger: Ledger) -> None:
+    committer = GroupCommitter(ledger, queue_max=1)
+    gate = Gate()
+    held = _in_daemon(lambda: committer.run(gate.unit))
+    assert gate.entered.wait(WAIT_S)
+    callers = []
+    for transfer_id in (90, 91, 92):  # the first fills the queue, the others wait for room
+        callers.append(
+            _in_daemon(lambda i=transfer_id: committer.run(lambda tx: _move(tx, i, 1, 2, 1)))
+        )
+        time.sleep(QUEUE_SETTLE_S / 3)
+    closing = _in_daemon(committer.close)
+    time.sleep(QUEUE_SETTLE_S)
+    gate.opened.set()
+    held.result(WAIT_S)
+    closing.result(WAIT_S)
+    answers = []
+    for caller in callers:
+        try:
+            answers.append(caller.result(WAIT_S))
+        except CommitterClosed as closed:
+            answers.append(closed)
+    ok = {i for i, a in zip((90, 91, 92), answers, strict=True) if a == R.OK}
+    assert all(a == R.OK or isinstance(a, CommitterClosed) for a in answers)
+    assert _stored_ids(ledger, [90, 91, 92]) == ok
+    assert 90 in ok  # queued before close began: finished, not refused
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_unit_that_kills_the_writer_fails_its_batch_and_refuses_later_units(
+    ledger: Ledger,
+) -> None:
+    def fatal(tx: LedgerTransaction) -> None:
+        assert _move(tx, 95, PLAIN_A, PLAIN_B, 1) == R.OK
+        raise SystemExit("the unit ends the writer thread")
+
+    committer = GroupCommitter(ledger)
+    with pytest.raises(SystemExit):
+        _in_daemon(lambda: committer.run(fatal)).result(WAIT_S)
+    later = _in_daemon(lambda: committer.run(lambda tx: _move(tx, 96, PLAIN_A, PLAIN_B, 1)))
+    with pytest.raises(CommitterClosed):
+        later.result(5.0)  # refused: no writer will ever answer it
+    committer.close()
+    assert _stored_ids(ledger, [95, 96]) == set()
+    assert _posted(ledger, PLAIN_A) == (0, 0)
 
 
 @pytest.mark.timeout(60)
