@@ -6,7 +6,8 @@ On SQLite and PostgreSQL:
   (a credit that was taken back can never be spent afterwards);
 - `GroupCommitter` gives each caller its own unit's result or exception, commits the
   other units of a batch when one unit fails, fails every caller when the commit fails,
-  answers only once the batch is durable, and never leaves a caller waiting at close;
+  answers only once the batch is durable, and never leaves a caller waiting, at close
+  or after its writer thread died;
 - `DirectCommitter` does the same for one caller at a time.
 
 The scenarios that need several units in one batch hold the writer in a "gate" unit
@@ -342,6 +343,35 @@ def test_a_failing_unit_is_undone_alone_and_its_batch_commits(ledger: Ledger) ->
     assert _notes(ledger) == {1, 3}
     assert _posted(ledger, LIMITED) == (0, 0)
     assert _posted(ledger, PLAIN_A) == (3, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_unit_whose_own_statement_fails_is_undone_alone(ledger: Ledger) -> None:
+    """On PostgreSQL the failed statement aborts the transaction; the unit's savepoint
+    must bring it back, or the rest of the batch could not commit."""
+
+    def first(tx: LedgerTransaction) -> R:
+        _note(tx, 1)
+        return _move(tx, 35, PLAIN_A, PLAIN_B, 2)
+
+    def duplicate(tx: LedgerTransaction) -> None:
+        assert _move(tx, 36, PLAIN_A, PLAIN_B, 5) == R.OK
+        _note(tx, 1)  # the first unit's row: a duplicate key
+
+    def last(tx: LedgerTransaction) -> R:
+        _note(tx, 3)
+        return _move(tx, 37, PLAIN_A, PLAIN_B, 4)
+
+    with GroupCommitter(ledger) as committer, ThreadPoolExecutor(4) as pool:
+        done = _behind_gate(committer, pool, [first, duplicate, last])
+        assert done[0].result(WAIT_S) == R.OK
+        with pytest.raises(sa.exc.IntegrityError):
+            done[1].result(WAIT_S)
+        assert done[2].result(WAIT_S) == R.OK
+        assert committer.batches == 2  # the gate's, then these three together
+    assert _stored_ids(ledger, [35, 36, 37]) == {35, 37}
+    assert _notes(ledger) == {1, 3}
+    assert _posted(ledger, PLAIN_A) == (6, 0)
 
 
 @pytest.mark.timeout(60)
