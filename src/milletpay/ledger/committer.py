@@ -31,6 +31,8 @@ T = TypeVar("T")
 BATCH_MAX_DEFAULT = 256
 #: Units waiting for the writer, at most; `run` blocks while the queue is full.
 QUEUE_MAX_DEFAULT = 4096
+#: How often a stopping writer empties the queue while it waits for a blocked `run`.
+LOCK_POLL_S = 0.01
 
 
 class Committer(Protocol):
@@ -88,10 +90,13 @@ class GroupCommitter:
         exception it raised (and then nothing it wrote is kept). `work` must not call
         `run` itself: the writer would wait for itself."""
         unit = _Unit(work)
+        # The check and the put under one lock: a unit that passed the check is in the
+        # queue before `close` queues its stop mark, so the writer answers it. (Put after
+        # the lock, it could land behind the mark once the writer had gone: no answer.)
         with self._lock:
             if self._closed:
                 raise CommitterClosed("the committer is closed")
-        self._queue.put(unit)
+            self._queue.put(unit)
         result: T = unit.future.result()
         return result
 
@@ -113,14 +118,25 @@ class GroupCommitter:
     def _loop(self) -> None:
         try:
             self._serve()
-        finally:  # a unit queued while closing is refused, never left waiting
-            while True:
-                try:
-                    unit = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if unit is not None:
-                    unit.future.set_exception(CommitterClosed("the committer is closed"))
+        finally:  # also if the writer dies: refuse what waits, and every later unit
+            # A `run` may hold the lock while it waits for room in a full queue: keep
+            # making room until the lock is ours.
+            while not self._lock.acquire(timeout=LOCK_POLL_S):
+                self._refuse_queued()
+            try:
+                self._closed = True
+            finally:
+                self._lock.release()
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        while True:
+            try:
+                unit = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if unit is not None:
+                unit.future.set_exception(CommitterClosed("the committer is closed"))
 
     def _serve(self) -> None:
         while True:
