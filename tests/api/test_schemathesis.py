@@ -9,8 +9,8 @@ replaces the generated one, so that the requests reach the handlers rather than 
 401 or 400. Half of the money-moving requests also carry the user's own PIN and linked
 bank account id, so that some of them move money for real.
 
-This test is about the HTTP layer, so it runs on SQLite only (a real file under
-`tmp_path`): the storage behaviour on both engines is what the other API tests check.
+It runs on both engines: a server error can come from the database as well as from the
+HTTP layer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,9 +53,9 @@ CHECKS = [
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
+def platform(database_url: str) -> Iterator[Platform]:
     app = create_app(
-        f"sqlite:///{tmp_path / 'schemathesis.db'}",
+        database_url,
         clock=(clock := ManualClock()),  # stands still: the sessions never expire
         keyring=KeyRing.generate(),
         sms=(sms := SimulatedSms()),
