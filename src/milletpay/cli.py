@@ -60,6 +60,23 @@ def serve(
     uvicorn.run(create_app(resolve_database_url(database_url)), host=host, port=port)
 
 
+@app.command("partner-key")
+def partner_key(
+    partner_id: Annotated[str, typer.Argument(help="A registered partner's id.")],
+) -> None:
+    """Print a quick-pay partner's API key (from the key ring of this environment)."""
+    from milletpay.api.partners import partner_api_key
+    from milletpay.core.keyring import KeyRing
+    from milletpay.identity.quickpay import PARTNERS
+
+    if partner_id not in PARTNERS:
+        Console(stderr=True).print(
+            f"[red]no partner {partner_id!r}; registered: {', '.join(sorted(PARTNERS))}[/red]"
+        )
+        raise typer.Exit(2)
+    print(partner_api_key(KeyRing.from_environment(), partner_id))
+
+
 @ledger_app.command("verify")
 def ledger_verify(database_url: DatabaseUrl = None) -> None:
     """Check every ledger invariant; exits 1 with a report when anything is off."""

@@ -27,6 +27,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from milletpay.api import create_app
+from milletpay.api.partners import partner_api_key
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
@@ -214,6 +215,43 @@ def _spend_coins_with_bs_approval(pair: Pair) -> httpx.Response:
     return pair.as_a("POST", "/v1/me/coins/spends", json=body, headers={"Idempotency-Key": key})
 
 
+def _partner_headers(pair: Pair) -> dict[str, str]:
+    keyring = pair.platform.client.app.state.keyring  # type: ignore[attr-defined]
+    return {"Authorization": f"Bearer {partner_api_key(keyring, 'alipay.example')}"}
+
+
+def _partner_challenge_for_bs_phone_under_as_number(pair: Pair) -> httpx.Response:
+    """A partner names A's phone number and B's bound phone."""
+    body = {
+        "phone": pair.a.phone,
+        "device_id": pair.b.device.device_id,
+        "payment_id": "order-1",
+        "payee": "shop",
+        "amount_fen": 100,
+    }
+    return pair.platform.client.post(
+        "/v1/partners/quick-pay/challenges", json=body, headers=_partner_headers(pair)
+    )
+
+
+def _partner_approval_by_bs_phone_for_a(pair: Pair) -> httpx.Response:
+    """B's phone approves a partner payment of B's; the partner presents it as A's."""
+    payment = {"payment_id": "order-2", "payee": "shop", "amount_fen": 100}
+    options = pair.platform.client.post(
+        "/v1/partners/quick-pay/challenges",
+        json={**payment, "phone": pair.b.phone, "device_id": pair.b.device.device_id},
+        headers=_partner_headers(pair),
+    )
+    assert options.status_code == 201, options.text
+    assert pair.b.device.touch(FINGER)
+    assertion = pair.b.device.get_assertion(json.dumps(options.json()), "https://alipay.example")
+    assert assertion is not None
+    body = {**payment, "phone": pair.a.phone, "assertion": json.loads(assertion)}
+    return pair.platform.client.post(
+        "/v1/partners/quick-pay/approvals", json=body, headers=_partner_headers(pair)
+    )
+
+
 def _link_bs_bank_account(pair: Pair) -> httpx.Response:
     body = {"bank_code": BANK, "account_number": pair.b.account_number}
     return pair.as_a("POST", "/v1/me/bank-accounts", json=body)
@@ -284,6 +322,15 @@ CASES: dict[tuple[str, str], list[Case]] = {
     ],
     ("POST", "/v1/me/coins/spends"): [
         Case("spend_coins_with_bs_quick_pay_approval", _spend_coins_with_bs_approval),
+    ],
+    ("POST", "/v1/partners/quick-pay/challenges"): [
+        Case(
+            "partner_names_bs_phone_under_as_number",
+            _partner_challenge_for_bs_phone_under_as_number,
+        ),
+    ],
+    ("POST", "/v1/partners/quick-pay/approvals"): [
+        Case("partner_presents_bs_approval_as_as", _partner_approval_by_bs_phone_for_a),
     ],
     ("GET", "/v1/me/history"): [
         Case(

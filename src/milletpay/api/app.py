@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from milletpay import __version__
-from milletpay.api import coins, users, wallet
+from milletpay.api import coins, partners, users, wallet
 from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
@@ -124,6 +124,7 @@ def create_app(
         responses=ERROR_RESPONSES,
     )
     app.state.engine = engine
+    app.state.keyring = keyring
     app.state.clock = clock
     app.state.idempotency = IdempotencyStore(engine, clock)
     app.state.sms = sms or SimulatedSms()
@@ -164,4 +165,5 @@ def create_app(
     app.include_router(users.router)
     app.include_router(wallet.router)
     app.include_router(coins.router)
+    app.include_router(partners.router)
     return app
