@@ -33,9 +33,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from milletpay.api import create_app
+from milletpay.api.partners import partner_api_key
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
+from milletpay.identity.quickpay import PARTNERS
 from milletpay.wallet import SimulatedBankGateway
 
 from .members import PIN, Member, Platform
@@ -66,13 +68,23 @@ def platform(database_url: str) -> Iterator[Platform]:
         yield Platform(client, clock, sms, bank)
 
 
-def _signed_in(case: schemathesis.Case, member: Member, turn: int) -> dict[str, str]:
-    """The member's session and a fresh key; on even turns, their own PIN and account."""
+def _signed_in(
+    case: schemathesis.Case, member: Member, turn: int, partner_key: str
+) -> dict[str, str]:
+    """The member's session (a partner's key on partner paths) and a fresh key; on even
+    turns, their own PIN, account, phone and bound phone."""
     if turn % 2 == 0 and isinstance(case.body, dict):
-        if "pin" in case.body:
-            case.body["pin"] = PIN
-        if "bank_account_id" in case.body:
-            case.body["bank_account_id"] = member.bank_account_id
+        own = {
+            "pin": PIN,
+            "bank_account_id": member.bank_account_id,
+            "phone": member.phone,
+            "device_id": member.device.device_id,
+        }
+        for field, value in own.items():
+            if field in case.body:
+                case.body[field] = value
+    if case.path.startswith("/v1/partners/"):
+        return {"Authorization": f"Bearer {partner_key}"}
     return {**member.headers, "Idempotency-Key": uuid.uuid4().hex}
 
 
@@ -82,6 +94,7 @@ def _exercise(
     member: Member,
     failures: dict[str, str],
     statuses: set[int],
+    partner_key: str,
 ) -> None:
     turns = itertools.count()
 
@@ -95,7 +108,7 @@ def _exercise(
     @given(case=operation.as_strategy(generation_mode=mode))
     # The failure recorded last under a label is the example hypothesis shrank it to.
     def run(case: schemathesis.Case) -> None:
-        headers = _signed_in(case, member, next(turns))
+        headers = _signed_in(case, member, next(turns), partner_key)
         label = f"{operation.label} ({mode})"
         try:
             response = case.call(headers=headers)
@@ -123,6 +136,8 @@ def _exercise(
 
 def test_no_generated_request_gets_a_server_error(platform: Platform) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", platform.client.app)
+    keyring = platform.client.app.state.keyring  # type: ignore[attr-defined]
+    partner_key = partner_api_key(keyring, next(iter(PARTNERS)))
     failures: dict[str, str] = {}
     statuses: dict[str, set[int]] = {}
     sequences = itertools.count(1)
@@ -130,7 +145,8 @@ def test_no_generated_request_gets_a_server_error(platform: Platform) -> None:
         operation = result.ok()
         seen = statuses.setdefault(operation.label, set())
         for mode in schemathesis.GenerationMode:
-            _exercise(operation, mode, platform.sign_up(next(sequences)), failures, seen)
+            member = platform.sign_up(next(sequences))
+            _exercise(operation, mode, member, failures, seen, partner_key)
     assert failures == {}, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
     assert "GET /v1/me/wallet" in statuses  # the schema was read and its operations run
     # Signed in, every operation got past authentication to its handler.

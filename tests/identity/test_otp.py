@@ -141,3 +141,16 @@ def test_unknown_purpose_and_unknown_user_are_refused(service: IdentityService) 
         service.send_otp(1, "login_maybe")
     with pytest.raises(UserNotFound):
         service.send_otp(1, STEP_UP)
+
+
+@pytest.mark.parametrize(
+    "garbage", ["", "１２３４５６", "12\u00e93", "\ud800", " 123456", "x" * 64]
+)
+def test_a_code_that_is_not_digits_is_a_wrong_try_not_a_crash(
+    service: IdentityService, sms: SimulatedSms, user: User, garbage: str
+) -> None:
+    """Found by schemathesis through POST /v1/sessions: non-ASCII text crashed the hash."""
+    service.send_otp(user.id, STEP_UP)
+    code = _sent_code(sms, user)
+    assert service.verify_otp(user.id, STEP_UP, garbage) is OtpStatus.WRONG
+    assert service.verify_otp(user.id, STEP_UP, code) is OtpStatus.OK

@@ -87,7 +87,8 @@ def message_text(code: str) -> str:
 def code_hash(keyring: KeyRing, otp_id: bytes, code: str) -> bytes:
     """HMAC-SHA256 over the code's id and the code, so equal codes hash differently."""
     key = keyring.derive(OTP_KEY_PURPOSE)
-    return hmac.new(key, otp_id + code.encode("ascii"), hashlib.sha256).digest()
+    # Any text hashes (UTF-8): a code that is not even digits is simply a wrong try.
+    return hmac.new(key, otp_id + code.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
 
 def expires_at(now_ns: int) -> int:
