@@ -542,7 +542,7 @@ class WalletService:
         earlier = _find_operation(conn, key, request.idempotency_key)
         if earlier is not None:
             _check_same_request(earlier, request)
-            return _outcome(earlier._mapping)
+            return _outcome(earlier._asdict())
         tier = self._identity.current_tier(request.user_id, conn=conn)
         now_ns = self._clock.now_ns()
         decision = decide(
