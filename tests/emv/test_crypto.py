@@ -18,6 +18,7 @@ from pyemv import cvn as pyemv_cvn
 from milletpay.emv import crypto
 from milletpay.emv.crypto import EmvCryptoError
 from milletpay.emv.profiles import PROFILES, KeyDerivation, UnknownProfileError, profile
+from milletpay.emv.tags import TAGS
 
 H = bytes.fromhex
 IMK = H("0123456789ABCDEFFEDCBA9876543210")
@@ -274,6 +275,11 @@ def test_malformed_inputs_are_refused_naming_the_field(
 def test_unknown_profile_names_the_known_ones() -> None:
     with pytest.raises(UnknownProfileError, match=r"known: .*unionpay-cvn01"):
         profile("visa-cvn99")
+
+
+def test_every_profile_tag_is_in_the_dictionary() -> None:
+    for p in PROFILES.values():
+        assert [tag for tag in p.data_tags if tag not in TAGS] == [], p.name
 
 
 def test_profiles_use_both_key_derivations() -> None:

@@ -6,9 +6,10 @@ are computed by pyemv; what varies between cryptogram versions is read from a
 in constant time (`hmac.compare_digest`). Nothing here logs, stores or returns a key in a
 message; a refusal (`EmvCryptoError`) names the field that was wrong, never its value.
 
-pyemv calls `cryptography`'s two-key TripleDES, which `cryptography` 43+ reports with
-`CryptographyDeprecationWarning` (from `pyemv.tools`). Double-length TDES is what EMV
-keys are; the warnings are filtered for the tests in pyproject.toml.
+pyemv calls `cryptography`'s two-key TripleDES, which recent `cryptography` releases
+report with `CryptographyDeprecationWarning` (from `pyemv.tools` and `pyemv.mac`).
+Double-length TDES is what EMV keys are; the warnings are filtered for the tests in
+pyproject.toml.
 """
 
 from __future__ import annotations

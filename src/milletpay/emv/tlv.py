@@ -25,12 +25,13 @@ _LENGTH_LONG_FORM = 0x80
 
 
 class TlvError(MilletError):
-    """Malformed BER-TLV; `offset` is where in the input the problem was found."""
+    """Malformed BER-TLV; `offset` is where in the input the problem was found (None for
+    an object built in code rather than read from bytes)."""
 
     code = "tlv_invalid"
 
-    def __init__(self, offset: int, what: str) -> None:
-        super().__init__(f"at offset {offset}: {what}")
+    def __init__(self, offset: int | None, what: str) -> None:
+        super().__init__(what if offset is None else f"at offset {offset}: {what}")
         self.offset = offset
 
 
@@ -46,7 +47,7 @@ class Tlv:
         raw = _tag_bytes(self.tag)
         if is_constructed(raw) != isinstance(self.value, tuple):
             kind = "constructed" if is_constructed(raw) else "primitive"
-            raise TlvError(0, f"tag {self.tag} is {kind}, its value has the wrong shape")
+            raise TlvError(None, f"tag {self.tag} is {kind}, its value has the wrong shape")
 
     @property
     def constructed(self) -> bool:
@@ -70,7 +71,7 @@ def encode(items: Tlv | Iterable[Tlv]) -> bytes:
     sequence = (items,) if isinstance(items, Tlv) else tuple(items)
     out = b"".join(_encode(item, 0) for item in sequence)
     if len(out) > DATA_BYTES_MAX:
-        raise TlvError(0, f"encoding is {len(out)} bytes, over {DATA_BYTES_MAX}")
+        raise TlvError(None, f"encoding is {len(out)} bytes, over {DATA_BYTES_MAX}")
     return out
 
 
@@ -89,7 +90,7 @@ def primitives(items: Iterable[Tlv]) -> dict[str, bytes]:
     for item in walk(items):
         if isinstance(item.value, bytes):
             if item.tag in found:
-                raise TlvError(0, f"tag {item.tag} occurs more than once")
+                raise TlvError(None, f"tag {item.tag} occurs more than once")
             found[item.tag] = item.value
     return found
 
@@ -157,7 +158,7 @@ def _read_length(data: bytes, offset: int, end: int) -> tuple[int, int]:
 
 def _encode(item: Tlv, depth: int) -> bytes:
     if depth > DEPTH_MAX:
-        raise TlvError(0, f"objects nested deeper than {DEPTH_MAX}")
+        raise TlvError(None, f"objects nested deeper than {DEPTH_MAX}")
     if isinstance(item.value, tuple):
         body = b"".join(_encode(child, depth + 1) for child in item.value)
     else:
@@ -172,7 +173,7 @@ def _length_bytes(length: int) -> bytes:
         return b"\x81" + bytes([length])
     if length <= 0xFFFF:
         return b"\x82" + length.to_bytes(2, "big")
-    raise TlvError(0, f"a value of {length} bytes is over {DATA_BYTES_MAX}")
+    raise TlvError(None, f"a value of {length} bytes is over {DATA_BYTES_MAX}")
 
 
 def _tag_bytes(tag: str) -> bytes:
@@ -180,13 +181,13 @@ def _tag_bytes(tag: str) -> bytes:
     try:
         raw = bytes.fromhex(tag)
     except ValueError:
-        raise TlvError(0, f"tag {tag!r} is not hex") from None
+        raise TlvError(None, f"tag {tag!r} is not hex") from None
     if tag != raw.hex().upper() or not raw:
-        raise TlvError(0, f"tag {tag!r} must be upper-case hex, whole bytes")
+        raise TlvError(None, f"tag {tag!r} must be upper-case hex, whole bytes")
     try:
         parsed, position = _read_tag(raw, 0, len(raw))
     except TlvError as exc:
-        raise TlvError(0, f"tag {tag}: {exc.message}") from None
+        raise TlvError(None, f"tag {tag}: {exc.message}") from None
     if position != len(raw):
-        raise TlvError(0, f"tag {tag} has bytes after its last byte")
+        raise TlvError(None, f"tag {tag} has bytes after its last byte")
     return parsed
