@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from stdnum.cn import ric
 
 from milletpay.banks import (
     AuthorizationRequest,
@@ -65,6 +66,12 @@ class BankWorld:
             assert bank.deposit(account.account.id, deposit_fen, f"opening-{self.people}")
         card = bank.issue_card(account.account.id, pin=PIN)
         return Holder(bank, name, account, card)
+
+
+def national_id(n: int) -> str:
+    """A valid resident ID number, distinct for each `n`."""
+    body = f"11010519900101{n:03d}"
+    return body + ric.calc_check_digit(body + "0")
 
 
 def pin_request(
