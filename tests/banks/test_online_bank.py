@@ -7,6 +7,7 @@ import pytest
 from tests.banks.conftest import BankWorld, national_id, yuan
 
 from milletpay.banks import (
+    AUTH_HOLD_TIMEOUT_S,
     AuthorizationRequest,
     BankInputError,
     Channel,
@@ -105,3 +106,21 @@ def test_a_class_i_account_at_another_bank_has_no_class_ii_limit(world: BankWorl
     holder = world.holder("ICBC", deposit_fen=yuan(50_000))
     agreement = gateway.link("ICBC", holder.account.number, holder.name).agreement
     assert gateway.debit("ICBC", agreement, DAILY_FEN + 1, "big").approved
+
+
+def test_a_lapsed_card_hold_no_longer_counts_toward_the_yearly_limit(world: BankWorld) -> None:
+    gateway = PartnerBankGateway(world.banks)
+    agreement, account_id, _ = _funded_class_ii(world)
+    bank = world.banks.bank("PRB")
+    card = bank.issue_card(account_id, pin="271828")
+    days = YEARLY_FEN // DAILY_FEN
+    for day in range(days - 1):
+        assert gateway.debit("PRB", agreement, DAILY_FEN, f"day-{day}").approved, day
+        world.clock.advance(seconds=86_400)
+    request = AuthorizationRequest("rrn-1", card.pan, DAILY_FEN, Channel.CONTACTLESS)
+    assert bank.authorize(request).approved  # the year's limit is now used up
+    world.clock.advance(seconds=86_400)
+    assert gateway.debit("PRB", agreement, 1, "full").reason == "account_class_yearly_limit"
+    world.clock.advance(seconds=AUTH_HOLD_TIMEOUT_S)  # the hold lapses, never completed
+    assert gateway.debit("PRB", agreement, DAILY_FEN, "after").approved
+    assert bank.verify().ok

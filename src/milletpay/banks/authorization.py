@@ -40,6 +40,7 @@ from milletpay.banks.model import (
 )
 from milletpay.banks.responses import ResponseCode as R
 from milletpay.banks.tables import authorizations, bank_accounts, cards, movements
+from milletpay.core.clock import NS_PER_S
 from milletpay.core.ids import id_from_bytes, id_to_bytes
 from milletpay.ledger import AMOUNT_MAX, CreateTransferResult, Transfer, TransferFlags
 from milletpay.ledger.engine import LedgerTransaction
@@ -214,7 +215,8 @@ def _limit_exceeded(
     if amount_fen > product.per_transaction_limit_fen:
         return "per_transaction_limit"
     today = day_start_ns(bank.clock)
-    if card_spent_fen(conn, card_id, today) + amount_fen > product.daily_limit_fen:
+    spent_fen = card_spent_fen(conn, card_id, today, bank.clock.now_ns())
+    if spent_fen + amount_fen > product.daily_limit_fen:
         return "daily_limit"
     return class_limit_exceeded(bank, conn, account, amount_fen)
 
@@ -227,25 +229,34 @@ def class_limit_exceeded(
     remote = bank.spec.remote_opening
     if remote is None or account.account_class != remote.account_class:
         return None
-    today_fen = account_spent_fen(conn, account.id, day_start_ns(bank.clock))
+    now_ns = bank.clock.now_ns()
+    today_fen = account_spent_fen(conn, account.id, day_start_ns(bank.clock), now_ns)
     if today_fen + amount_fen > remote.daily_limit_fen:
         return "account_class_daily_limit"
-    this_year_fen = account_spent_fen(conn, account.id, year_start_ns(bank.clock))
+    this_year_fen = account_spent_fen(conn, account.id, year_start_ns(bank.clock), now_ns)
     if this_year_fen + amount_fen > remote.yearly_limit_fen:
         return "account_class_yearly_limit"
     return None
 
 
 _LIVE = (AuthStatus.HELD.value, AuthStatus.COMPLETED.value)
-_SPENT = sa.case(
-    (authorizations.c.status == AuthStatus.COMPLETED.value, authorizations.c.completed_fen),
-    else_=authorizations.c.amount_fen,
-)
 
 
-def card_spent_fen(conn: sa.Connection, card_id: bytes, since_ns: int) -> int:
+def _spent(now_ns: int) -> sa.ColumnElement[int]:
+    """What an authorization row spent: the posted amount once completed, the held
+    amount while its hold can still be live (a hold past its timeout has lapsed in the
+    ledger even if nobody has resolved the row yet), else nothing."""
+    c = authorizations.c
+    return sa.case(
+        (c.status == AuthStatus.COMPLETED.value, c.completed_fen),
+        (c.created_at > now_ns - AUTH_HOLD_TIMEOUT_S * NS_PER_S, c.amount_fen),
+        else_=0,
+    )
+
+
+def card_spent_fen(conn: sa.Connection, card_id: bytes, since_ns: int, now_ns: int) -> int:
     """What the card has spent since `since_ns`: holds live or completed."""
-    query = sa.select(sa.func.coalesce(sa.func.sum(_SPENT), 0)).where(
+    query = sa.select(sa.func.coalesce(sa.func.sum(_spent(now_ns)), 0)).where(
         authorizations.c.card_id == card_id,
         authorizations.c.created_at >= since_ns,
         authorizations.c.status.in_(_LIVE),
@@ -253,9 +264,9 @@ def card_spent_fen(conn: sa.Connection, card_id: bytes, since_ns: int) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def account_spent_fen(conn: sa.Connection, account_id: bytes, since_ns: int) -> int:
+def account_spent_fen(conn: sa.Connection, account_id: bytes, since_ns: int, now_ns: int) -> int:
     """What left the account since `since_ns` by card or to Millet Pay."""
-    by_card = sa.select(sa.func.coalesce(sa.func.sum(_SPENT), 0)).where(
+    by_card = sa.select(sa.func.coalesce(sa.func.sum(_spent(now_ns)), 0)).where(
         authorizations.c.account_id == account_id,
         authorizations.c.created_at >= since_ns,
         authorizations.c.status.in_(_LIVE),
