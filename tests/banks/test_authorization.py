@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from tests.banks.conftest import BankWorld, cnp_request, pin_request, yuan
@@ -339,3 +340,13 @@ def test_a_malformed_request_is_a_caller_error_and_changes_nothing(
     with pytest.raises(BankInputError):
         holder.bank.authorize(dataclasses.replace(pin_request(holder, 100, "rrn-1"), **change))
     assert holder.bank.balance(holder.account_id).held_fen == 0
+
+
+def test_concurrent_retries_of_one_authorization_place_one_hold(world: BankWorld) -> None:
+    holder = world.holder(deposit_fen=yuan(1_000))
+    request = pin_request(holder, yuan(100), "rrn-1")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: holder.bank.authorize(request), range(16)))
+    assert {(a.response_code, a.hold_id) for a in answers} == {(R.APPROVED, answers[0].hold_id)}
+    assert holder.bank.balance(holder.account_id).held_fen == yuan(100)
+    assert holder.bank.verify().ok
