@@ -9,6 +9,7 @@ takes the write lock at BEGIN (BEGIN IMMEDIATE) instead of failing on upgrade.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,8 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_CACHE_KIB = 65_536
 SQLITE_POOL_SIZE = 40
 SQLITE_POOL_OVERFLOW = 40
+#: A PostgreSQL schema name `create_engine` accepts: lower case, digits and underscores.
+SCHEMA_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 #: Execution option: begin this connection's transactions with BEGIN IMMEDIATE.
 WRITE_LOCK = "millet_write_lock"
 
@@ -47,15 +50,33 @@ def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str | None = None) -> sa.Engine:
+def create_engine(url: str | None = None, *, schema: str | None = None) -> sa.Engine:
+    """An engine for `url`. On PostgreSQL, `schema` (created if missing) is the only
+    schema on the connections' search_path, so one database holds several institutions'
+    books side by side, each under unqualified table names. SQLite has no schemas: an
+    institution there gets a file of its own instead, and `schema` must be None."""
     resolved = resolve_database_url(url)
     sa_url = sa.make_url(resolved)
     if sa_url.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("SQLite has no schemas: give each institution its own file")
         return _sqlite_engine(sa_url)
     if sa_url.get_backend_name() == "postgresql":
-        return sa.create_engine(sa_url, pool_pre_ping=True)
+        if schema is None:
+            return sa.create_engine(sa_url, pool_pre_ping=True)
+        return _postgresql_schema_engine(sa_url, schema)
     raise ValueError(
         f"unsupported database {sa_url.get_backend_name()!r}: use sqlite or postgresql"
+    )
+
+
+def _postgresql_schema_engine(url: sa.URL, schema: str) -> sa.Engine:
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r} must match {SCHEMA_NAME.pattern}")
+    with sa.create_engine(url).connect() as conn, conn.begin():
+        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    return sa.create_engine(
+        url, pool_pre_ping=True, connect_args={"options": f"-c search_path={schema}"}
     )
 
 

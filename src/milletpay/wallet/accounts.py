@@ -12,6 +12,7 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
+from milletpay.banks.data import bank_codes
 from milletpay.core.money import CURRENCIES
 from milletpay.ledger import U128_MAX, AccountFlags
 
@@ -23,8 +24,9 @@ LEDGER_COINS = 900_001
 #: What one coin costs: 1 coin = 1 CNY = 100 fen; coins have no minor unit.
 FEN_PER_COIN = 100
 
-#: The partner banks Millet Pay settles with: one settlement account each.
-PARTNER_BANKS: tuple[str, ...] = ("ICBC", "CCB", "ABC", "BOC", "CMB", "PRB")
+#: The partner banks Millet Pay settles with (the bank data file's codes, the online bank
+#: PRB among them): one settlement account each.
+PARTNER_BANKS: tuple[str, ...] = bank_codes()
 
 
 class AccountCode(enum.IntEnum):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from alembic import context
+from milletpay.store.migrate import run_migrations_here
 
-connection = context.config.attributes["connection"]
-context.configure(connection=connection, transactional_ddl=True)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations_here()
