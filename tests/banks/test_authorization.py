@@ -6,7 +6,6 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.banks.conftest import BankWorld, cnp_request, pin_request, yuan
 
 from milletpay.banks import (
     AUTH_HOLD_TIMEOUT_S,
@@ -21,6 +20,8 @@ from milletpay.banks import (
 from milletpay.banks.cardnumbers import make_pan
 from milletpay.banks.chart import BankAccountCode
 from milletpay.banks.data import bank_spec
+
+from .conftest import BankWorld, cnp_request, pin_request, yuan
 
 R = ResponseCode
 

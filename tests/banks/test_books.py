@@ -4,12 +4,13 @@ with PANs and account numbers sealed."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from tests.banks.conftest import BankWorld, pin_request, yuan
 
 from milletpay.banks import bank_database
 from milletpay.banks.chart import BankAccountCode
 from milletpay.banks.storage import BANK_VERSION_TABLE
 from milletpay.store.engine import sqlite_path
+
+from .conftest import BankWorld, pin_request, yuan
 
 
 def test_a_bank_database_is_derived_from_the_platforms() -> None:

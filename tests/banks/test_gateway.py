@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.banks.conftest import BankWorld, Holder, national_id, yuan
 
 from milletpay.banks import AccountStatus, PartnerBankGateway
 from milletpay.banks.chart import BankAccountCode
@@ -16,6 +15,8 @@ from milletpay.identity import IdentityService, SimulatedSms
 from milletpay.ledger import Ledger
 from milletpay.store import create_engine, upgrade
 from milletpay.wallet import WalletService
+
+from .conftest import BankWorld, Holder, national_id, yuan
 
 
 @pytest.fixture

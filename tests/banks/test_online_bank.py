@@ -4,7 +4,6 @@ spending and transfers (10,000 CNY a day, 200,000 CNY a year), exact at the edge
 from __future__ import annotations
 
 import pytest
-from tests.banks.conftest import BankWorld, national_id, yuan
 
 from milletpay.banks import (
     AUTH_HOLD_TIMEOUT_S,
@@ -16,6 +15,8 @@ from milletpay.banks import (
     ResponseCode,
 )
 from milletpay.banks.data import bank_spec
+
+from .conftest import BankWorld, national_id, yuan
 
 DAILY_FEN = yuan(10_000)
 YEARLY_FEN = yuan(200_000)
