@@ -30,6 +30,7 @@ from milletpay.cards.pan import MASK_HEAD_DIGITS, MASK_TAIL_DIGITS
 PLUGIN_NAME = "millet-pan-leak-scan"
 LOG_FILE_NAME = "session.log"
 LEAKS_SHOWN_MAX = 20
+_ZERO_RUN = re.compile(rb"\x00{2,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +65,37 @@ def _masked(pan: str) -> str:
 
 
 class Patterns:
-    """All forms of all the PANs, compiled into one regular expression."""
+    """All forms of all the PANs, and a quick way to look for them.
+
+    Database files are mostly runs of zero bytes, where a search for a form that holds
+    zeros (UTF-16, BCD) crawls. So each file is first searched with its zero runs
+    squeezed to one zero byte, the forms likewise: a form in the file is then in the
+    squeezed file too (its own runs squeeze alike, and one at its edge merges with the
+    file's), and only a form found there is looked for, exactly, in the file itself.
+    """
 
     def __init__(self, pans: Iterable[str]) -> None:
-        self._found: dict[bytes, tuple[str, str]] = {}
-        for pan in pans:
-            for encoding, form in encodings(pan).items():
-                self._found[form] = (_masked(pan), encoding)
-        alternatives = sorted(self._found, key=len, reverse=True)
-        self._regex = re.compile(b"|".join(re.escape(form) for form in alternatives))
+        self._forms = [
+            (form, _squeeze(form), _masked(pan), encoding)
+            for pan in pans
+            for encoding, form in encodings(pan).items()
+        ]
 
     def scan(self, data: bytes, where: str) -> list[Leak]:
-        return [
-            Leak(where, match.start(), self._found[match.group()][1], self._found[match.group()][0])
-            for match in self._regex.finditer(data)
-        ]
+        squeezed = _squeeze(data)
+        leaks: list[Leak] = []
+        for form, squeezed_form, masked, encoding in self._forms:
+            if squeezed_form not in squeezed:
+                continue
+            offset = data.find(form)
+            while offset != -1:
+                leaks.append(Leak(where, offset, encoding, masked))
+                offset = data.find(form, offset + 1)
+        return sorted(leaks, key=lambda leak: leak.offset)
+
+
+def _squeeze(data: bytes) -> bytes:
+    return _ZERO_RUN.sub(b"\x00", data)
 
 
 def scan_files(paths: Iterable[Path], pans: Iterable[str]) -> list[Leak]:
