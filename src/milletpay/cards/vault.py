@@ -122,6 +122,7 @@ class PanVault:
             try:
                 with write_transaction(self._engine) as conn:
                     ref, created = self._store(conn, card, expiry, fingerprint)
+                self._key_checked = True  # only once the check (or its row) is committed
                 break
             except sa.exc.IntegrityError:  # a concurrent store of the same PAN won
                 if attempt == STORE_ATTEMPTS_MAX:
@@ -191,6 +192,7 @@ class PanVault:
                 )
             )
             entry = self._entry(conn, ref)
+        self._key_checked = True
         log.info("re-issued card %s as %s", ref, card.masked)
         return entry
 
@@ -334,4 +336,3 @@ class PanVault:
                 "the key ring's fingerprint key is not the vault's: its oldest key was "
                 "removed or replaced; load the original oldest key"
             )
-        self._key_checked = True
