@@ -79,3 +79,28 @@ def database_url_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Call
 def database_url(database_url_factory: Callable[[], str]) -> str:
     """A new, empty database on each engine in turn."""
     return database_url_factory()
+
+
+# -- PAN leak scan ------------------------------------------------------------------
+# Every log record goes to a file; when the session ends, that file and every file the
+# tests wrote are scanned for the test card numbers of tests/cards/pans.py, and one
+# found in clear fails the session. The scan itself is tests/cards/leakscan.py.
+
+pytest_plugins = ("pytester",)  # the scan's own tests run a session that leaks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from cards.leakscan import PLUGIN_NAME, PanLeakScan
+    from cards.pans import TEST_PANS
+
+    log_dir = Path(tempfile.mkdtemp(prefix="millet-test-logs-"))
+    config.pluginmanager.register(PanLeakScan(TEST_PANS, log_dir), PLUGIN_NAME)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pan_leak_scan_basetemp(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from cards.leakscan import plugin_of
+
+    plugin_of(request.config).basetemp = tmp_path_factory.getbasetemp()

@@ -1,0 +1,50 @@
+"""Card vault errors: input a caller must fix, each with a stable `code`.
+
+No message ever carries a card number in clear: at most the mask (first 6, last 4).
+"""
+
+from __future__ import annotations
+
+from milletpay.core.errors import MilletError
+
+
+class CardError(MilletError):
+    code = "card_error"
+
+
+class PanInvalid(CardError):
+    """`part` names what is wrong: `characters`, `length` or `checksum`."""
+
+    code = "pan_invalid"
+
+    def __init__(self, message: str, *, part: str) -> None:
+        super().__init__(message)
+        self.part = part
+
+
+class ExpiryInvalid(CardError):
+    code = "expiry_invalid"
+
+
+class VaultRefUnknown(CardError):
+    code = "vault_ref_unknown"
+
+
+class PanAlreadyVaulted(CardError):
+    """`replace_pan` to a number the vault already holds under another reference."""
+
+    code = "pan_already_vaulted"
+
+
+class VaultEntryUnreadable(CardError):
+    """A row does not open: tampered bytes, a row swapped with another (AAD), or a key
+    version the key ring does not hold."""
+
+    code = "vault_entry_unreadable"
+
+
+class VaultKeyMismatch(CardError):
+    """The fingerprint key is not the one the vault's rows were fingerprinted with: the
+    key ring's oldest (root) key was removed or replaced."""
+
+    code = "vault_fingerprint_key_changed"
