@@ -8,12 +8,19 @@ per bank for tests and the simulator. Keys never appear in a repr, a message or 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import threading
 from typing import Protocol
 
+from milletpay.banks.data import banks
+from milletpay.emv.keys import IssuerKeyStore
+
 CVK_BYTES = 16  # two-key triple DES: CVK A (8 bytes) then CVK B (8 bytes)
 PVK_BYTES = 32  # an HMAC-SHA256 key
+FIRST_VERSION = 1
+_PVK_LABEL = b"millet bank pin verification key"
 
 
 class BankKeys(Protocol):
@@ -45,3 +52,39 @@ class GeneratedBankKeys:
 
     def pvk(self, bank_code: str) -> bytes:
         return self._key("pvk", bank_code, PVK_BYTES)
+
+
+class IssuerKeyStoreKeys:
+    """`BankKeys` from the issuer key store of `milletpay.emv.keys` (production).
+
+    The CVK is the store's CVK as it is; the PVK is derived from the store's PIN key
+    (HMAC-SHA256 of a fixed label under it), as the bank keeps an HMAC of each PIN. Both
+    are the keys' first versions: a card does not record the key version it was issued
+    under yet, so a newer version would invalidate every CVN2 and PIN issued before it.
+    """
+
+    def __init__(self, store: IssuerKeyStore) -> None:
+        self._store = store
+
+    def __repr__(self) -> str:
+        return "IssuerKeyStoreKeys()"
+
+    def cvk(self, bank_code: str) -> bytes:
+        key = self._store.cvk(bank_code, FIRST_VERSION).key
+        assert len(key) == CVK_BYTES
+        return key
+
+    def pvk(self, bank_code: str) -> bytes:
+        pin_key = self._store.pin_key(bank_code, FIRST_VERSION).key
+        return hmac.new(pin_key, _PVK_LABEL, hashlib.sha256).digest()
+
+
+def issuer_bins() -> list[tuple[str, str]]:
+    """(bank code, IIN) of every card product of every bank: what the key store keys."""
+    return [(spec.code, product.iin) for spec in banks() for product in spec.products]
+
+
+def issuer_keys_from_environment() -> IssuerKeyStoreKeys:
+    """The banks' keys from `MILLET_ISSUER_KEYS` or the issuer key file (created with
+    fresh keys for every bank on the first run of a sandbox)."""
+    return IssuerKeyStoreKeys(IssuerKeyStore.from_environment(issuer_bins()))
