@@ -12,7 +12,8 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -97,19 +98,16 @@ class KeyRing:
         with one fresh key and mode 0600: the sandbox set-up. A file named by
         `MILLET_KEY_FILE` must exist. A production deployment sets one of the two.
         """
-        env = os.environ if environ is None else environ
-        if env.get(ENV_DATA_KEYS):
-            return cls.from_json(env[ENV_DATA_KEYS], source=ENV_DATA_KEYS)
-        named = env.get(ENV_KEY_FILE)
-        path = Path(named or DEFAULT_KEY_FILE)
-        if not path.is_absolute():
-            path = (cwd or Path.cwd()) / path
-        if named and not path.exists():
-            # A named file that is missing is a broken deployment, not a first run: fresh
-            # keys here would leave everything sealed before unreadable.
-            raise KeyRingError(f"{ENV_KEY_FILE} names {path}, which does not exist")
-        _create_key_file(path)
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        text, source = key_source_text(
+            os.environ if environ is None else environ,
+            value_var=ENV_DATA_KEYS,
+            file_var=ENV_KEY_FILE,
+            default_file=DEFAULT_KEY_FILE,
+            first_text=_one_fresh_key,
+            cwd=cwd,
+            error=KeyRingError,
+        )
+        return cls.from_json(text, source=source)
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         """version byte + 12-byte random nonce + ciphertext and tag, bound to `aad`."""
@@ -143,14 +141,56 @@ class KeyRing:
         return hkdf.derive(self._root)
 
 
-def _create_key_file(path: Path) -> None:
-    """Write one fresh key to `path` with mode 0600, unless the file already exists."""
-    if path.exists():
-        return
+def _one_fresh_key() -> str:
     encoded = base64.b64encode(AESGCM.generate_key(bit_length=256)).decode("ascii")
+    return json.dumps({"1": encoded}) + "\n"
+
+
+def key_source_text(
+    environ: Mapping[str, str],
+    *,
+    value_var: str,
+    file_var: str,
+    default_file: str,
+    first_text: Callable[[], str],
+    cwd: Path | None,
+    error: type[Exception],
+) -> tuple[str, str]:
+    """Key material (JSON text) and where it came from: the variable `value_var`, else
+    the file `file_var` names, else `default_file`, which a sandbox's first run creates
+    (mode 0600) with `first_text()`. One rule for every key file of the platform."""
+    if environ.get(value_var):
+        return environ[value_var], value_var
+    named = environ.get(file_var)
+    path = Path(named or default_file)
+    if not path.is_absolute():
+        path = (cwd or Path.cwd()) / path
+    if named and not path.exists():
+        # A named file that is missing is a broken deployment, not a first run: fresh
+        # keys would leave everything made under the old ones unreadable.
+        raise error(f"{file_var} names {path}, which does not exist")
+    if not path.exists():
+        publish_private_file(path, first_text())
+    return path.read_text(encoding="utf-8"), str(path)
+
+
+def publish_private_file(path: Path, text: str) -> None:
+    """Publish `text` at `path` with mode 0600, unless the file already exists. The text
+    is written to a private temporary file first and then linked into place, so a
+    concurrent reader sees the whole file or none."""
+    temporary = write_private_temporary(path, text)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+        os.link(temporary, path)
     except FileExistsError:  # another process created it first: use theirs
-        return
+        pass
+    finally:
+        temporary.unlink()
+
+
+def write_private_temporary(path: Path, text: str) -> Path:
+    """`text` in a new mode-0600 file beside `path`; its path."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
     with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(json.dumps({"1": encoded}) + "\n")
+        file.write(text)
+    return temporary

@@ -24,11 +24,12 @@ from types import MappingProxyType
 from pyemv import tools as _tools
 
 from milletpay.core.errors import MilletError
+from milletpay.core.keyring import key_source_text, write_private_temporary
 
 ENV_ISSUER_KEYS = "MILLET_ISSUER_KEYS"
 ENV_ISSUER_KEY_FILE = "MILLET_ISSUER_KEY_FILE"
 DEFAULT_ISSUER_KEY_FILE = "millet-issuer-keys.json"
-KEY_FILE_MODE = 0o600
+
 VERSION_MIN = 1
 VERSION_MAX = 255  # one byte, as the derivation key index in the IAD carries it
 OWNERS_PER_KIND_MAX = 10_000  # banks or (bank, BIN) pairs in one key store
@@ -216,24 +217,20 @@ class IssuerKeyStore:
         `MILLET_ISSUER_KEY_FILE` must exist, and an existing file is never changed here:
         a bank missing from it is refused when its keys are asked for.
         """
-        env = os.environ if environ is None else environ
-        if env.get(ENV_ISSUER_KEYS):
-            return cls.from_json(env[ENV_ISSUER_KEYS], source=ENV_ISSUER_KEYS)
-        named = env.get(ENV_ISSUER_KEY_FILE)
-        path = Path(named or DEFAULT_ISSUER_KEY_FILE)
-        if not path.is_absolute():
-            path = (cwd or Path.cwd()) / path
-        if named and not path.exists():
-            # A named file that is missing is a broken deployment, not a first run: fresh
-            # keys would leave every card issued before unverifiable.
-            raise IssuerKeyError(f"{ENV_ISSUER_KEY_FILE} names {path}, which does not exist")
-        if not path.exists():
-            _create_key_file(path, cls.generate(bank_bins).to_json())
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        text, source = key_source_text(
+            os.environ if environ is None else environ,
+            value_var=ENV_ISSUER_KEYS,
+            file_var=ENV_ISSUER_KEY_FILE,
+            default_file=DEFAULT_ISSUER_KEY_FILE,
+            first_text=lambda: cls.generate(bank_bins).to_json(),
+            cwd=cwd,
+            error=IssuerKeyError,
+        )
+        return cls.from_json(text, source=source)
 
     def write_key_file(self, path: Path) -> None:
         """Replace `path` with this store (rotation), mode 0600, atomically."""
-        os.replace(_write_private(path, self.to_json()), path)
+        os.replace(write_private_temporary(path, self.to_json()), path)
 
 
 def _parse_section(section: object, kind: KeyKind, source: str) -> dict[str, dict[int, bytes]]:
@@ -282,24 +279,3 @@ def _fresh_key(kind: KeyKind) -> bytes:
     rule = KIND_RULES[kind]
     key = secrets.token_bytes(rule.key_bytes)
     return _tools.adjust_key_parity(key) if rule.des_parity else key
-
-
-def _create_key_file(path: Path, text: str) -> None:
-    """Publish `text` at `path` with mode 0600, unless the file already exists. The text
-    is written to a private temporary file first and then linked into place, so a
-    concurrent reader sees the whole file or none."""
-    temporary = _write_private(path, text)
-    try:
-        os.link(temporary, path)
-    except FileExistsError:  # another process created it first: use theirs
-        pass
-    finally:
-        temporary.unlink()
-
-
-def _write_private(path: Path, text: str) -> Path:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
-    return temporary
