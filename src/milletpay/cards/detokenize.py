@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from milletpay.banks.model import cst_now
 from milletpay.cards.lifecycle import TokenState
-from milletpay.cards.pan import Expiry, Pan
+from milletpay.cards.pan import PAN_DIGITS_MAX, PAN_DIGITS_MIN, Expiry, Pan, mask_pan
 from milletpay.cards.tables import tokens
 from milletpay.cards.tokens import TokenDomain
 from milletpay.cards.vault import PanVault, VaultRef
@@ -63,8 +63,25 @@ class Detokenizer:
     def detokenize(self, token_number: str, domain: TokenDomain) -> Detokenized:
         """The card behind `token_number` if the token is active, not expired, and bound
         to `domain`; otherwise a refusal code."""
+        row = None
+        if len(token_number) <= PAN_DIGITS_MAX:
+            row = self._row(token_number)
+        if row is None:
+            # What was sent may be anything, a card number too: only its mask is logged.
+            log.info("detokenization of %s refused: token_unknown", _masked(token_number))
+            return Detokenized(DetokenizeCode.TOKEN_UNKNOWN)
+        refusal = self._refusal(row, domain)
+        if refusal is not None:
+            log.info("detokenization of %s refused: %s", token_number, refusal)
+            return Detokenized(refusal)
+        card = self._vault.reveal(VaultRef(id_from_bytes(row.vault_ref)))
+        return Detokenized(
+            DetokenizeCode.OK, card.pan, card.expiry, row.bank_code, id_from_bytes(row.id)
+        )
+
+    def _row(self, token_number: str) -> Any:
         with self._engine.connect() as conn:
-            row = conn.execute(
+            return conn.execute(
                 sa.select(
                     tokens.c.id,
                     tokens.c.vault_ref,
@@ -74,19 +91,8 @@ class Detokenizer:
                     tokens.c.expiry,
                 ).where(tokens.c.token_number == token_number)
             ).first()
-        refusal = self._refusal(row, domain)
-        if row is None or refusal is not None:
-            refusal = refusal or DetokenizeCode.TOKEN_UNKNOWN
-            log.info("detokenization of %s refused: %s", token_number, refusal)
-            return Detokenized(refusal)
-        card = self._vault.reveal(VaultRef(id_from_bytes(row.vault_ref)))
-        return Detokenized(
-            DetokenizeCode.OK, card.pan, card.expiry, row.bank_code, id_from_bytes(row.id)
-        )
 
     def _refusal(self, row: Any, domain: TokenDomain) -> DetokenizeCode | None:
-        if row is None:
-            return DetokenizeCode.TOKEN_UNKNOWN
         if row.state != TokenState.ACTIVE:
             return DetokenizeCode.TOKEN_NOT_ACTIVE
         now = cst_now(self._clock)
@@ -96,3 +102,11 @@ class Detokenizer:
         if row.domain != TokenDomain(domain):
             return DetokenizeCode.DOMAIN_MISMATCH
         return None
+
+
+def _masked(number: str) -> str:
+    """An unknown token number as it may be logged: masked like a PAN, or its length."""
+    digits = number.isascii() and number.isdigit()
+    if digits and PAN_DIGITS_MIN <= len(number) <= PAN_DIGITS_MAX:
+        return mask_pan(number)
+    return f"<{len(number)} characters>"
