@@ -4,6 +4,7 @@ the step-up by SMS, and the refusals that store nothing."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -288,3 +289,20 @@ def test_provisioning_logs_no_card_number(
         tsp_world.provision(card, cvn2=_wrong(card.cvn2)[-3:], domain=TokenDomain.ECOMMERCE)
     assert token.number in caplog.text
     assert card.pan not in caplog.text and card.cvn2 not in caplog.text.split()
+
+
+def test_concurrent_wrong_codes_each_spend_a_try(tsp_world: TspWorld) -> None:
+    answer = tsp_world.provision(tsp_world.card(), phone=OTHER_PHONE)
+    assert answer.token is not None
+    token_id, wrong = answer.token.id, _wrong(tsp_world.last_code())
+    with ThreadPoolExecutor(max_workers=STEP_UP_ATTEMPTS_MAX) as pool:
+        tries = list(
+            pool.map(
+                lambda _i: tsp_world.tsp.confirm_step_up(token_id, wrong),
+                range(STEP_UP_ATTEMPTS_MAX),
+            )
+        )
+    statuses = sorted(t.status for t in tries)
+    assert statuses.count(StepUpStatus.ATTEMPTS_EXCEEDED) == 1
+    assert statuses.count(StepUpStatus.CODE_WRONG) == STEP_UP_ATTEMPTS_MAX - 1
+    assert tsp_world.tsp.token(token_id).state is TokenState.DELETED

@@ -276,8 +276,9 @@ class TokenService:
         token, as does any try once the code lapsed."""
         key = id_to_bytes(token_id)
         with self._write() as conn:
+            # Locked: two tries at once must not both spend the same attempt count.
             pending = conn.execute(
-                sa.select(token_step_ups).where(token_step_ups.c.token_id == key)
+                sa.select(token_step_ups).where(token_step_ups.c.token_id == key).with_for_update()
             ).first()
             row = self._row(conn, key) if pending is not None else None
             if pending is None or row is None or row.state != TokenState.INACTIVE:
