@@ -55,12 +55,14 @@ class BankWorld:
         product: str = "debit",
         deposit_fen: int = yuan(10_000),
         credit_limit_fen: int | None = None,
+        phone: str | None = None,
     ) -> Holder:
-        """A customer of bank `code` with an account of `product` and a card on it."""
+        """A customer of bank `code` with an account of `product` and a card on it (and
+        `phone` on file, if given)."""
         self.people += 1
         bank = self.banks.bank(code)
         name = f"Holder {self.people}"
-        customer_id = bank.open_customer(name)
+        customer_id = bank.open_customer(name, phone=phone)
         account = bank.open_account(customer_id, product, credit_limit_fen=credit_limit_fen)
         if deposit_fen and product == "debit":
             assert bank.deposit(account.account.id, deposit_fen, f"opening-{self.people}")

@@ -49,7 +49,7 @@ def test_a_bank_database_holds_only_the_ledger_and_the_banks_tables(world: BankW
     with bank.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
         assert conn.exec_driver_sql(f"SELECT version_num FROM {BANK_VERSION_TABLE}").scalar() == (
-            "b0001"
+            "b0002"
         )
 
 

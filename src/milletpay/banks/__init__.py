@@ -37,6 +37,7 @@ from milletpay.banks.errors import (
     CardNotFound,
     RemoteOpeningNotOffered,
 )
+from milletpay.banks.idv import IdvDecision, IdvOutcome, IdvReason
 from milletpay.banks.keys import BankKeys, GeneratedBankKeys
 from milletpay.banks.model import (
     AccountStatus,
@@ -73,6 +74,9 @@ __all__ = [
     "Channel",
     "GeneratedBankKeys",
     "HoldAnswer",
+    "IdvDecision",
+    "IdvOutcome",
+    "IdvReason",
     "IinRange",
     "IssuedCard",
     "OpenedAccount",

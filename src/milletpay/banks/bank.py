@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
-from milletpay.banks import authorization, chart, linked
+from milletpay.banks import authorization, chart, idv, linked
 from milletpay.banks.authorization import AuthorizationAnswer, AuthorizationRequest, HoldAnswer
 from milletpay.banks.cardnumbers import (
     cvn2,
@@ -40,6 +40,7 @@ from milletpay.banks.errors import (
     CardNotFound,
     RemoteOpeningNotOffered,
 )
+from milletpay.banks.idv import IdvDecision
 from milletpay.banks.keys import BankKeys
 from milletpay.banks.model import (
     REAL_NAME_CHARS_MAX,
@@ -59,6 +60,8 @@ from milletpay.banks.tables import bank_accounts, bank_counters, cards, customer
 from milletpay.core.clock import Clock, SystemClock
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
+from milletpay.identity.errors import PhoneInvalid
+from milletpay.identity.phone import normalize_phone
 from milletpay.ledger import (
     Account,
     CreateAccountResult,
@@ -181,14 +184,25 @@ class Bank:
 
     # -- customers and accounts ----------------------------------------------------
 
-    def open_customer(self, real_name: str, national_id: str | None = None) -> int:
-        """A new customer; the name (and the resident ID number, if given) sealed."""
+    def open_customer(
+        self, real_name: str, national_id: str | None = None, *, phone: str | None = None
+    ) -> int:
+        """A new customer; the name (and the resident ID number and the mobile number on
+        file, if given) sealed. `BankInputError` (`bank_phone_invalid`) for a number that
+        is not a mainland mobile number."""
         with self.ledger.transaction() as tx:
-            return self._insert_customer(tx.connection, real_name, national_id)
+            return self._insert_customer(tx.connection, real_name, national_id, phone)
 
-    def _insert_customer(self, conn: sa.Connection, real_name: str, national_id: str | None) -> int:
+    def _insert_customer(
+        self,
+        conn: sa.Connection,
+        real_name: str,
+        national_id: str | None,
+        phone: str | None = None,
+    ) -> int:
         if not (isinstance(real_name, str) and 1 <= len(real_name) <= REAL_NAME_CHARS_MAX):
             raise BankInputError(f"a real name is 1 to {REAL_NAME_CHARS_MAX} characters")
+        normalized = None if phone is None else _normalize_phone(phone)
         customer_id = self._ids.next_id()
         row: dict[str, Any] = {
             "id": id_to_bytes(customer_id),
@@ -198,6 +212,8 @@ class Bank:
         if national_id is not None:
             row["national_id_sealed"] = self.seal(b"national-id", customer_id, national_id)
             row["national_id_fingerprint"] = self.fingerprint("national-id:" + national_id)
+        if normalized is not None:
+            row["phone_sealed"] = self.seal(b"phone", customer_id, normalized)
         conn.execute(sa.insert(customers).values(row))
         return customer_id
 
@@ -403,7 +419,12 @@ class Bank:
             raise CardNotFound(f"{self.code} has no such card")
         return CardStatus(status)
 
-    # -- services (authorization.py, linked.py) -------------------------------------
+    # -- services (authorization.py, idv.py, linked.py) ------------------------------
+
+    def idv(self, pan: str, expiry_yymm: str, cvn2: str, wallet_phone: str) -> IdvDecision:
+        """The issuer's ID&V decision on a token request for the card: green, yellow
+        (step-up to the phone on file) or red, with the reason (see `idv.py`)."""
+        return idv.decide(self, pan, expiry_yymm, cvn2, wallet_phone)
 
     def authorize(self, request: AuthorizationRequest) -> AuthorizationAnswer:
         """Approve or decline a card payment; an approval holds the amount."""
@@ -425,3 +446,10 @@ class Bank:
 
     def credit(self, agreement: str, amount_fen: int, reference: str) -> BankAnswer:
         return linked.credit(self, agreement, amount_fen, reference)
+
+
+def _normalize_phone(phone: str) -> str:
+    try:
+        return normalize_phone(phone)
+    except PhoneInvalid as exc:
+        raise BankInputError(exc.message, code="bank_phone_invalid") from None

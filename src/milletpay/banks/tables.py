@@ -25,6 +25,7 @@ customers = sa.Table(
     sa.Column("national_id_sealed", sa.LargeBinary),
     sa.Column("national_id_fingerprint", sa.LargeBinary(32)),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("phone_sealed", sa.LargeBinary),  # b0002
 )
 bank_accounts = sa.Table(
     "bank_accounts",

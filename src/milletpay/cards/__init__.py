@@ -1,17 +1,40 @@
-"""Cards: the PAN vault. Card numbers are sealed at rest and masked everywhere else.
+"""Cards: the PAN vault and the token service. Card numbers are sealed at rest and masked
+everywhere else; phones hold tokens.
 
 The public surface is `__all__`; `PanVault.reveal` is for the token service and the
-card network only (see `vault.py`).
+card network only (see `vault.py`), and so is a `Detokenizer` (see `detokenize.py`).
 """
 
+from milletpay.cards.detokenize import DetokenizeCode, Detokenized, Detokenizer
+from milletpay.cards.envelope import (
+    ENVELOPE_CHARS_MAX,
+    CardDetails,
+    open_card_envelope,
+    seal_card_for_tsp,
+    tsp_public_key,
+)
 from milletpay.cards.errors import (
+    CardEnvelopeInvalid,
     CardError,
+    CardNotVaulted,
+    Cvn2Invalid,
     ExpiryInvalid,
     PanAlreadyVaulted,
     PanInvalid,
+    TokenBusy,
+    TokenNumbersExhausted,
+    TokenRequestInvalid,
+    TokenUnknown,
     VaultEntryUnreadable,
     VaultKeyMismatch,
     VaultRefUnknown,
+)
+from milletpay.cards.lifecycle import (
+    Lifecycle,
+    Party,
+    TokenEvent,
+    TokenState,
+    TokenTransitionRefused,
 )
 from milletpay.cards.pan import (
     MASK_HEAD_DIGITS,
@@ -24,6 +47,27 @@ from milletpay.cards.pan import (
     validate_pan,
 )
 from milletpay.cards.par import MILLET_BIN_CONTROLLER_ID, PAR_CHARS, is_par
+from milletpay.cards.tokens import (
+    TOKEN_PSN,
+    TOKEN_VALIDITY_YEARS,
+    BulkChange,
+    DeclineCode,
+    ProvisionAnswer,
+    ProvisionOutcome,
+    StepUpAnswer,
+    StepUpChannel,
+    StepUpStatus,
+    Token,
+    TokenDomain,
+    TokenRefusal,
+)
+from milletpay.cards.tsp import (
+    STEP_UP_ATTEMPTS_MAX,
+    STEP_UP_CODE_DIGITS,
+    STEP_UP_TTL_S,
+    ProvisionRequest,
+    TokenService,
+)
 from milletpay.cards.vault import (
     ROTATE_BATCH_ROWS,
     PanVault,
@@ -34,6 +78,7 @@ from milletpay.cards.vault import (
 )
 
 __all__ = [
+    "ENVELOPE_CHARS_MAX",
     "MASK_HEAD_DIGITS",
     "MASK_TAIL_DIGITS",
     "MILLET_BIN_CONTROLLER_ID",
@@ -41,15 +86,48 @@ __all__ = [
     "PAN_DIGITS_MIN",
     "PAR_CHARS",
     "ROTATE_BATCH_ROWS",
+    "STEP_UP_ATTEMPTS_MAX",
+    "STEP_UP_CODE_DIGITS",
+    "STEP_UP_TTL_S",
+    "TOKEN_PSN",
+    "TOKEN_VALIDITY_YEARS",
+    "BulkChange",
+    "CardDetails",
+    "CardEnvelopeInvalid",
     "CardError",
+    "CardNotVaulted",
+    "Cvn2Invalid",
+    "DeclineCode",
+    "DetokenizeCode",
+    "Detokenized",
+    "Detokenizer",
     "Expiry",
     "ExpiryInvalid",
+    "Lifecycle",
     "Pan",
     "PanAlreadyVaulted",
     "PanInvalid",
     "PanVault",
+    "Party",
+    "ProvisionAnswer",
+    "ProvisionOutcome",
+    "ProvisionRequest",
     "RevealedCard",
     "RotateProgress",
+    "StepUpAnswer",
+    "StepUpChannel",
+    "StepUpStatus",
+    "Token",
+    "TokenBusy",
+    "TokenDomain",
+    "TokenEvent",
+    "TokenNumbersExhausted",
+    "TokenRefusal",
+    "TokenRequestInvalid",
+    "TokenService",
+    "TokenState",
+    "TokenTransitionRefused",
+    "TokenUnknown",
     "VaultEntry",
     "VaultEntryUnreadable",
     "VaultKeyMismatch",
@@ -57,5 +135,8 @@ __all__ = [
     "VaultRefUnknown",
     "is_par",
     "mask_pan",
+    "open_card_envelope",
+    "seal_card_for_tsp",
+    "tsp_public_key",
     "validate_pan",
 ]

@@ -48,3 +48,42 @@ class VaultKeyMismatch(CardError):
     key ring's oldest (root) key was removed or replaced."""
 
     code = "vault_fingerprint_key_changed"
+
+
+class CardEnvelopeInvalid(CardError):
+    """The phone's sealed card does not open: malformed, too large, sealed to another
+    key, or tampered with. Nothing is stored."""
+
+    code = "card_envelope_invalid"
+
+
+class Cvn2Invalid(CardError):
+    code = "cvn2_invalid"
+
+
+class TokenRequestInvalid(CardError):
+    """A token request the token service cannot read (a bad device id)."""
+
+    code = "token_request_invalid"
+
+
+class TokenUnknown(CardError):
+    code = "token_unknown"
+
+
+class CardNotVaulted(CardError):
+    """An issuer event or re-issue for a card the token service never tokenized."""
+
+    code = "card_not_vaulted"
+
+
+class TokenBusy(CardError):
+    """The token changed under every attempt (concurrent changes): try again."""
+
+    code = "token_busy"
+
+
+class TokenNumbersExhausted(CardError):
+    """Every number drawn was taken: the issuer's token range is (nearly) full."""
+
+    code = "token_numbers_exhausted"

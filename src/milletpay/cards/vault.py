@@ -210,6 +210,17 @@ class PanVault:
             raise VaultRefUnknown(f"no card {ref} in the vault")
         return self._open(ref, sealed)
 
+    def find(self, pan: Pan | str) -> VaultRef | None:
+        """The reference of the card with this PAN, if the vault holds it (by fingerprint:
+        nothing is decrypted). `PanInvalid` if the number is bad."""
+        card = pan if isinstance(pan, Pan) else Pan(pan)
+        fingerprint = fingerprints.fingerprint(self._keyring, card)
+        with read_transaction(self._engine) as conn:
+            found = conn.execute(
+                sa.select(vault_pans.c.id).where(vault_pans.c.fingerprint == fingerprint)
+            ).scalar_one_or_none()
+        return None if found is None else VaultRef(id_from_bytes(found))
+
     def entry(self, ref: VaultRef) -> VaultEntry:
         """The reference, mask, PAR, key version and times; never the PAN."""
         with read_transaction(self._engine) as conn:
