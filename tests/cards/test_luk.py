@@ -17,13 +17,18 @@ from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from pyemv import tools
 
 from milletpay.banks import banks as bank_data
 from milletpay.banks.keys import issuer_bins
 from milletpay.cards import Party, ProvisionOutcome, Token, TokenUnknown
 from milletpay.cards.luk import (
+    ATC_MAX,
     DEFAULT_LUK_LIMITS,
+    LUK_INDEX_FIRST,
+    LUK_INDEX_MAX,
     LimitedUseKeys,
     LukAtcSpaceExhausted,
     LukCode,
@@ -412,6 +417,15 @@ def test_the_luk_derivation_is_the_documented_one() -> None:
     assert derive_luk(icc_mk, index) == expected
     assert expected.hex().upper() == EXPECTED_LUK_0102
     assert derive_luk(icc_mk, index + 1) != expected
+
+
+@given(st.integers(LUK_INDEX_FIRST, LUK_INDEX_MAX), st.integers(0, ATC_MAX))
+def test_a_luk_is_a_des_key_apart_from_every_atc_session_key(index: int, atc: int) -> None:
+    icc_mk = bytes.fromhex("73AD54688CEF2934B0979857E3C719F1")
+    luk = derive_luk(icc_mk, index)
+    assert len(luk) == 16 and all(bin(b).count("1") % 2 == 1 for b in luk)  # odd parity
+    assert luk != crypto.common_session_key(icc_mk, atc.to_bytes(2, "big"))
+    assert luk != derive_luk(icc_mk, index % LUK_INDEX_MAX + 1)
 
 
 def test_the_granted_luk_is_derived_from_the_tokens_imk(world: LukWorld) -> None:
