@@ -14,13 +14,15 @@ import os
 import threading
 from typing import Protocol
 
-from milletpay.banks.data import banks
+from milletpay.banks.data import BankSpec, banks
 from milletpay.emv.keys import IssuerKeyStore
 
 CVK_BYTES = 16  # two-key triple DES: CVK A (8 bytes) then CVK B (8 bytes)
 PVK_BYTES = 32  # an HMAC-SHA256 key
 FIRST_VERSION = 1
 _PVK_LABEL = b"millet bank pin verification key"
+#: A bound on the IINs of one token range the key store keys (the data has one each).
+TOKEN_IINS_PER_BANK_MAX = 100
 
 
 class BankKeys(Protocol):
@@ -80,8 +82,18 @@ class IssuerKeyStoreKeys:
 
 
 def issuer_bins() -> list[tuple[str, str]]:
-    """(bank code, IIN) of every card product of every bank: what the key store keys."""
-    return [(spec.code, product.iin) for spec in banks() for product in spec.products]
+    """(bank code, IIN) of every card product of every bank, then of every IIN of each
+    bank's token range (the token service derives limited-use keys from an IMK-AC of
+    the token's IIN): what the key store keys."""
+    cards = [(spec.code, product.iin) for spec in banks() for product in spec.products]
+    return cards + [(spec.code, iin) for spec in banks() for iin in token_iins(spec)]
+
+
+def token_iins(spec: BankSpec) -> list[str]:
+    """The IINs of the bank's token range, first to last."""
+    first, last = int(spec.token_iin_range.first), int(spec.token_iin_range.last)
+    assert last - first < TOKEN_IINS_PER_BANK_MAX, f"{spec.code}: token range too wide"
+    return [f"{iin:06d}" for iin in range(first, last + 1)]
 
 
 def issuer_keys_from_environment() -> IssuerKeyStoreKeys:

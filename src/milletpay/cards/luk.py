@@ -1,0 +1,404 @@
+"""Limited-use keys (LUKs): the keys a phone makes its tap-to-pay cryptograms with.
+
+The token's ICC master key (EMV 4.3 Book 2 Annex A1.4, from the issuer's IMK-AC for the
+token's IIN, the token number and its PSN) never leaves the token service. The phone is
+handed a LUK derived from it for one LUK index (`derive_luk`), valid for at most
+`LukLimits.uses_max` cryptograms, with ATCs in its own window, until it expires; it asks
+online for the next one (`replenish`), which retires the one before. The token service
+never stores a LUK: it derives it again from (token, index, IMK version) to check a
+cryptogram, and refuses one from an unknown, retired, expired or exhausted LUK, an ATC
+outside the window or used before, or a token that is not active, with a stable code.
+
+Nothing here logs or stores a key; the phone's `LukGrant` is the one place a LUK is
+returned, and its repr hides it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from pyemv import kd as _kd
+
+from milletpay.cards.errors import CardError, TokenBusy, TokenUnknown
+from milletpay.cards.lifecycle import TokenState
+from milletpay.cards.luk_tables import token_luk_atcs, token_luks
+from milletpay.cards.tables import tokens
+from milletpay.cards.tokens import Token
+from milletpay.core.clock import NS_PER_S, Clock
+from milletpay.core.ids import id_from_bytes, id_to_bytes
+from milletpay.emv import crypto
+from milletpay.emv.crypto import EmvCryptoError
+from milletpay.emv.keys import IssuerKeyStore
+from milletpay.emv.profiles import CryptogramProfile, profile
+from milletpay.store.engine import read_transaction, write_transaction
+
+#: The cryptogram profile of the phone's applet: Millet Pay's network profile.
+LUK_PROFILE: Final = profile("unionpay-cvn01")
+#: R for the LUK's common session key derivation: "LK", 00 00, then the 4-byte index.
+LUK_R_LABEL: Final = b"LK\x00\x00"
+LUK_INDEX_FIRST: Final = 1
+LUK_INDEX_MAX: Final = 0xFFFF_FFFF  # 4 bytes of R (the ATC space runs out long before)
+#: The phone's first ATC; 0 is the counter before any transaction.
+ATC_FIRST: Final = 1
+ATC_MAX: Final = 0xFFFF  # tag 9F36, 2 bytes
+ATC_BYTES: Final = 2
+TOKEN_IIN_DIGITS: Final = 6
+#: Tries of an issue or replenishment that lost to a concurrent one.
+LUK_WRITE_ATTEMPTS_MAX: Final = 3
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LukLimits:
+    """How far one LUK goes. The ATC window is wider than the uses: the phone's ATC
+    moves on every tap, also on taps that never reach the token service."""
+
+    uses_max: int = 10
+    ttl_s: int = 3 * 86_400
+    atc_window: int = 20
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.uses_max <= self.atc_window <= ATC_MAX - ATC_FIRST + 1
+        assert self.ttl_s >= 1
+
+
+DEFAULT_LUK_LIMITS: Final = LukLimits()
+
+
+class LukCode(enum.StrEnum):
+    """A verification's answer; stable codes."""
+
+    OK = "ok"
+    TOKEN_NOT_ACTIVE = "token_not_active"  # unknown, inactive, suspended or deleted
+    LUK_UNKNOWN = "luk_unknown"  # the token was never given a LUK
+    ATC_OUTSIDE_WINDOW = "atc_outside_window"  # in no issued LUK's window
+    LUK_RETIRED = "luk_retired"  # the ATC's LUK was replaced by a newer one
+    LUK_EXPIRED = "luk_expired"
+    LUK_EXHAUSTED = "luk_exhausted"  # `uses_max` cryptograms verified already
+    ATC_REPLAYED = "atc_replayed"  # a cryptogram with this ATC verified before
+    ARQC_INVALID = "arqc_invalid"
+
+
+class TokenNotActive(CardError):
+    """A LUK asked for a token that is not active: no key is issued."""
+
+    code = "token_not_active"
+
+
+class LukUnknown(CardError):
+    """A replenishment for a token that was never given a LUK."""
+
+    code = "luk_unknown"
+
+
+class LukAtcSpaceExhausted(CardError):
+    """The token's ATCs (2 bytes) are all used by earlier LUKs: it must be provisioned
+    again."""
+
+    code = "luk_atc_space_exhausted"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class LukGrant:
+    """What the phone gets: the key, and how far it goes. Its repr hides the key."""
+
+    token_id: int
+    token_number: str
+    luk_index: int
+    key: bytes
+    profile: str  # the cryptogram profile to compute ARQCs with (`emv.profiles`)
+    atc_first: int
+    atc_last: int
+    uses_max: int
+    issued_at_ns: int
+    expires_at_ns: int
+
+    def __repr__(self) -> str:
+        return (
+            f"LukGrant(token={self.token_number}, luk_index={self.luk_index}, "
+            f"atc={self.atc_first}..{self.atc_last}, uses_max={self.uses_max}, "
+            f"expires_at_ns={self.expires_at_ns})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    code: LukCode
+    luk_index: int = 0  # the LUK the ATC belongs to; 0 if none
+    uses_left: int = 0  # after this one, for `OK`
+
+    @property
+    def ok(self) -> bool:
+        return self.code is LukCode.OK
+
+
+def derive_luk(icc_mk: bytes, luk_index: int) -> bytes:
+    """LUK number `luk_index` of a token: the EMV common session key (Book 2, A1.3.1) of
+    its ICC master key with R = 4C 4B 00 00 || index (4 bytes, big-endian), that is
+    TDES(ICC MK)[4C 4B F0 00 || index] || TDES(ICC MK)[4C 4B 0F 00 || index], with odd
+    parity. The "LK" prefix keeps R apart from an ATC session key's (ATC || 00 ... 00)."""
+    assert LUK_INDEX_FIRST <= luk_index <= LUK_INDEX_MAX
+    return _kd.derive_common_sk(icc_mk, LUK_R_LABEL + luk_index.to_bytes(4, "big"))
+
+
+class LimitedUseKeys:
+    """Issues, replenishes and checks a token's LUKs; thread-safe."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        key_store: IssuerKeyStore,
+        clock: Clock,
+        *,
+        limits: LukLimits = DEFAULT_LUK_LIMITS,
+    ) -> None:
+        self._engine = engine
+        self._key_store = key_store
+        self._clock = clock
+        self._limits = limits
+        self._profile: CryptogramProfile = LUK_PROFILE
+
+    # -- issuing ---------------------------------------------------------------------
+
+    def issue(self, token: Token) -> LukGrant:
+        """The phone's next LUK; a current one is retired (as `replenish` does).
+        `TokenUnknown`, `TokenNotActive`, `LukAtcSpaceExhausted`; nothing changes then."""
+        return self._next(token, replenishing=False)
+
+    def replenish(self, token: Token) -> LukGrant:
+        """A new LUK for a token that has had one; the one before is retired at once and
+        its cryptograms refused from now on (`luk_retired`). `LukUnknown` if the token
+        never had one, and the errors of `issue`."""
+        return self._next(token, replenishing=True)
+
+    def _next(self, token: Token, *, replenishing: bool) -> LukGrant:
+        key = id_to_bytes(token.id)
+        imk_version = self._imk(token.bank_code, token.number).version
+        for _ in range(LUK_WRITE_ATTEMPTS_MAX):
+            try:
+                written = self._write_next(key, token, imk_version, replenishing)
+            except sa.exc.IntegrityError:  # a concurrent issue took the index first
+                continue
+            if written is not None:
+                row, values = written
+                log.info("token %s: LUK %d issued", row.token_number, values["luk_index"])
+                return self._grant(row, values)
+        raise TokenBusy(f"token {token.number} got LUKs concurrently; try again")
+
+    def _write_next(
+        self, key: bytes, token: Token, imk_version: int, replenishing: bool
+    ) -> tuple[Any, dict[str, Any]] | None:
+        """Retire the current LUK and write the next; None if a concurrent issue retired
+        it first (nothing written)."""
+        with write_transaction(self._engine) as conn:
+            row = _token_row(conn, key)
+            if row is None:
+                raise TokenUnknown(f"no token {token.id:032x}")
+            if row.state != TokenState.ACTIVE:
+                raise TokenNotActive(f"token {row.token_number} is {row.state}")
+            latest = _latest_luk(conn, key)
+            if latest is None and replenishing:
+                raise LukUnknown(f"token {row.token_number} has no LUK to replenish")
+            values = self._luk_row(key, latest, imk_version, row.token_number)
+            if latest is not None and not _retire(conn, latest, values["issued_at"]):
+                conn.rollback()
+                return None
+            conn.execute(sa.insert(token_luks).values(values))
+        return row, values
+
+    def _luk_row(
+        self, key: bytes, latest: Any, imk_version: int, token_number: str
+    ) -> dict[str, Any]:
+        index = LUK_INDEX_FIRST if latest is None else latest.luk_index + 1
+        atc_first = ATC_FIRST if latest is None else latest.atc_last + 1
+        atc_last = atc_first + self._limits.atc_window - 1
+        if atc_last > ATC_MAX:
+            raise LukAtcSpaceExhausted(f"token {token_number} has used its ATCs up")
+        now_ns = self._clock.now_ns()
+        return {
+            "token_id": key,
+            "luk_index": index,
+            "imk_version": imk_version,
+            "atc_first": atc_first,
+            "atc_last": atc_last,
+            "uses_max": self._limits.uses_max,
+            "used_count": 0,
+            "issued_at": now_ns,
+            "expires_at": now_ns + self._limits.ttl_s * NS_PER_S,
+            "retired_at": None,
+        }
+
+    def _grant(self, row: Any, values: Mapping[str, Any]) -> LukGrant:
+        luk = self._luk(row.bank_code, row.token_number, row.psn, values)
+        return LukGrant(
+            token_id=id_from_bytes(row.id),
+            token_number=row.token_number,
+            luk_index=values["luk_index"],
+            key=luk,
+            profile=self._profile.name,
+            atc_first=values["atc_first"],
+            atc_last=values["atc_last"],
+            uses_max=values["uses_max"],
+            issued_at_ns=values["issued_at"],
+            expires_at_ns=values["expires_at"],
+        )
+
+    # -- verifying -------------------------------------------------------------------
+
+    def verify(self, token: Token, arqc: bytes, data: Mapping[str, bytes]) -> Verdict:
+        """Whether `arqc` is the phone's cryptogram over `data` (EMV tags, 9F36 the ATC)
+        under the LUK whose window holds the ATC, and that LUK may still be used; an `OK`
+        counts one use of the LUK and spends the ATC, atomically (of two verifications of
+        one ATC, one wins). `EmvCryptoError` if `data` lacks a tag or one is malformed."""
+        atc = _atc(data)
+        key = id_to_bytes(token.id)
+        with read_transaction(self._engine) as conn:
+            row = _token_row(conn, key)
+            luk = _luk_for_atc(conn, key, atc)
+            has_luk = luk is not None or _latest_luk(conn, key) is not None
+            seen = luk is not None and _atc_seen(conn, key, atc)
+        refusal = self._refusal(row, luk, has_luk, seen)
+        if refusal is not None:
+            return self._refused(token, refusal, luk, atc)
+        luk_key = self._luk(row.bank_code, row.token_number, row.psn, luk._asdict())
+        if not crypto.verify_arqc(self._profile, luk_key, data, arqc):
+            return self._refused(token, LukCode.ARQC_INVALID, luk, atc)
+        verdict = self._count_use(key, luk, atc)
+        if not verdict.ok:
+            return self._refused(token, verdict.code, luk, atc)
+        return verdict
+
+    def _refusal(self, row: Any, luk: Any, has_luk: bool, seen: bool) -> LukCode | None:
+        """The first check the token, the ATC's LUK and the ATC fail; None if all pass."""
+        if row is None or row.state != TokenState.ACTIVE:
+            return LukCode.TOKEN_NOT_ACTIVE
+        if not has_luk:
+            return LukCode.LUK_UNKNOWN
+        if luk is None:
+            return LukCode.ATC_OUTSIDE_WINDOW
+        return self._luk_refusal(luk) or (LukCode.ATC_REPLAYED if seen else None)
+
+    def _luk_refusal(self, luk: Any) -> LukCode | None:
+        if luk.retired_at is not None:
+            return LukCode.LUK_RETIRED
+        if self._clock.now_ns() >= luk.expires_at:
+            return LukCode.LUK_EXPIRED
+        if luk.used_count >= luk.uses_max:
+            return LukCode.LUK_EXHAUSTED
+        return None
+
+    def _count_use(self, key: bytes, luk: Any, atc: int) -> Verdict:
+        """One use of `luk` and the ATC spent, in one transaction, each compare-and-set:
+        the LUK still current, unexpired, under its uses, the ATC not spent."""
+        now_ns = self._clock.now_ns()
+        this_luk = (token_luks.c.token_id == key, token_luks.c.luk_index == luk.luk_index)
+        try:
+            with write_transaction(self._engine) as conn:
+                state = conn.execute(sa.select(tokens.c.state).where(tokens.c.id == key))
+                if state.scalar_one_or_none() != TokenState.ACTIVE:
+                    return Verdict(LukCode.TOKEN_NOT_ACTIVE, luk.luk_index)
+                done = conn.execute(
+                    sa.update(token_luks)
+                    .where(
+                        *this_luk,
+                        token_luks.c.retired_at.is_(None),
+                        token_luks.c.expires_at > now_ns,
+                        token_luks.c.used_count < token_luks.c.uses_max,
+                    )
+                    .values(used_count=token_luks.c.used_count + 1)
+                )
+                if done.rowcount != 1:
+                    again = conn.execute(sa.select(token_luks).where(*this_luk)).one()
+                    code = self._luk_refusal(again)
+                    assert code is not None, "the LUK changed but nothing refuses it"
+                    return Verdict(code, luk.luk_index)
+                conn.execute(
+                    sa.insert(token_luk_atcs).values(
+                        token_id=key, atc=atc, luk_index=luk.luk_index, used_at=now_ns
+                    )
+                )
+                used = conn.execute(sa.select(token_luks.c.used_count).where(*this_luk))
+                uses_left = luk.uses_max - used.scalar_one()
+        except sa.exc.IntegrityError:  # a concurrent verification spent the ATC first
+            return Verdict(LukCode.ATC_REPLAYED, luk.luk_index)
+        assert 0 <= uses_left < luk.uses_max
+        return Verdict(LukCode.OK, luk.luk_index, uses_left)
+
+    def _refused(self, token: Token, code: LukCode, luk: Any, atc: int) -> Verdict:
+        log.info("token %s: cryptogram with ATC %d refused: %s", token.number, atc, code)
+        return Verdict(code, 0 if luk is None else luk.luk_index)
+
+    # -- keys ------------------------------------------------------------------------
+
+    def _imk(self, bank_code: str, token_number: str, version: int | None = None) -> Any:
+        return self._key_store.imk_ac(bank_code, token_number[:TOKEN_IIN_DIGITS], version)
+
+    def _luk(self, bank_code: str, number: str, psn: int, luk: Mapping[str, Any]) -> bytes:
+        """The LUK again: IMK-AC (the version it was issued under) → ICC MK → LUK."""
+        imk = self._imk(bank_code, number, luk["imk_version"]).key
+        icc_mk = crypto.icc_master_key(self._profile, imk, number, f"{psn:02d}")
+        return derive_luk(icc_mk, luk["luk_index"])
+
+
+def _atc(data: Mapping[str, bytes]) -> int:
+    value = data.get("9F36")
+    if value is None or len(value) != ATC_BYTES:
+        raise EmvCryptoError(f"tag 9F36 (ATC) must be {ATC_BYTES} bytes")
+    return int.from_bytes(value, "big")
+
+
+def _token_row(conn: sa.Connection, key: bytes) -> Any:
+    return conn.execute(sa.select(tokens).where(tokens.c.id == key)).first()
+
+
+def _latest_luk(conn: sa.Connection, key: bytes) -> Any:
+    query = sa.select(token_luks).where(token_luks.c.token_id == key)
+    return conn.execute(query.order_by(token_luks.c.luk_index.desc()).limit(1)).first()
+
+
+def _luk_for_atc(conn: sa.Connection, key: bytes, atc: int) -> Any:
+    return conn.execute(
+        sa.select(token_luks).where(
+            token_luks.c.token_id == key,
+            token_luks.c.atc_first <= atc,
+            token_luks.c.atc_last >= atc,
+        )
+    ).first()
+
+
+def _atc_seen(conn: sa.Connection, key: bytes, atc: int) -> bool:
+    query = sa.select(token_luk_atcs.c.atc).where(
+        token_luk_atcs.c.token_id == key, token_luk_atcs.c.atc == atc
+    )
+    return conn.execute(query).first() is not None
+
+
+def _retire(conn: sa.Connection, latest: Any, now_ns: int) -> bool:
+    """Retire the token's latest LUK if it is current, and forget its ATCs (no ATC of a
+    retired window is accepted again). False if a concurrent issue retired it first."""
+    if latest.retired_at is not None:
+        return True
+    this_luk = (
+        token_luks.c.token_id == latest.token_id,
+        token_luks.c.luk_index == latest.luk_index,
+    )
+    done = conn.execute(
+        sa.update(token_luks)
+        .where(*this_luk, token_luks.c.retired_at.is_(None))
+        .values(retired_at=now_ns)
+    )
+    if done.rowcount != 1:
+        return False
+    conn.execute(
+        sa.delete(token_luk_atcs).where(
+            token_luk_atcs.c.token_id == latest.token_id,
+            token_luk_atcs.c.luk_index == latest.luk_index,
+        )
+    )
+    return True
