@@ -342,5 +342,5 @@ def test_every_domain_can_be_added(world: World, holder: Holder) -> None:
     card = issue_card(world, holder.phone, product="credit")
     for domain in TokenDomain:
         assert added(world, holder, card, domain=str(domain))["domain"] == str(domain)
-    assert len({c["token_last4"] for c in cards(world, holder)}) >= 1
+    assert len({c["id"] for c in cards(world, holder)}) == len(TokenDomain)
     assert {c["card_masked"] for c in cards(world, holder)} == {card.pan_masked}

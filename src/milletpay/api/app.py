@@ -145,6 +145,7 @@ def create_app(
             await sweeper
         committer.close()
         app.state.banks.close()
+        engine.dispose()  # the pool's connections go now, not when the process ends
 
     app = FastAPI(
         title="Millet Pay API",
