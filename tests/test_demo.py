@@ -1,14 +1,19 @@
 """`millet demo` plays a day that balances, on SQLite and PostgreSQL, as often as it is run.
 
 The wallet scene (`sim.demo_wallet`) is checked against the services' own answers: the
-Class I decline at its tier limit, the tiers reached, coins, and money that adds up.
+Class I decline at its tier limit, the tiers reached, coins, and money that adds up. The
+banks scene (`sim.demo_cards`) against the token service's tables: tokens per bank, the
+red decline, the step-up, the lost phone, and no card number in clear.
 Also the two commands a newcomer types after it: `millet demo` and `millet ledger verify`
 through the CLI, and `ledger verify` catching a balance changed behind the ledger's back.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +45,13 @@ from milletpay.sim.demo import (
     Side,
     run_demo,
 )
+from milletpay.sim.demo_cards import (
+    CARDHOLDERS,
+    BanksScene,
+    pans_in_files,
+    pans_in_rows,
+    play_banks_scene,
+)
 from milletpay.sim.demo_wallet import (
     CAST,
     LIU_YANG,
@@ -59,6 +71,15 @@ from milletpay.wallet import (
 )
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _platform_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The platform key ring the demo reads (`MILLET_DATA_KEYS`): one per test, never a
+    key file in the working directory."""
+    key = base64.b64encode(os.urandom(32)).decode("ascii")
+    monkeypatch.setenv("MILLET_DATA_KEYS", json.dumps({"1": key}))
+
 
 # What one day leaves in the books, by the scenes' own arithmetic (fen; coins for coins).
 ONE_DAY = {
@@ -111,6 +132,7 @@ def test_demo_balances_the_books_and_a_second_run_plays_a_new_day(database_url: 
     assert ok, output
     assert "exists ×11" in output, "the accounts are opened once"
     assert "(cast 2 on this database)" in output, "the wallet scene signs up a new cast"
+    assert "through the token service (cast 2)" in output, "so does the banks scene"
     assert "ledger verify: ok" in output
     assert balances(database_url) == {i: 2 * amount for i, amount in after_one.items()}
     assert transfer_count(database_url) == 2 * transfers_one_day
@@ -261,3 +283,78 @@ def test_wallet_scene_retry_with_the_same_key_moves_money_once(wallet_day: Walle
         if item.kind is OperationKind.P2P and not item.incoming
     ]
     assert [item.amount_fen for item in sent] == [RETRIED_P2P_FEN], "one operation, not two"
+
+
+# ---- the banks scene ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardsDay:
+    scene: BanksScene
+    output: str
+    tokens: list[tuple[str, str]]  # (bank code, state) of every token, read back by SQL
+
+
+@pytest.fixture
+def cards_day(database_url: str) -> Iterator[CardsDay]:
+    clock = ManualClock(time.time_ns())
+    console = Console(file=io.StringIO(), width=120)
+    with Ledger.open(database_url, clock=clock) as ledger:
+        scene = play_banks_scene(ledger, clock, console, database_url, KeyRing.generate())
+        with ledger.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT bank_code, state FROM tokens")).all()
+    output = console.file.getvalue()
+    assert isinstance(output, str)
+    yield CardsDay(scene, output, [(r.bank_code, r.state) for r in rows])
+
+
+def test_banks_scene_counts_tokens_per_bank_as_the_token_service_holds_them(
+    cards_day: CardsDay,
+) -> None:
+    held: dict[str, dict[str, int]] = {}
+    for bank_code, state in cards_day.tokens:
+        held.setdefault(bank_code, {}).setdefault(state, 0)
+        held[bank_code][state] += 1
+    assert {code: dict(c) for code, c in cards_day.scene.tokens_by_bank.items()} == held
+    assert held == {"ICBC": {"active": 1}, "CCB": {"suspended": 2}, "BOC": {"active": 1}}
+    assert len({h.bank_code for h in CARDHOLDERS}) == 3
+
+
+def test_banks_scene_has_a_red_decline_a_step_up_and_a_lost_phone(cards_day: CardsDay) -> None:
+    scene, output = cards_day.scene, cards_day.output
+    assert all(line.as_expected for line in scene.lines), output
+    codes = [line.codes for line in scene.lines]
+    assert ("idv_declined: cvn2_mismatch",) in codes
+    assert ("step_up", "inactive") in codes and ("activated",) in codes
+    assert ("suspended", "suspended") in codes
+    assert "code texted to +86139****9000" in output
+    assert "2 tokens suspended" in output
+
+
+def test_banks_scene_finds_every_card_number_sealed_and_none_in_clear(
+    cards_day: CardsDay,
+) -> None:
+    scene = cards_day.scene
+    assert (scene.pans_issued, scene.pans_vaulted, scene.pans_in_clear) == (4, 3, 0)
+    assert "4 card numbers issued, 3 sealed in the vault" in cards_day.output
+    assert "none in clear" in cards_day.output
+
+
+NOT_A_CARD = "6200000000000001"
+
+
+def test_the_leak_check_finds_a_card_number_in_a_file_or_a_row(
+    tmp_path: Path, database_url: str
+) -> None:
+    # Written in clear on purpose: a made-up number, not a card (no Luhn check digit)
+    # and not in tests/cards/pans.py, so that the session's own leak scan passes.
+    written = tmp_path / "leaky.db"
+    written.write_bytes(b"\x00junk" + NOT_A_CARD.encode() + b"junk")
+    assert pans_in_files([written], [NOT_A_CARD]) == 1
+    assert pans_in_files([written], ["6200000000000013"]) == 0
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE notes (id INTEGER, body VARCHAR(40))"))
+        conn.execute(sa.text("INSERT INTO notes VALUES (1, :b)"), {"b": f"card {NOT_A_CARD}"})
+    assert pans_in_rows([engine], [NOT_A_CARD]) == 1
+    engine.dispose()

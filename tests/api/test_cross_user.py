@@ -1,7 +1,8 @@
 """A user can never see or move another user's money.
 
 Two users, A and B, are set up in full (wallet, linked bank account, money, PIN, bound
-phone, history). Every route that takes an id of something a user owns (a path
+phone, history, a bank card added as a token and another waiting for its step-up code).
+Every route that takes an id of something a user owns (a path
 parameter, or a body field: bank account, device, credential, quick-pay assertion,
 idempotency key, cursor, phone) is called as A with B's ids, and must refuse (404 or
 403) and leave B exactly as B was: profile, balance, devices, bank accounts, history and
@@ -28,6 +29,8 @@ from fastapi.testclient import TestClient
 
 from milletpay.api import create_app
 from milletpay.api.partners import partner_api_key
+from milletpay.banks import Banks, GeneratedBankKeys
+from milletpay.cards import Expiry, seal_card_for_tsp
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
@@ -37,6 +40,8 @@ from milletpay.wallet import SimulatedBankGateway
 from .members import BANK, FINGER, ORIGIN, PIN, Member, Platform
 
 REFUSED = frozenset({403, 404})
+#: The phone on file at B's second bank: not B's wallet phone, so B's card there waits.
+B_OTHER_PHONE = "+8613900139000"
 
 
 @dataclass
@@ -49,6 +54,9 @@ class Pair:
     b_top_up_key: str
     b_cursor: str
     b_operation_ids: list[str] = field(default_factory=list)
+    #: B's active card (B's default) and B's card waiting for the code texted to B.
+    b_card_id: str = ""
+    b_waiting_card_id: str = ""
     #: What an attempt made for B, for the case's `after`: B's own request, unspent.
     b_request: dict[str, Any] = field(default_factory=dict)
 
@@ -272,6 +280,79 @@ def _same_answer_as_for_any_phone(_pair: Pair, answer: httpx.Response) -> None:
     assert answer.json() == {"status": "sent_if_registered"}  # the code went to B's phone
 
 
+def _cards(pair: Pair) -> Banks:
+    banks: Banks = pair.platform.client.app.state.banks  # type: ignore[attr-defined]
+    return banks
+
+
+def _envelope(pair: Pair, bank_code: str, phone_on_file: str) -> str:
+    """A new card of `bank_code` with `phone_on_file`, sealed as a phone seals it."""
+    bank = _cards(pair).bank(bank_code)
+    account = bank.open_account(bank.open_customer("Card Holder", phone=phone_on_file), "debit")
+    card = bank.issue_card(account.account.id, pin="314159")
+    expiry = Expiry(2000 + int(card.expiry_yymm[:2]), int(card.expiry_yymm[2:]))
+    key = pair.platform.client.app.state.tsp.public_key()  # type: ignore[attr-defined]
+    return seal_card_for_tsp(key, card.pan, expiry, card.cvn2)
+
+
+def _add_card_to_bs_phone(pair: Pair) -> httpx.Response:
+    body = {
+        "device_id": pair.b.device.device_id,
+        "domain": "contactless",
+        "envelope": _envelope(pair, "ICBC", "+86" + pair.a.phone),
+    }
+    return pair.as_a("POST", "/v1/me/cards", json=body)
+
+
+def _add_bs_card_to_as_phone(pair: Pair) -> httpx.Response:
+    """A holds B's card (its number, expiry and CVN2): the bank's phone on file is B's,
+    so the card waits for the code the bank texts to B."""
+    body = {
+        "device_id": pair.a.device.device_id,
+        "domain": "contactless",
+        "envelope": _envelope(pair, "CCB", "+86" + pair.b.phone),
+    }
+    return pair.as_a("POST", "/v1/me/cards", json=body)
+
+
+def _waits_for_the_code_texted_to_b(pair: Pair, answer: httpx.Response) -> None:
+    assert answer.json()["state"] == "inactive"
+    assert answer.json()["step_up"]["phone_masked"].endswith(pair.b.phone[-4:])
+    assert "add your card" in pair.platform.sms.messages_to("+86" + pair.b.phone)[-1].text
+
+
+def _confirm_bs_step_up(pair: Pair) -> httpx.Response:
+    """B's step-up code (texted to B) sent by A for B's waiting card."""
+    text = pair.platform.sms.messages_to(B_OTHER_PHONE)[-1].text
+    code = next(word for word in text.split() if word.isdigit() and len(word) == 6)
+    pair.b_request = {"path": f"/v1/me/cards/{pair.b_waiting_card_id}/step-up"}
+    pair.b_request["json"] = {"code": code}
+    return pair.as_a("POST", pair.b_request["path"], json={"code": code})
+
+
+def _suspend_bs_card(pair: Pair) -> httpx.Response:
+    return pair.as_a("POST", f"/v1/me/cards/{pair.b_card_id}/suspension")
+
+
+def _resume_bs_card(pair: Pair) -> httpx.Response:
+    return pair.as_a("DELETE", f"/v1/me/cards/{pair.b_card_id}/suspension")
+
+
+def _delete_bs_card(pair: Pair) -> httpx.Response:
+    return pair.as_a("DELETE", f"/v1/me/cards/{pair.b_card_id}")
+
+
+def _make_bs_card_as_default(pair: Pair) -> httpx.Response:
+    return pair.as_a("PUT", "/v1/me/cards/default", json={"token_id": pair.b_card_id})
+
+
+def _b_still_can_confirm(pair: Pair) -> None:
+    """A's try spent none of B's attempts: B's own code still activates B's card."""
+    request = pair.b_request
+    answer = pair.platform.ok("POST", request["path"], pair.b, json=request["json"])
+    assert answer["state"] == "active"
+
+
 #: (method, path) -> the attempts with another user's ids on that route.
 CASES: dict[tuple[str, str], list[Case]] = {
     ("POST", "/v1/sessions"): [
@@ -332,6 +413,25 @@ CASES: dict[tuple[str, str], list[Case]] = {
     ("POST", "/v1/partners/quick-pay/approvals"): [
         Case("partner_presents_bs_approval_as_as", _partner_approval_by_bs_phone_for_a),
     ],
+    ("POST", "/v1/me/cards"): [
+        Case("add_a_card_to_bs_phone", _add_card_to_bs_phone),
+        # Not a foreign id but a foreign card: the bank sends its code to B's phone.
+        Case(
+            "bs_card_waits_for_the_code_texted_to_b",
+            _add_bs_card_to_as_phone,
+            frozenset({202}),
+            _waits_for_the_code_texted_to_b,
+        ),
+    ],
+    ("POST", "/v1/me/cards/{token_id}/step-up"): [
+        Case("confirm_bs_step_up_with_bs_code", _confirm_bs_step_up, after=_b_still_can_confirm),
+    ],
+    ("POST", "/v1/me/cards/{token_id}/suspension"): [Case("suspend_bs_card", _suspend_bs_card)],
+    ("DELETE", "/v1/me/cards/{token_id}/suspension"): [Case("resume_bs_card", _resume_bs_card)],
+    ("DELETE", "/v1/me/cards/{token_id}"): [Case("delete_bs_card", _delete_bs_card)],
+    ("PUT", "/v1/me/cards/default"): [
+        Case("make_bs_card_as_default", _make_bs_card_as_default),
+    ],
     ("GET", "/v1/me/history"): [
         Case(
             "bs_cursor_shows_none_of_bs_operations",
@@ -361,6 +461,8 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("GET", "/v1/me/statements/{month}"): "a calendar month, not an id; the user's own wallet",
     ("GET", "/v1/me/coins"): "the session's user's coin balance; takes no input",
     ("GET", "/v1/coin-merchants"): "the public list of coin merchants; no user data",
+    ("GET", "/v1/me/cards"): "lists the session's user's cards; takes no input",
+    ("GET", "/v1/me/cards/tsp-key"): "the token service's public key; no user data",
 }
 
 
@@ -368,13 +470,15 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
 
 
 def _platform(database_url: str) -> Iterator[Platform]:
+    clock, keyring = ManualClock(), KeyRing.generate()
     app = create_app(
         database_url,
-        clock=(clock := ManualClock()),
-        keyring=KeyRing.generate(),
+        clock=clock,
+        keyring=keyring,
         sms=(sms := SimulatedSms()),
         pin_hashing=PIN_HASHING_FAST,
         bank_gateway=(bank := SimulatedBankGateway()),
+        banks=Banks(database_url, keyring, GeneratedBankKeys(), clock),
     )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Platform(client, clock, sms, bank)
@@ -392,12 +496,42 @@ def pair(database_url: str) -> Iterator[Pair]:
         page = platform.ok("GET", "/v1/me/history?limit=1", b)
         assert page["next_cursor"] is not None
         ids = [b.top_up_operation_id, second["operation_id"]]
-        yield Pair(platform, a, b, key, page["next_cursor"], ids)
+        pair = Pair(platform, a, b, key, page["next_cursor"], ids)
+        pair.b_card_id, pair.b_waiting_card_id = _bs_cards(pair)
+        yield pair
+
+
+def _bs_cards(pair: Pair) -> tuple[str, str]:
+    """B adds a card with B's wallet phone on file (active, made B's default), and one
+    with B's other phone on file, waiting for the code the bank texts there."""
+    platform, b = pair.platform, pair.b
+    body = {"device_id": b.device.device_id, "domain": "contactless"}
+    active = platform.ok(
+        "POST",
+        "/v1/me/cards",
+        b,
+        json={**body, "envelope": _envelope(pair, "ICBC", "+86" + b.phone)},
+    )
+    platform.ok("PUT", "/v1/me/cards/default", b, json={"token_id": active["id"]})
+    waiting = platform.client.post(
+        "/v1/me/cards",
+        json={**body, "envelope": _envelope(pair, "CCB", B_OTHER_PHONE)},
+        headers=b.headers,
+    )
+    assert waiting.status_code == 202, waiting.text
+    return active["id"], waiting.json()["id"]
 
 
 def _view(platform: Platform, member: Member) -> dict[str, Any]:
     """Everything the member can see of their own, and their money at the bank."""
-    paths = ("/v1/me", "/v1/me/wallet", "/v1/me/devices", "/v1/me/bank-accounts", "/v1/me/coins")
+    paths = (
+        "/v1/me",
+        "/v1/me/wallet",
+        "/v1/me/devices",
+        "/v1/me/bank-accounts",
+        "/v1/me/coins",
+        "/v1/me/cards",
+    )
     view = {path: platform.ok("GET", path, member) for path in paths}
     view["history"] = platform.ok("GET", "/v1/me/history?limit=100", member)
     view["bank"] = platform.bank.balance_fen(BANK, member.account_number)
@@ -457,6 +591,8 @@ def test_a_users_own_views_name_nothing_of_another_users(pair: Pair) -> None:
         b.phone,
         b.device.device_id,
         b.bank_account_id,
+        pair.b_card_id,
+        pair.b_waiting_card_id,
         *pair.b_operation_ids,
     ):
         assert foreign not in a_view

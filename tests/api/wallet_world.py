@@ -1,5 +1,6 @@
-"""A platform for the wallet and coin API tests: the app on a test database, a simulated
-bank, SMS and clock, and people signed up through the API (`World.person`)."""
+"""A platform for the wallet, coin and card API tests: the app on a test database, a
+simulated bank gateway, the issuing banks (generated keys), SMS and clock, and people
+signed up through the API (`World.person`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from milletpay.api import create_app
+from milletpay.banks import Banks, GeneratedBankKeys
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
@@ -41,6 +43,7 @@ class World:
     sms: SimulatedSms
     bank: SimulatedBankGateway
     ledger: Ledger
+    banks: Banks
     people: int = 0
 
     def person(self, channels: tuple[str, ...] = ("bank_card",)) -> Person:
@@ -102,17 +105,19 @@ class World:
 
 def make_world(database_url: str) -> Iterator[World]:
     """The world, torn down with the ledger verified and the coin liability checked."""
-    bank, clock = SimulatedBankGateway(), ManualClock()
+    bank, clock, keyring = SimulatedBankGateway(), ManualClock(), KeyRing.generate()
+    banks = Banks(database_url, keyring, GeneratedBankKeys(), clock)
     app = create_app(
         database_url,
         clock=clock,
-        keyring=KeyRing.generate(),
+        keyring=keyring,
         sms=(sms := SimulatedSms()),
         pin_hashing=PIN_HASHING_FAST,
         bank_gateway=bank,
+        banks=banks,
     )
     with TestClient(app) as client:
-        world = World(client, clock, sms, bank, app.state.ledger)
+        world = World(client, clock, sms, bank, app.state.ledger, banks)
         yield world
         assert world.ledger.verify().ok
         assert app.state.coins.coin_liability_check().balanced

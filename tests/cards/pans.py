@@ -34,10 +34,10 @@ LUHN_INVALID: Final = "4111111111111112"
 #: Extra numbers for the rotation tests.
 MORE: Final = tuple(_with_check_digit(f"62270000{n:07d}") for n in range(1, 9))
 
-#: What the banks issue in the token service tests: account and card numbers share a
-#: bank's serials, so a fresh bank's first numbers of the product IINs the tests use
-#: (ICBC debit and credit, CCB debit).
-BANK_ISSUED_IINS: Final = ("622202", "622203", "621700")
+#: What the banks issue in the token service and card API tests and in `millet demo`:
+#: account and card numbers share a bank's serials, so a fresh bank's first numbers of
+#: the product IINs they use (ICBC debit and credit, CCB debit, BOC debit).
+BANK_ISSUED_IINS: Final = ("622202", "622203", "621700", "621661")
 BANK_ISSUED_SERIALS_MAX: Final = 40
 BANK_ISSUED: Final = tuple(
     make_pan(iin, serial)

@@ -19,10 +19,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from milletpay import __version__
-from milletpay.api import coins, partners, users, wallet
+from milletpay.api import cards, coins, partners, users, wallet
 from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
+from milletpay.banks import BankKeys, Banks
+from milletpay.banks.keys import issuer_keys_from_environment
+from milletpay.cards import PanVault, TokenService
 from milletpay.core.clock import Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.identity import IdentityService, PinHashing, SimulatedSms, SmsChannel
@@ -59,6 +62,29 @@ async def _resume_stuck_operations(wallet: WalletService) -> None:
             )
 
 
+class IssuerKeysOnFirstUse:
+    """The banks' keys from the environment (`issuer_keys_from_environment`), read when a
+    bank first needs one: a server that never opens a bank never reads (nor, in a new
+    sandbox, creates) the issuer key file."""
+
+    def __init__(self) -> None:
+        self._keys: BankKeys | None = None
+
+    def __repr__(self) -> str:
+        return "IssuerKeysOnFirstUse()"
+
+    def _loaded(self) -> BankKeys:
+        if self._keys is None:
+            self._keys = issuer_keys_from_environment()
+        return self._keys
+
+    def cvk(self, bank_code: str) -> bytes:
+        return self._loaded().cvk(bank_code)
+
+    def pvk(self, bank_code: str) -> bytes:
+        return self._loaded().pvk(bank_code)
+
+
 class BodyLimit:
     """413 for a request whose Content-Length says more than `REQUEST_BODY_MAX_BYTES`
     (plain ASGI: it costs nothing on the requests it lets through)."""
@@ -90,10 +116,13 @@ def create_app(
     sms: SmsChannel | None = None,
     pin_hashing: PinHashing | None = None,
     bank_gateway: BankGateway | None = None,
+    banks: Banks | None = None,
 ) -> FastAPI:
     """The API on the database at `database_url`; the keyword arguments replace the
     production parts (system clock, key ring from the environment, the SMS gateway, the
-    bank gateway: a `SimulatedBankGateway` until the banks exist)."""
+    bank gateway: a `SimulatedBankGateway` until the banks exist; the issuing banks the
+    token service asks: on the same database, with the issuer keys from the environment).
+    The app closes the banks when it shuts down, given ones too."""
     url = resolve_database_url(database_url)
     engine = create_engine(url)
     upgrade(engine)
@@ -115,6 +144,8 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         committer.close()
+        app.state.banks.close()
+        engine.dispose()  # the pool's connections go now, not when the process ends
 
     app = FastAPI(
         title="Millet Pay API",
@@ -148,6 +179,11 @@ def create_app(
     app.state.coins = CoinService(
         app.state.ledger, app.state.wallet, app.state.identity, engine, clock, app.state.bank
     )
+    app.state.banks = banks or Banks(url, keyring, IssuerKeysOnFirstUse(), clock)
+    app.state.vault = PanVault(engine, keyring, clock)
+    app.state.tsp = TokenService(
+        engine, app.state.vault, keyring, app.state.banks, app.state.sms, clock
+    )
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit)
@@ -166,4 +202,5 @@ def create_app(
     app.include_router(wallet.router)
     app.include_router(coins.router)
     app.include_router(partners.router)
+    app.include_router(cards.router)
     return app

@@ -57,6 +57,14 @@ STATUS_BY_ERROR_CODE: dict[str, int] = {
     "bank_account_link_declined": 403,
     "cursor_not_found": 404,
     "linked_bank_account_not_found": 404,
+    # Cards: a token id that is not the user's is 404 like one that does not exist; a
+    # lifecycle change the rules refuse (resuming the bank's suspension) is a conflict.
+    "token_unknown": 404,
+    "token_transition_refused": 409,
+    "token_busy": 409,
+    "card_envelope_invalid": 422,
+    "token_request_invalid": 422,
+    "token_numbers_exhausted": 503,
 }
 
 

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from milletpay.core.clock import NS_PER_S, ManualClock
 from milletpay.core.ids import IdGenerator
+from milletpay.core.keyring import KeyRing
 from milletpay.core.money import CURRENCIES, Money
 from milletpay.ledger import (
     AMOUNT_MAX,
@@ -42,6 +43,7 @@ from milletpay.ledger import (
     Transfer,
     TransferFlags,
 )
+from milletpay.sim.demo_cards import play_banks_scene
 from milletpay.sim.demo_wallet import play_wallet_scene
 from milletpay.sim.scene import Outcome, scene_line
 
@@ -406,8 +408,10 @@ def print_books(console: Console, ledger: Ledger) -> None:
 # ---- the day ----------------------------------------------------------------------
 
 
-def run_demo(database_url: str, console: Console) -> bool:
-    """Play one day on the database, print the books, verify; True when all is well."""
+def run_demo(database_url: str, console: Console, *, keyring: KeyRing | None = None) -> bool:
+    """Play one day on the database, print the books, verify; True when all is well.
+    `keyring` is the platform's (the vault's) key ring: from the environment unless
+    given, as `millet serve` on the same database would have it."""
     where = sa.make_url(database_url).render_as_string(hide_password=True)
     console.print(f"[bold]Millet Pay[/bold]: a day on {where}\n")
     clock = ManualClock(time.time_ns())
@@ -422,7 +426,10 @@ def run_demo(database_url: str, console: Console) -> bool:
         print_books(console, ledger)
         wallet_scene = play_wallet_scene(ledger, clock, console)
         failed += sum(not line.as_expected for line in wallet_scene.lines)
-        scenes = len(SCENES) + len(wallet_scene.lines)
+        keyring = keyring or KeyRing.from_environment()
+        banks_scene = play_banks_scene(ledger, clock, console, database_url, keyring)
+        failed += sum(not line.as_expected for line in banks_scene.lines)
+        scenes = len(SCENES) + len(wallet_scene.lines) + len(banks_scene.lines)
         report = ledger.verify()
     summary = (
         f"{report.ledgers} ledgers, {report.accounts:,} accounts, {report.transfers:,} transfers"

@@ -1,0 +1,35 @@
+"""Wallet API: the card a user pays with unless told otherwise.
+
+- `default_cards`: one row per user (`user_id`, 16 bytes) naming one of the user's
+  tokens (`token_id`, `tokens.id`); `updated_at` in nanoseconds. A deleted token is
+  never shown as the default; the API drops the row when the cardholder deletes it.
+
+Revision ID: 0010
+Revises: 0008 (re-parent onto 0009, limited-use keys, when both branches meet)
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "default_cards",
+        sa.Column("user_id", sa.LargeBinary(16), primary_key=True),
+        sa.Column(
+            "token_id",
+            sa.LargeBinary(16),
+            sa.ForeignKey("tokens.id", name="default_cards_token"),
+            nullable=False,
+        ),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("default_cards")
