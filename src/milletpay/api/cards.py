@@ -53,7 +53,7 @@ _HEX_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 TOKEN_LAST_DIGITS: Final = 4
 STEP_UP_CODE_CHARS_MAX: Final = 12
 
-#: The user's default card (migration `0009a_default_card.py`): one row per user.
+#: The user's default card (migration `0010_default_card.py`): one row per user.
 default_cards = sa.table(
     "default_cards",
     sa.column("user_id", sa.LargeBinary()),
