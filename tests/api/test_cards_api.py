@@ -344,3 +344,44 @@ def test_every_domain_can_be_added(world: World, holder: Holder) -> None:
         assert added(world, holder, card, domain=str(domain))["domain"] == str(domain)
     assert len({c["id"] for c in cards(world, holder)}) == len(TokenDomain)
     assert {c["card_masked"] for c in cards(world, holder)} == {card.pan_masked}
+
+
+# -- the phone the tokens live on ---------------------------------------------------------
+
+
+def test_a_phone_reported_lost_suspends_its_cards_until_found(world: World, holder: Holder) -> None:
+    token_id = added(world, holder, issue_card(world, holder.phone))["id"]
+    lost = call(world, holder, "POST", f"/v1/me/devices/{DEVICE}/loss")
+    assert lost.status_code == 200, lost.text
+    assert lost.json() == {"device_id": DEVICE, "tokens_suspended": 1}
+    (shown,) = cards(world, holder)
+    assert (shown["id"], shown["state"], shown["suspended_by"]) == (
+        token_id,
+        "suspended",
+        ["device"],
+    )
+    found = call(world, holder, "DELETE", f"/v1/me/devices/{DEVICE}/loss")
+    assert found.json() == {"device_id": DEVICE, "tokens_resumed": 1}
+    assert cards(world, holder)[0]["state"] == "active"
+
+
+def test_unbinding_the_phone_deletes_its_cards(world: World, holder: Holder) -> None:
+    added(world, holder, issue_card(world, holder.phone))
+    unbound = call(world, holder, "DELETE", f"/v1/me/devices/{DEVICE}")
+    assert unbound.status_code == 200, unbound.text
+    assert (unbound.json()["status"], unbound.json()["tokens_deleted"]) == ("unbound", 1)
+    assert cards(world, holder) == []
+    again = call(world, holder, "POST", f"/v1/me/devices/{DEVICE}/loss")
+    assert (again.status_code, again.json()["error"]["field"]) == (404, "device_id")
+
+
+def test_another_users_phone_cannot_be_reported_lost(world: World, holder: Holder) -> None:
+    token_id = added(world, holder, issue_card(world, holder.phone))["id"]
+    other = world.person()
+    for method in ("POST", "DELETE"):
+        answer = world.client.request(
+            method, f"/v1/me/devices/{DEVICE}/loss", headers=other.headers
+        )
+        assert answer.status_code == 404
+    (shown,) = cards(world, holder)
+    assert (shown["id"], shown["state"]) == (token_id, "active")

@@ -260,6 +260,14 @@ def _partner_approval_by_bs_phone_for_a(pair: Pair) -> httpx.Response:
     )
 
 
+def _report_bs_phone_lost(pair: Pair) -> httpx.Response:
+    return pair.as_a("POST", f"/v1/me/devices/{pair.b.device.device_id}/loss")
+
+
+def _report_bs_phone_found(pair: Pair) -> httpx.Response:
+    return pair.as_a("DELETE", f"/v1/me/devices/{pair.b.device.device_id}/loss")
+
+
 def _link_bs_bank_account(pair: Pair) -> httpx.Response:
     body = {"bank_code": BANK, "account_number": pair.b.account_number}
     return pair.as_a("POST", "/v1/me/bank-accounts", json=body)
@@ -373,6 +381,12 @@ CASES: dict[tuple[str, str], list[Case]] = {
         Case("finish_bs_binding", _finish_bs_binding, after=_b_still_can),
     ],
     ("DELETE", "/v1/me/devices/{device_id}"): [Case("unbind_bs_phone", _unbind_bs_phone)],
+    ("POST", "/v1/me/devices/{device_id}/loss"): [
+        Case("report_bs_phone_lost", _report_bs_phone_lost)
+    ],
+    ("DELETE", "/v1/me/devices/{device_id}/loss"): [
+        Case("report_bs_phone_found", _report_bs_phone_found)
+    ],
     ("POST", "/v1/me/bank-accounts"): [
         # The bank links an account only in the holder's own name.
         Case("link_bs_bank_account", _link_bs_bank_account),
