@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from stdnum.cn import ric
 
 from milletpay.banks import Banks, GeneratedBankKeys, IssuedCard
 from milletpay.cards import (
@@ -41,14 +40,13 @@ from milletpay.cards import (
 )
 from milletpay.core.clock import Clock
 from milletpay.core.keyring import KeyRing
-from milletpay.identity import IdentityService, PhoneTaken, SimulatedSms, User
+from milletpay.identity import IdentityService, SimulatedSms, User
 from milletpay.identity.phone import mask_phone
 from milletpay.ledger import Ledger
-from milletpay.sim.demo_wallet import ID_REGION
+from milletpay.sim import scene
 from milletpay.sim.scene import Outcome, scene_line
 from milletpay.store.engine import sqlite_path
 
-CASTS_MAX = 10_000
 CARD_PIN = "271828"
 #: The phone on file at the bank of a cardholder who changed numbers since.
 OLD_PHONE = "+8613900139000"
@@ -112,30 +110,9 @@ class BanksScene:
 # ---- the cast and their cards -------------------------------------------------------
 
 
-def phone_of(cast_number: int, index: int) -> str:
-    return f"1370{cast_number:04d}{index + 1:03d}"
-
-
-def national_id_of(holder: Cardholder, cast_number: int) -> str:
-    body = f"{ID_REGION}{holder.born}{cast_number % 1000:03d}"
-    return body + ric.calc_check_digit(body + "0")
-
-
 def register_cast(day: CardDay) -> None:
     """Register the cast under the first cast number whose phone numbers are all free."""
-    for cast_number in range(1, CASTS_MAX):
-        try:
-            day.users = {
-                h: day.identity.register(
-                    phone_of(cast_number, i), h.name, national_id_of(h, cast_number)
-                )
-                for i, h in enumerate(CARDHOLDERS)
-            }
-        except PhoneTaken:
-            continue  # an earlier run's cast
-        day.cast_number = cast_number
-        return
-    raise RuntimeError(f"all {CASTS_MAX - 1} card casts are registered: use a new database")
+    day.cast_number, day.users = scene.register_cast(day.identity, CARDHOLDERS, "1370")
 
 
 def issue_cards(day: CardDay) -> None:

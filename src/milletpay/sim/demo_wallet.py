@@ -19,15 +19,15 @@ from typing import TypeVar
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from stdnum.cn import ric
 
 from milletpay.core.clock import Clock
 from milletpay.core.keyring import KeyRing
 from milletpay.core.money import Money
-from milletpay.identity import TIERS, Channel, IdentityService, PhoneTaken, SimulatedSms, User
+from milletpay.identity import TIERS, Channel, IdentityService, SimulatedSms, User
 from milletpay.identity.phone import mask_phone
 from milletpay.ledger import Ledger
 from milletpay.risk import DeclineCode, OperationKind
+from milletpay.sim import scene
 from milletpay.sim.scene import Outcome, scene_line
 from milletpay.wallet import (
     FEN_PER_COIN,
@@ -77,10 +77,7 @@ ZHAO_LEI  = Member("Zhao Lei",  "20010930", (_CARD,),                           
 # fmt: on
 CAST = (CHEN_JING, LIU_YANG, SUN_MEI, ZHAO_LEI)
 
-#: Where the cast's ID numbers are issued (Chaoyang, Beijing).
-ID_REGION = "110105"
 #: A cast's phone numbers are 1380 + cast number (4 digits) + member (3 digits).
-CASTS_MAX = 10_000
 #: Each member's bank account holds this many top-ups when the scene opens it.
 BANK_OPENING_TOP_UPS = 10
 #: Zhao Lei (Class I) pays Liu Yang this much, again and again, until the tier limit
@@ -134,30 +131,9 @@ class WalletScene:
 # ---- signing up ---------------------------------------------------------------------
 
 
-def phone_of(cast_number: int, index: int) -> str:
-    return f"1380{cast_number:04d}{index + 1:03d}"
-
-
-def national_id_of(member: Member, cast_number: int) -> str:
-    body = f"{ID_REGION}{member.born}{cast_number % 1000:03d}"
-    return body + ric.calc_check_digit(body + "0")
-
-
 def register_cast(day: WalletDay) -> None:
     """Register the cast under the first cast number whose phone numbers are all free."""
-    for cast_number in range(1, CASTS_MAX):
-        try:
-            day.users = {
-                m: day.identity.register(
-                    phone_of(cast_number, i), m.name, national_id_of(m, cast_number)
-                )
-                for i, m in enumerate(CAST)
-            }
-        except PhoneTaken:
-            continue  # an earlier run's cast
-        day.cast_number = cast_number
-        return
-    raise RuntimeError(f"all {CASTS_MAX - 1} demo casts are registered: use a new database")
+    day.cast_number, day.users = scene.register_cast(day.identity, CAST, "1380")
 
 
 def verify_channels(day: WalletDay) -> Outcome:

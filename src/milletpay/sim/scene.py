@@ -6,10 +6,15 @@ Shared by the demo's scenes (the ledger's day in `demo.py`, the wallet's in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Protocol, TypeVar
 
 from rich.table import Table
+from stdnum.cn import ric
+
+from milletpay.identity import IdentityService, PhoneTaken, User
 
 #: The answers that mean "done": the ledger's `ok`, a wallet operation's `completed`.
 DONE_ANSWERS = frozenset({"ok", "completed"})
@@ -46,3 +51,46 @@ def scene_line(label: str, result: Outcome) -> Table:
     line.add_column(justify="right", style=answer_colour(result))
     line.add_row(mark, label, result.text, answers)
     return line
+
+
+#: The region code of the demo casts' ID numbers (Beijing, Chaoyang).
+ID_REGION = "110105"
+#: Casts one database can hold: each run of a scene registers a new one.
+CASTS_MAX = 10_000
+
+
+class Castable(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def born(self) -> str: ...  # YYYYMMDD, digits 7-14 of the ID number
+
+
+C = TypeVar("C", bound=Castable)
+
+
+def register_cast(
+    identity: IdentityService, people: Sequence[C], phone_prefix: str
+) -> tuple[int, dict[C, User]]:
+    """Register `people` under the first cast number whose phone numbers (the 4-digit
+    `phone_prefix`, the cast number, the person's place) are all free on this database,
+    so that a scene runs again on the same database with a new cast."""
+    for cast_number in range(1, CASTS_MAX):
+        try:
+            users = {
+                person: identity.register(
+                    f"{phone_prefix}{cast_number:04d}{i + 1:03d}",
+                    person.name,
+                    _national_id(person.born, cast_number),
+                )
+                for i, person in enumerate(people)
+            }
+        except PhoneTaken:
+            continue  # an earlier run's cast
+        return cast_number, users
+    raise RuntimeError(f"all {CASTS_MAX - 1} demo casts are registered: use a new database")
+
+
+def _national_id(born: str, cast_number: int) -> str:
+    body = f"{ID_REGION}{born}{cast_number % 1000:03d}"
+    return body + ric.calc_check_digit(body + "0")
