@@ -33,4 +33,5 @@ bench: $(STAMP)
 	$(BIN)/millet bench ledger --json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache millet.db millet.db-wal millet.db-shm
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache millet.db millet.db-wal millet.db-shm \
+		millet-bank-*.db millet-bank-*.db-wal millet-bank-*.db-shm
