@@ -224,7 +224,7 @@ def test_a_phone_not_bound_to_the_user_is_not_found_and_nothing_is_stored(
     assert answer.status_code == 404
     assert answer.json()["error"] == {
         "code": "device_not_found",
-        "message": "no such bound phone",
+        "message": "no bound device 'phone-elsewhere'",
         "field": "device_id",
     }
     assert cards(world, holder) == []

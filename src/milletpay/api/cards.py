@@ -24,7 +24,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
-from milletpay.api.users import Devices, Identity, SignedIn
+from milletpay.api.sessions import Session
+from milletpay.api.users import Devices, Identity, SignedIn, require_own_device
 from milletpay.banks import Banks
 from milletpay.cards import (
     ENVELOPE_CHARS_MAX,
@@ -136,8 +137,7 @@ def add_card(
     """Add the sealed card as a token for one of the user's bound phones: 201 active,
     202 waiting for the code texted to the phone on file, 402 declined."""
     user_id = signed_in.user_id
-    if body.device_id not in {d.device_id for d in devices.list_devices(user_id)}:
-        raise ApiError(404, "device_not_found", "no such bound phone", "device_id")
+    require_own_device(devices, user_id, body.device_id)
     phone = identity.get_user(user_id).phone
     request = ProvisionRequest(
         user_id, body.device_id, TokenDomain(body.domain), phone, body.envelope
@@ -171,7 +171,7 @@ def confirm_step_up(
     answer = tsp.confirm_step_up(token.id, body.code)
     if answer.status is StepUpStatus.ACTIVATED:
         assert answer.token is not None
-        return _card_json(answer.token, vault, banks, _default_id(engine, signed_in.user_id))
+        return _card(answer.token, signed_in, vault, banks, engine)
     status, message = _STEP_UP_REFUSALS[answer.status]
     if answer.status is StepUpStatus.CODE_WRONG:
         message = f"{message}; {answer.attempts_left} tries left"
@@ -201,8 +201,7 @@ def suspend(
 ) -> dict[str, Any]:
     """Suspend the card (the cardholder's own suspension; others' stay)."""
     token = _own_token(tsp, signed_in.user_id, token_id)
-    changed = tsp.suspend(token.id, Party.CARDHOLDER)
-    return _card_json(changed, vault, banks, _default_id(engine, signed_in.user_id))
+    return _card(tsp.suspend(token.id, Party.CARDHOLDER), signed_in, vault, banks, engine)
 
 
 @router.delete("/{token_id}/suspension")
@@ -217,8 +216,7 @@ def resume(
     """Lift the cardholder's suspension: active again unless the bank or a lost phone
     holds one too."""
     token = _own_token(tsp, signed_in.user_id, token_id)
-    changed = tsp.resume(token.id, Party.CARDHOLDER)
-    return _card_json(changed, vault, banks, _default_id(engine, signed_in.user_id))
+    return _card(tsp.resume(token.id, Party.CARDHOLDER), signed_in, vault, banks, engine)
 
 
 @router.delete("/{token_id}")
@@ -246,6 +244,7 @@ def delete(
 @router.put("/default")
 def set_default(
     body: DefaultCard,
+    request: Request,
     signed_in: SignedIn,
     tsp: Tsp,
     vault: Vault,
@@ -261,7 +260,7 @@ def set_default(
     row = {
         "user_id": user_key,
         "token_id": id_to_bytes(token.id),
-        "updated_at": token.updated_at_ns,
+        "updated_at": request.app.state.clock.now_ns(),
     }
     with write_transaction(engine) as conn:
         conn.execute(sa.delete(default_cards).where(default_cards.c.user_id == user_key))
@@ -284,6 +283,13 @@ def _own_token(tsp: TokenService, user_id: int, text: str, field: str | None = N
     if token.user_id != user_id:
         raise missing
     return token
+
+
+def _card(
+    token: Token, signed_in: Session, vault: PanVault, banks: Banks, engine: sa.Engine
+) -> dict[str, Any]:
+    """The card as the signed-in user sees it, their default marked."""
+    return _card_json(token, vault, banks, _default_id(engine, signed_in.user_id))
 
 
 def _default_id(engine: sa.Engine, user_id: int) -> int | None:

@@ -179,7 +179,7 @@ def unbind(device_id: str, request: Request, signed_in: SignedIn, registry: Devi
     """Unbind a phone: its keys approve nothing from now on, and the card tokens on it
     are deleted (first, so that a failure in between leaves no token on an unbound
     phone)."""
-    _own_device(registry, signed_in.user_id, device_id)
+    require_own_device(registry, signed_in.user_id, device_id)
     tsp: TokenService = request.app.state.tsp
     deleted = tsp.on_device_unbound(signed_in.user_id, device_id)
     answer = _device_json(registry.unbind(signed_in.user_id, device_id))
@@ -191,7 +191,7 @@ def unbind(device_id: str, request: Request, signed_in: SignedIn, registry: Devi
 def report_lost(device_id: str, request: Request, signed_in: SignedIn, registry: Devices) -> Any:
     """The phone is lost: every card token on it is suspended until it is found (an
     issuer's or the cardholder's own suspension stays as it is)."""
-    _own_device(registry, signed_in.user_id, device_id)
+    require_own_device(registry, signed_in.user_id, device_id)
     tsp: TokenService = request.app.state.tsp
     suspended = tsp.on_device_lost(signed_in.user_id, device_id)
     return {"device_id": device_id, "tokens_suspended": len(suspended.changed)}
@@ -200,14 +200,15 @@ def report_lost(device_id: str, request: Request, signed_in: SignedIn, registry:
 @router.delete("/me/devices/{device_id}/loss", tags=["devices"])
 def report_found(device_id: str, request: Request, signed_in: SignedIn, registry: Devices) -> Any:
     """The lost phone is back: the device's suspension of its tokens is lifted."""
-    _own_device(registry, signed_in.user_id, device_id)
+    require_own_device(registry, signed_in.user_id, device_id)
     tsp: TokenService = request.app.state.tsp
     resumed = tsp.on_device_found(signed_in.user_id, device_id)
     return {"device_id": device_id, "tokens_resumed": len(resumed.changed)}
 
 
-def _own_device(registry: DeviceRegistry, user_id: int, device_id: str) -> None:
-    """404 unless `device_id` is one of the user's bound phones."""
+def require_own_device(registry: DeviceRegistry, user_id: int, device_id: str) -> None:
+    """404 unless `device_id` is one of the user's bound phones (for every endpoint
+    that names a phone: devices, cards)."""
     if not any(d.device_id == device_id for d in registry.list_devices(user_id)):
         raise ApiError(404, "device_not_found", f"no bound device {device_id!r}", "device_id")
 
