@@ -97,6 +97,25 @@ def test_a_repeated_reference_gets_the_first_answer_and_moves_money_once(
     assert gateway.debit("ICBC", agreement, yuan(800), "top-up-2").reason == "insufficient_funds"
 
 
+def test_a_reference_used_again_for_another_movement_is_refused_and_moves_nothing(
+    world: BankWorld, gateway: PartnerBankGateway
+) -> None:
+    holder, other = world.holder(deposit_fen=yuan(1_000)), world.holder()
+    agreement, other_agreement = linked(gateway, holder), linked(gateway, other)
+    assert gateway.debit("ICBC", agreement, yuan(300), "ref-1").approved
+    for kind, account, amount in (
+        ("debit", agreement, yuan(301)),  # another amount
+        ("credit", agreement, yuan(300)),  # another direction
+        ("debit", other_agreement, yuan(300)),  # another account
+    ):
+        answer = getattr(gateway, kind)("ICBC", account, amount, "ref-1")
+        assert (answer.approved, answer.reason) == (False, "reference_reused"), kind
+    assert holder.bank.balance(holder.account_id).posted_fen == yuan(700)
+    assert other.bank.balance(other.account_id).posted_fen == yuan(10_000)
+    assert gateway.debit("ICBC", agreement, yuan(300), "ref-1").approved  # the first, again
+    assert holder.bank.verify().ok
+
+
 @pytest.mark.parametrize(
     ("status", "reason"),
     [(AccountStatus.FROZEN, "account_frozen"), (AccountStatus.CLOSED, "account_closed")],

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 AGREEMENT_BYTES = 12  # 24 hex characters
 UNAVAILABLE = "bank_unavailable"
+REUSED = "reference_reused"
 
 
 def link(bank: Bank, account_number: str, holder_name: str) -> LinkAnswer:
@@ -101,16 +102,23 @@ def _move(bank: Bank, kind: str, agreement: str, amount_fen: int, reference: str
     movement_id = chart.request_id(bank.code, "movement", reference)
     with bank.ledger.transaction() as tx:
         conn = tx.connection
-        row = conn.execute(
-            sa.select(movements).where(movements.c.id == id_to_bytes(movement_id))
-        ).first()
-        if row is not None:
-            return BankAnswer(row.approved, row.reason)
         account = conn.execute(
             sa.select(bank_accounts)
             .join(agreements, agreements.c.account_id == bank_accounts.c.id)
             .where(agreements.c.agreement == agreement)
         ).first()
+        row = conn.execute(
+            sa.select(movements).where(movements.c.id == id_to_bytes(movement_id))
+        ).first()
+        if row is not None:
+            same = (row.kind, row.amount_fen, row.account_id) == (
+                kind,
+                amount_fen,
+                account.id if account is not None else None,
+            )
+            # A reference names one movement: used again for another, it is refused
+            # (and not recorded), never answered with the first movement's approval.
+            return BankAnswer(row.approved, row.reason) if same else BankAnswer(False, REUSED)
         reason = _refusal(bank, conn, kind, account, amount_fen)
         if not reason:
             reason = _transfer(bank, tx, kind, account, amount_fen, reference)
