@@ -249,6 +249,24 @@ def test_a_retried_authorization_gets_the_first_answer_and_one_hold(world: BankW
     assert holder.bank.balance(holder.account_id).held_fen == yuan(100)
 
 
+def test_a_reference_used_again_for_another_request_is_94_and_holds_nothing(
+    world: BankWorld,
+) -> None:
+    holder, other = world.holder(deposit_fen=yuan(1_000)), world.holder()
+    assert holder.bank.authorize(pin_request(holder, yuan(100), "rrn-1")).response_code == "00"
+    for changed in (
+        pin_request(holder, yuan(101), "rrn-1"),  # another amount
+        cnp_request(holder, yuan(100), "rrn-1"),  # another channel
+        pin_request(other, yuan(100), "rrn-1"),  # another card
+    ):
+        answer = holder.bank.authorize(changed)
+        assert (answer.response_code, answer.reason) == ("94", "reference_reused")
+        assert not answer.hold_id
+    assert holder.bank.balance(holder.account_id).held_fen == yuan(100)
+    assert other.bank.balance(other.account_id).held_fen == 0
+    assert holder.bank.verify().ok
+
+
 def test_complete_posts_the_whole_hold(world: BankWorld) -> None:
     holder = world.holder(deposit_fen=yuan(1_000))
     holder.bank.authorize(pin_request(holder, yuan(300), "rrn-1"))

@@ -125,6 +125,10 @@ def authorize(bank: Bank, request: AuthorizationRequest) -> AuthorizationAnswer:
         with bank.ledger.transaction() as tx:
             row = _authorization_row(tx.connection, auth_id)
             if row is not None:
+                if not _same_request(tx.connection, row, request, fingerprint):
+                    # A reference names one authorization: never the first one's answer
+                    # (and hold) for another card, amount or channel.
+                    return AuthorizationAnswer(R.DUPLICATE_TRANSMISSION, reason="reference_reused")
                 return _answer(row)
             decision = _decide(bank, tx.connection, request, fingerprint)
             return _record(bank, tx, request, auth_id, decision)
@@ -132,6 +136,23 @@ def authorize(bank: Bank, request: AuthorizationRequest) -> AuthorizationAnswer:
         # Never the request itself in the log: it carries the PAN.
         log.exception("%s: authorization %x failed", bank.code, auth_id)
         return AuthorizationAnswer(R.SYSTEM_MALFUNCTION, reason="system_malfunction")
+
+
+def _same_request(
+    conn: sa.Connection, row: Any, request: AuthorizationRequest, fingerprint: bytes | None
+) -> bool:
+    """Whether a retry asks what the first request under its reference asked. A
+    reversal's tombstone (no channel) stands for whatever comes late under it."""
+    if row.channel == _TOMBSTONE_CHANNEL:
+        return True
+    if (row.amount_fen, row.channel) != (request.amount_fen, str(request.channel)):
+        return False
+    if row.card_id is None or fingerprint is None:
+        return row.card_id is None and fingerprint is None
+    card = conn.execute(
+        sa.select(cards.c.id).where(cards.c.pan_fingerprint == fingerprint)
+    ).scalar_one_or_none()
+    return card is not None and bytes(card) == bytes(row.card_id)
 
 
 def _authorization_row(conn: sa.Connection, auth_id: int) -> Any:
@@ -403,13 +424,16 @@ def _resolve(bank: Bank, reference: str, amount_fen: int | None) -> HoldAnswer:
         return HoldAnswer(new_status is not AuthStatus.EXPIRED, new_status.value, completed)
 
 
+_TOMBSTONE_CHANNEL = ""
+
+
 def _tombstone(bank: Bank, conn: sa.Connection, auth_id: int) -> None:
     now = bank.clock.now_ns()
     conn.execute(
         sa.insert(authorizations).values(
             id=id_to_bytes(auth_id),
             amount_fen=0,
-            channel="",
+            channel=_TOMBSTONE_CHANNEL,
             response_code=R.DO_NOT_HONOUR.value,
             approval_code="",
             status=AuthStatus.REVERSED.value,

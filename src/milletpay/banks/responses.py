@@ -22,6 +22,7 @@ class ResponseCode(enum.StrEnum):
     RESTRICTED_CARD = "62"  # card blocked or lost, account frozen or closed
     PIN_TRIES_EXCEEDED = "75"
     ISSUER_INOPERATIVE = "91"  # the bank is offline
+    DUPLICATE_TRANSMISSION = "94"  # a reference already used for another request
     SYSTEM_MALFUNCTION = "96"  # an unexpected error inside the bank
 
     @property
