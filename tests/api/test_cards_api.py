@@ -11,9 +11,21 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from milletpay.banks import CardStatus, IssuedCard
-from milletpay.cards import STEP_UP_ATTEMPTS_MAX, Expiry, TokenDomain, seal_card_for_tsp
+from milletpay.cards import (
+    STEP_UP_ATTEMPTS_MAX,
+    Expiry,
+    TokenDomain,
+    open_for_phone,
+    seal_card_for_tsp,
+)
+from milletpay.cards.luk import DEFAULT_LUK_LIMITS, LukCode, LukUnknown
+from milletpay.cards.tsp import STEP_UP_SENDS_PER_CARD_MAX
+from milletpay.emv import crypto
+from milletpay.emv.profiles import profile
 
 from .wallet_world import Person, World, bound_phone
 
@@ -385,3 +397,128 @@ def test_another_users_phone_cannot_be_reported_lost(world: World, holder: Holde
         assert answer.status_code == 404
     (shown,) = cards(world, holder)
     assert (shown["id"], shown["state"]) == (token_id, "active")
+
+
+# -- limited-use keys -------------------------------------------------------------------
+
+
+def phone_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """The phone's one-time key pair for a key delivery; the public half as base64url."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    point = private.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return private, base64.urlsafe_b64encode(point).rstrip(b"=").decode()
+
+
+def grant_keys(world: World, holder: Holder, card_id: str, **body: Any) -> httpx.Response:
+    private, public = phone_key()
+    request = {"device_id": holder.device_id, "public_key": public, **body}
+    answer = call(world, holder, "POST", f"/v1/me/cards/{card_id}/keys", json=request)
+    if answer.status_code == 201:
+        opened = open_for_phone(private, answer.json()["sealed"])
+        answer.extensions["opened"] = opened
+    return answer
+
+
+def tap_data(atc: int) -> dict[str, bytes]:
+    """One tap's data elements, at ATC `atc` (the minimum data set and 9F10)."""
+    return {
+        "9F02": (2_500).to_bytes(6, "big"),
+        "9F03": bytes(6),
+        "9F1A": bytes.fromhex("0156"),
+        "95": bytes(5),
+        "5F2A": bytes.fromhex("0156"),
+        "9A": bytes.fromhex("261126"),
+        "9C": b"\x00",
+        "9F37": bytes.fromhex("0BADF00D"),
+        "82": bytes.fromhex("1800"),
+        "9F36": atc.to_bytes(2, "big"),
+        "9F10": bytes.fromhex("07010103A00000"),
+    }
+
+
+def test_the_phone_gets_a_limited_use_key_only_it_can_open(world: World, holder: Holder) -> None:
+    card = added(world, holder, issue_card(world, holder.phone))
+    answer = grant_keys(world, holder, card["id"])
+    assert answer.status_code == 201, answer.text
+    grant = answer.json()
+    assert (grant["luk_index"], grant["atc_first"], grant["atc_last"]) == (1, 1, 20)
+    assert grant["uses_max"] == 10 and grant["profile"] == "unionpay-cvn01"
+    assert grant["expires_at_ns"] - grant["issued_at_ns"] == 3 * 86_400 * 10**9
+    opened = answer.extensions["opened"]
+    assert opened["luk"] not in answer.text  # the key is only inside the envelope
+    state = world.client.app.state  # type: ignore[attr-defined]
+    token = state.tsp.token(int(card["id"], 16))
+    assert opened["token_number"] == token.number
+    assert opened["token_number"][-4:] == card["token_last4"]
+    assert (opened["token_expiry"], opened["psn"]) == (card["token_expiry"], 1)
+    # The phone's cryptogram under that key is the one the token service accepts.
+    data = tap_data(1)
+    arqc = crypto.generate_ac(profile(grant["profile"]), bytes.fromhex(opened["luk"]), data)
+    assert state.luks.verify(token, arqc, data).ok
+
+
+def test_asking_again_retires_the_key_before(world: World, holder: Holder) -> None:
+    card = added(world, holder, issue_card(world, holder.phone))
+    first = grant_keys(world, holder, card["id"])
+    second = grant_keys(world, holder, card["id"])
+    assert second.json()["luk_index"] == 2 and second.json()["atc_first"] == 21
+    state = world.client.app.state  # type: ignore[attr-defined]
+    token = state.tsp.token(int(card["id"], 16))
+    data = tap_data(1)
+    old = bytes.fromhex(first.extensions["opened"]["luk"])
+    arqc = crypto.generate_ac(profile("unionpay-cvn01"), old, data)
+    assert state.luks.verify(token, arqc, data).code is LukCode.LUK_RETIRED
+
+
+def test_keys_go_only_to_the_phone_the_card_is_on(world: World, holder: Holder) -> None:
+    card = added(world, holder, issue_card(world, holder.phone))
+    bound_phone(world, holder.person, "phone-cards-2")
+    answer = grant_keys(world, holder, card["id"], device_id="phone-cards-2")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (403, "device_mismatch")
+    answer = grant_keys(world, holder, card["id"], device_id="phone-never-bound")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (404, "device_not_found")
+
+
+def test_no_keys_for_a_card_that_is_not_active(world: World, holder: Holder) -> None:
+    card = added(world, holder, issue_card(world, holder.phone))
+    assert call(world, holder, "POST", f"/v1/me/cards/{card['id']}/suspension").is_success
+    answer = grant_keys(world, holder, card["id"])
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "token_not_active")
+    waiting = add(world, holder, issue_card(world, OTHER_PHONE), domain="in_app").json()
+    answer = grant_keys(world, holder, waiting["id"])
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "token_not_active")
+
+
+@pytest.mark.parametrize(
+    "public_key",
+    ["not base64 !", base64.urlsafe_b64encode(b"\x04" + bytes(64)).decode(), "AAAA"],
+)
+def test_a_phone_key_that_is_no_p256_point_is_422(
+    world: World, holder: Holder, public_key: str
+) -> None:
+    card = added(world, holder, issue_card(world, holder.phone))
+    answer = grant_keys(world, holder, card["id"], public_key=public_key)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == "public_key"
+    state = world.client.app.state  # type: ignore[attr-defined]
+    token = state.tsp.token(int(card["id"], 16))
+    with pytest.raises(LukUnknown):  # nothing was granted
+        state.luks.replenish(token)
+
+
+def test_a_card_gets_a_bounded_number_of_keys_a_day(world: World, holder: Holder) -> None:
+    card = added(world, holder, issue_card(world, holder.phone))
+    for _ in range(DEFAULT_LUK_LIMITS.grants_per_day_max):
+        assert grant_keys(world, holder, card["id"]).status_code == 201
+    answer = grant_keys(world, holder, card["id"])
+    assert (answer.status_code, answer.json()["error"]["code"]) == (429, "luk_grants_exceeded")
+
+
+def test_a_card_that_had_its_codes_today_is_429(world: World, holder: Holder) -> None:
+    card = issue_card(world, OTHER_PHONE)
+    for _ in range(STEP_UP_SENDS_PER_CARD_MAX):
+        assert add(world, holder, card).status_code == 202
+    answer = add(world, holder, card)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (429, "step_up_limit_reached")

@@ -15,6 +15,7 @@ endpoint is tried with another user's ids before it ships.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,14 +26,18 @@ from typing import Any
 import fastapi.routing
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from milletpay.api import create_app
 from milletpay.api.partners import partner_api_key
 from milletpay.banks import Banks, GeneratedBankKeys
+from milletpay.banks.keys import issuer_bins
 from milletpay.cards import Expiry, seal_card_for_tsp
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
+from milletpay.emv.keys import IssuerKeyStore
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
 from milletpay.sim.phone import SimulatedPhone
 from milletpay.wallet import SimulatedBankGateway
@@ -350,6 +355,24 @@ def _delete_bs_card(pair: Pair) -> httpx.Response:
     return pair.as_a("DELETE", f"/v1/me/cards/{pair.b_card_id}")
 
 
+def _keys_for_bs_card(pair: Pair, device_id: str) -> httpx.Response:
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    body = {"device_id": device_id, "public_key": base64.urlsafe_b64encode(point).decode()}
+    return pair.as_a("POST", f"/v1/me/cards/{pair.b_card_id}/keys", json=body)
+
+
+def _keys_for_bs_card_on_bs_phone(pair: Pair) -> httpx.Response:
+    return _keys_for_bs_card(pair, pair.b.device.device_id)
+
+
+def _keys_for_bs_card_on_as_phone(pair: Pair) -> httpx.Response:
+    return _keys_for_bs_card(pair, pair.a.device.device_id)
+
+
 def _make_bs_card_as_default(pair: Pair) -> httpx.Response:
     return pair.as_a("PUT", "/v1/me/cards/default", json={"token_id": pair.b_card_id})
 
@@ -440,6 +463,10 @@ CASES: dict[tuple[str, str], list[Case]] = {
     ("POST", "/v1/me/cards/{token_id}/step-up"): [
         Case("confirm_bs_step_up_with_bs_code", _confirm_bs_step_up, after=_b_still_can_confirm),
     ],
+    ("POST", "/v1/me/cards/{token_id}/keys"): [
+        Case("keys_for_bs_card_on_bs_phone", _keys_for_bs_card_on_bs_phone),
+        Case("keys_for_bs_card_on_as_phone", _keys_for_bs_card_on_as_phone),
+    ],
     ("POST", "/v1/me/cards/{token_id}/suspension"): [Case("suspend_bs_card", _suspend_bs_card)],
     ("DELETE", "/v1/me/cards/{token_id}/suspension"): [Case("resume_bs_card", _resume_bs_card)],
     ("DELETE", "/v1/me/cards/{token_id}"): [Case("delete_bs_card", _delete_bs_card)],
@@ -493,6 +520,7 @@ def _platform(database_url: str) -> Iterator[Platform]:
         pin_hashing=PIN_HASHING_FAST,
         bank_gateway=(bank := SimulatedBankGateway()),
         banks=Banks(database_url, keyring, GeneratedBankKeys(), clock),
+        issuer_keys=IssuerKeyStore.generate(issuer_bins()),
     )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Platform(client, clock, sms, bank)

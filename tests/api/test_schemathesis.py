@@ -34,8 +34,10 @@ from schemathesis.specs.openapi.checks import (
 
 from milletpay.api import create_app
 from milletpay.api.partners import partner_api_key
+from milletpay.banks.keys import issuer_bins
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
+from milletpay.emv.keys import IssuerKeyStore
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
 from milletpay.identity.quickpay import PARTNERS
 from milletpay.wallet import SimulatedBankGateway
@@ -63,6 +65,7 @@ def platform(database_url: str) -> Iterator[Platform]:
         sms=(sms := SimulatedSms()),
         pin_hashing=PIN_HASHING_FAST,
         bank_gateway=(bank := SimulatedBankGateway()),
+        issuer_keys=IssuerKeyStore.generate(issuer_bins()),
     )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Platform(client, clock, sms, bank)

@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 
 from milletpay.api import create_app
 from milletpay.banks import Banks, GeneratedBankKeys
+from milletpay.banks.keys import issuer_bins
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
+from milletpay.emv.keys import IssuerKeyStore
 from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
 from milletpay.ledger import Ledger
 from milletpay.sim.phone import SimulatedPhone
@@ -115,6 +117,7 @@ def make_world(database_url: str) -> Iterator[World]:
         pin_hashing=PIN_HASHING_FAST,
         bank_gateway=bank,
         banks=banks,
+        issuer_keys=IssuerKeyStore.generate(issuer_bins()),
     )
     with TestClient(app) as client:
         world = World(client, clock, sms, bank, app.state.ledger, banks)

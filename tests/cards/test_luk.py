@@ -33,11 +33,13 @@ from milletpay.cards.luk import (
     LukAtcSpaceExhausted,
     LukCode,
     LukGrant,
+    LukGrantsExceeded,
     LukLimits,
     LukUnknown,
     TokenNotActive,
     Verdict,
     derive_luk,
+    token_valid_until_ns,
 )
 from milletpay.cards.luk_tables import token_luk_atcs, token_luks
 from milletpay.core.clock import NS_PER_S
@@ -232,6 +234,44 @@ def test_a_luk_expires(small: LukWorld) -> None:
     assert small.tap(token, grant, 1).ok  # the last nanosecond
     clock.advance(nanoseconds=1)
     assert small.tap(token, grant, 2) == Verdict(LukCode.LUK_EXPIRED, 1)
+
+
+def test_a_luk_never_outlives_its_token(tsp_world: TspWorld) -> None:
+    store = IssuerKeyStore.generate(issuer_bins())
+    long_lived = LukLimits(ttl_s=10 * 365 * 86_400)  # far past the token's 3 years
+    luks = LimitedUseKeys(tsp_world.engine, store, tsp_world.clock, limits=long_lived)
+    token = tsp_world.active_token(tsp_world.card("ICBC"))
+    grant = luks.issue(token)
+    ends_ns = token_valid_until_ns(f"{token.expiry.year:04d}{token.expiry.month:02d}")
+    assert grant.expires_at_ns == ends_ns
+    # The end of the expiry month, China time: 16:00 UTC on its last day.
+    assert ends_ns % (86_400 * NS_PER_S) == 16 * 3_600 * NS_PER_S
+
+
+def test_no_luk_for_a_token_past_its_expiry(world: LukWorld) -> None:
+    token = world.token()
+    clock = world.tsp.clock
+    ends_ns = token_valid_until_ns(f"{token.expiry.year:04d}{token.expiry.month:02d}")
+    clock.advance(nanoseconds=ends_ns - clock.now_ns())
+    with pytest.raises(TokenNotActive, match="expired"):
+        world.luks.issue(token)
+    assert _luk_rows(world) == 0
+
+
+def test_a_token_gets_a_bounded_number_of_luks_a_day(tsp_world: TspWorld) -> None:
+    store = IssuerKeyStore.generate(issuer_bins())
+    limits = LukLimits(grants_per_day_max=3)
+    luks = LimitedUseKeys(tsp_world.engine, store, tsp_world.clock, limits=limits)
+    token = tsp_world.active_token(tsp_world.card("ICBC"))
+    grants = [luks.issue(token), luks.replenish(token), luks.replenish(token)]
+    with pytest.raises(LukGrantsExceeded, match="3 limited-use keys in 24 hours"):
+        luks.replenish(token)
+    assert _tap_ok(luks, token, grants[-1])  # refused, and the current LUK still works
+    tsp_world.clock.advance(seconds=86_400 - 1)
+    with pytest.raises(LukGrantsExceeded):
+        luks.issue(token)
+    tsp_world.clock.advance(seconds=1)  # the first grant leaves the 24 hours
+    assert luks.replenish(token).luk_index == 4
 
 
 @pytest.mark.parametrize("party", [Party.CARDHOLDER, Party.ISSUER, Party.DEVICE])

@@ -33,7 +33,8 @@ from milletpay.cards import (
     TokenUnknown,
     seal_card_for_tsp,
 )
-from milletpay.cards.tables import token_step_ups, tokens, vault_pans
+from milletpay.cards.tables import token_step_up_sends, token_step_ups, tokens, vault_pans
+from milletpay.cards.tsp import STEP_UP_SENDS_PER_CARD_MAX, STEP_UP_SENDS_WINDOW_S
 
 from .conftest import DEVICE, OTHER_PHONE, USER_ID, WALLET_PHONE, TspWorld
 from .pans import NOT_TOKENIZABLE, VISA
@@ -264,6 +265,58 @@ def test_asking_again_replaces_a_token_waiting_for_its_code(tsp_world: TspWorld)
     )
     confirmed = tsp_world.tsp.confirm_step_up(second.token.id, tsp_world.last_code())
     assert confirmed.status is StepUpStatus.ACTIVATED
+
+
+def test_a_card_gets_a_bounded_number_of_codes_a_day(tsp_world: TspWorld) -> None:
+    card = tsp_world.card()
+    for _ in range(STEP_UP_SENDS_PER_CARD_MAX):
+        assert tsp_world.provision(card, phone=OTHER_PHONE).outcome is ProvisionOutcome.STEP_UP
+    waiting = tsp_world.tsp.tokens_of(USER_ID)[-1]
+    assert len(tsp_world.sms.messages_to(WALLET_PHONE)) == STEP_UP_SENDS_PER_CARD_MAX
+    refused = tsp_world.provision(card, phone=OTHER_PHONE)
+    assert (refused.outcome, refused.decline) == (
+        ProvisionOutcome.DECLINED,
+        DeclineCode.STEP_UP_LIMIT,
+    )
+    assert "5 codes were sent for this card in 24 hours" in refused.reason
+    # Nothing sent, nothing changed: the last token still waits for its code.
+    assert len(tsp_world.sms.messages_to(WALLET_PHONE)) == STEP_UP_SENDS_PER_CARD_MAX
+    assert tsp_world.tsp.token(waiting.id).state is TokenState.INACTIVE
+    # Another card of the same holder's bank has its own codes.
+    assert tsp_world.provision(tsp_world.card(), phone=OTHER_PHONE).outcome is (
+        ProvisionOutcome.STEP_UP
+    )
+    tsp_world.clock.advance(seconds=STEP_UP_SENDS_WINDOW_S)
+    assert tsp_world.provision(card, phone=OTHER_PHONE).outcome is ProvisionOutcome.STEP_UP
+
+
+def test_the_sweep_removes_tokens_whose_code_lapsed(tsp_world: TspWorld) -> None:
+    lapsing = tsp_world.provision(tsp_world.card(), phone=OTHER_PHONE).token
+    active = tsp_world.active_token(tsp_world.card())
+    tsp_world.clock.advance(seconds=STEP_UP_TTL_S - 1)
+    fresh = tsp_world.provision(tsp_world.card(), phone=OTHER_PHONE).token
+    assert lapsing is not None and fresh is not None
+    assert tsp_world.tsp.sweep_step_ups() == 0  # nothing lapsed yet
+    tsp_world.clock.advance(seconds=1)
+    assert tsp_world.tsp.sweep_step_ups() == 1
+    assert tsp_world.tsp.token(lapsing.id).state is TokenState.DELETED
+    assert tsp_world.tsp.token(fresh.id).state is TokenState.INACTIVE
+    assert tsp_world.tsp.token(active.id).state is TokenState.ACTIVE
+    assert _count(tsp_world, token_step_ups) == 1  # the fresh token's code only
+    assert tsp_world.tsp.sweep_step_ups() == 0  # again: nothing more
+    assert _count(tsp_world, token_step_up_sends) == 2
+    tsp_world.clock.advance(seconds=STEP_UP_SENDS_WINDOW_S)
+    tsp_world.tsp.sweep_step_ups()
+    assert _count(tsp_world, token_step_up_sends) == 0  # sends past the window go
+
+
+def test_the_sweep_works_in_bounded_batches(tsp_world: TspWorld) -> None:
+    waiting = [tsp_world.provision(tsp_world.card(), phone=OTHER_PHONE) for _ in range(3)]
+    tsp_world.clock.advance(seconds=STEP_UP_TTL_S)
+    assert tsp_world.tsp.sweep_step_ups(limit=2) == 2
+    assert tsp_world.tsp.sweep_step_ups(limit=2) == 1
+    states = {tsp_world.tsp.token(a.token.id).state for a in waiting if a.token is not None}
+    assert states == {TokenState.DELETED}
 
 
 def test_no_phone_on_file_waits_for_the_issuer(tsp_world: TspWorld) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,10 +25,12 @@ from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
 from milletpay.banks import BankKeys, Banks
-from milletpay.banks.keys import issuer_keys_from_environment
+from milletpay.banks.keys import IssuerKeyStoreKeys, issuer_bins
 from milletpay.cards import PanVault, TokenService
+from milletpay.cards.luk import LimitedUseKeys
 from milletpay.core.clock import Clock, SystemClock
 from milletpay.core.keyring import KeyRing
+from milletpay.emv.keys import ImkSource, IssuerKeyStore, VersionedKey
 from milletpay.identity import IdentityService, PinHashing, SimulatedSms, SmsChannel
 from milletpay.identity.devices import DeviceRegistry
 from milletpay.identity.quickpay import QuickPay
@@ -38,21 +41,23 @@ from milletpay.wallet import BankGateway, CoinService, SimulatedBankGateway, Wal
 
 log = logging.getLogger(__name__)
 
-#: How often the server looks for wallet operations left pending, in seconds.
-RESUME_EVERY_S = 30.0
+#: How often the server finishes stuck wallet operations and removes lapsed step-ups.
+MAINTENANCE_EVERY_S = 30.0
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
 
 
-async def _resume_stuck_operations(wallet: WalletService) -> None:
-    """Every `RESUME_EVERY_S`, finish the wallet operations a crash or a silent bank left
-    pending (`WalletService.resume_pending`)."""
+async def _maintain(wallet: WalletService, tsp: TokenService) -> None:
+    """Every `MAINTENANCE_EVERY_S`: finish the wallet operations a crash or a silent bank
+    left pending (`WalletService.resume_pending`), and delete the tokens whose step-up
+    code lapsed unanswered (`TokenService.sweep_step_ups`)."""
     while True:
-        await asyncio.sleep(RESUME_EVERY_S)
+        await asyncio.sleep(MAINTENANCE_EVERY_S)
         try:
             resumed = await run_in_threadpool(wallet.resume_pending)
+            await run_in_threadpool(tsp.sweep_step_ups)
         except Exception:  # the database is away: the next pass tries again
-            log.exception("resuming pending wallet operations failed")
+            log.exception("server maintenance failed")
             continue
         if resumed.finished or resumed.failed:
             log.info(
@@ -63,26 +68,32 @@ async def _resume_stuck_operations(wallet: WalletService) -> None:
 
 
 class IssuerKeysOnFirstUse:
-    """The banks' keys from the environment (`issuer_keys_from_environment`), read when a
-    bank first needs one: a server that never opens a bank never reads (nor, in a new
-    sandbox, creates) the issuer key file."""
+    """The issuer key store from the environment (`IssuerKeyStore.from_environment`),
+    read when a bank or the token service first needs a key: a server that never opens
+    a bank nor grants a limited-use key never reads (nor, in a new sandbox, creates)
+    the issuer key file. Both the banks' keys (`BankKeys`) and IMK-ACs (`ImkSource`)."""
 
     def __init__(self) -> None:
-        self._keys: BankKeys | None = None
+        self._lock = threading.Lock()
+        self._store: IssuerKeyStore | None = None
 
     def __repr__(self) -> str:
         return "IssuerKeysOnFirstUse()"
 
-    def _loaded(self) -> BankKeys:
-        if self._keys is None:
-            self._keys = issuer_keys_from_environment()
-        return self._keys
+    def _loaded(self) -> IssuerKeyStore:
+        with self._lock:  # one reader creates a new sandbox's key file, not two
+            if self._store is None:
+                self._store = IssuerKeyStore.from_environment(issuer_bins())
+            return self._store
 
     def cvk(self, bank_code: str) -> bytes:
-        return self._loaded().cvk(bank_code)
+        return IssuerKeyStoreKeys(self._loaded()).cvk(bank_code)
 
     def pvk(self, bank_code: str) -> bytes:
-        return self._loaded().pvk(bank_code)
+        return IssuerKeyStoreKeys(self._loaded()).pvk(bank_code)
+
+    def imk_ac(self, bank: str, bin_: str, version: int | None = None) -> VersionedKey:
+        return self._loaded().imk_ac(bank, bin_, version)
 
 
 class BodyLimit:
@@ -117,11 +128,14 @@ def create_app(
     pin_hashing: PinHashing | None = None,
     bank_gateway: BankGateway | None = None,
     banks: Banks | None = None,
+    issuer_keys: IssuerKeyStore | None = None,
 ) -> FastAPI:
     """The API on the database at `database_url`; the keyword arguments replace the
     production parts (system clock, key ring from the environment, the SMS gateway, the
     bank gateway: a `SimulatedBankGateway` until the banks exist; the issuing banks the
-    token service asks: on the same database, with the issuer keys from the environment).
+    token service asks: on the same database, with the issuer keys from the environment;
+    the issuer keys the token service derives limited-use keys from, and the default
+    banks' keys: from the environment).
     The app closes the banks when it shuts down, given ones too."""
     url = resolve_database_url(database_url)
     engine = create_engine(url)
@@ -138,7 +152,7 @@ def create_app(
         # collector's full passes, which otherwise walk it all and stall every request
         # in flight for a hundred milliseconds or more, every second or two under load.
         gc.freeze()
-        sweeper = asyncio.create_task(_resume_stuck_operations(app.state.wallet))
+        sweeper = asyncio.create_task(_maintain(app.state.wallet, app.state.tsp))
         yield
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -179,11 +193,18 @@ def create_app(
     app.state.coins = CoinService(
         app.state.ledger, app.state.wallet, app.state.identity, engine, clock, app.state.bank
     )
-    app.state.banks = banks or Banks(url, keyring, IssuerKeysOnFirstUse(), clock)
+    bank_keys: BankKeys
+    imks: ImkSource
+    if issuer_keys is None:
+        bank_keys = imks = IssuerKeysOnFirstUse()
+    else:
+        bank_keys, imks = IssuerKeyStoreKeys(issuer_keys), issuer_keys
+    app.state.banks = banks or Banks(url, keyring, bank_keys, clock)
     app.state.vault = PanVault(engine, keyring, clock)
     app.state.tsp = TokenService(
         engine, app.state.vault, keyring, app.state.banks, app.state.sms, clock
     )
+    app.state.luks = LimitedUseKeys(engine, imks, clock)
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit)

@@ -15,6 +15,7 @@ is 409 `token_exists`.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from typing import Annotated, Any, Final, Literal
 
@@ -36,14 +37,24 @@ from milletpay.cards import (
     PanInvalid,
     PanVault,
     Party,
+    PhoneKeyInvalid,
     ProvisionOutcome,
     ProvisionRequest,
     StepUpStatus,
     Token,
+    TokenBusy,
     TokenDomain,
     TokenService,
     TokenState,
     TokenUnknown,
+    phone_key_point,
+    seal_for_phone,
+)
+from milletpay.cards.luk import (
+    LimitedUseKeys,
+    LukAtcSpaceExhausted,
+    LukGrantsExceeded,
+    TokenNotActive,
 )
 from milletpay.core.ids import id_from_bytes, id_to_bytes
 from milletpay.store.engine import write_transaction
@@ -53,6 +64,11 @@ router = APIRouter(prefix="/v1/me/cards", tags=["cards"])
 _HEX_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 TOKEN_LAST_DIGITS: Final = 4
 STEP_UP_CODE_CHARS_MAX: Final = 12
+#: base64url of a 65-byte point is 87 characters; a little room for padding.
+PHONE_KEY_CHARS_MAX: Final = 100
+#: Why no limited-use key is granted: the card is not active or expired, too many keys
+#: lately, or its ATCs are used up (add the card again).
+_GRANT_REFUSALS: Final = (TokenNotActive, LukGrantsExceeded, LukAtcSpaceExhausted, TokenBusy)
 
 #: The user's default card (migration `0010_default_card.py`): one row per user.
 default_cards = sa.table(
@@ -61,6 +77,10 @@ default_cards = sa.table(
     sa.column("token_id", sa.LargeBinary()),
     sa.column("updated_at", sa.BigInteger()),
 )
+
+#: A decline that is not the issuer's or the card's: the card is there already (409), or
+#: it had its step-up codes for today (429).
+_DECLINE_STATUS: Final = {DeclineCode.TOKEN_EXISTS: 409, DeclineCode.STEP_UP_LIMIT: 429}
 
 #: What the envelope may hold wrong once it opens: input to fix, nothing stored.
 _ENVELOPE_ERRORS: Final = (CardEnvelopeInvalid, PanInvalid, ExpiryInvalid, Cvn2Invalid)
@@ -77,6 +97,11 @@ _STEP_UP_REFUSALS: Final[dict[StepUpStatus, tuple[int, str]]] = {
 async def token_service(request: Request) -> TokenService:
     service: TokenService = request.app.state.tsp
     return service
+
+
+async def limited_use_keys(request: Request) -> LimitedUseKeys:
+    luks: LimitedUseKeys = request.app.state.luks
+    return luks
 
 
 async def pan_vault(request: Request) -> PanVault:
@@ -98,6 +123,7 @@ Tsp = Annotated[TokenService, Depends(token_service)]
 Vault = Annotated[PanVault, Depends(pan_vault)]
 PartnerBanks = Annotated[Banks, Depends(partner_banks)]
 Database = Annotated[sa.Engine, Depends(platform_engine)]
+Luks = Annotated[LimitedUseKeys, Depends(limited_use_keys)]
 
 
 class CardRequest(BaseModel):
@@ -108,6 +134,11 @@ class CardRequest(BaseModel):
 
 class StepUpCode(BaseModel):
     code: str = Field(min_length=1, max_length=STEP_UP_CODE_CHARS_MAX)
+
+
+class KeyRequest(BaseModel):
+    device_id: str = Field(min_length=1, max_length=64)
+    public_key: str = Field(min_length=1, max_length=PHONE_KEY_CHARS_MAX)
 
 
 class DefaultCard(BaseModel):
@@ -176,6 +207,55 @@ def confirm_step_up(
     if answer.status is StepUpStatus.CODE_WRONG:
         message = f"{message}; {answer.attempts_left} tries left"
     raise ApiError(status, str(answer.status), message, "code")
+
+
+@router.post("/{token_id}/keys", status_code=201)
+def grant_keys(
+    token_id: str,
+    body: KeyRequest,
+    signed_in: SignedIn,
+    devices: Devices,
+    tsp: Tsp,
+    luks: Luks,
+) -> dict[str, Any]:
+    """A new limited-use key for the phone that holds the card, sealed to the one-time
+    P-256 key the phone sends (`public_key`, base64url of the uncompressed point): the
+    key, the token number, its expiry and PSN open only on that phone. The key before is
+    retired at once, so a retry simply replaces it. 409 when the card is not active."""
+    user_id = signed_in.user_id
+    token = _own_token(tsp, user_id, token_id)
+    require_own_device(devices, user_id, body.device_id)
+    if token.device_id != body.device_id:
+        raise ApiError(403, "device_mismatch", "the card is on another phone", "device_id")
+    try:
+        point = phone_key_point(_unb64url(body.public_key))
+    except PhoneKeyInvalid as error:
+        raise ApiError(422, error.code, error.message, "public_key") from None
+    try:
+        grant = luks.issue(token)
+    except _GRANT_REFUSALS as error:
+        status = 429 if isinstance(error, LukGrantsExceeded) else 409
+        raise ApiError(status, error.code, error.message) from None
+    sealed = seal_for_phone(
+        point,
+        {
+            "luk": grant.key.hex().upper(),
+            "token_number": grant.token_number,
+            "token_expiry": str(token.expiry),
+            "psn": token.psn,
+        },
+    )
+    return {
+        "token_id": f"{token.id:032x}",
+        "luk_index": grant.luk_index,
+        "profile": grant.profile,
+        "atc_first": grant.atc_first,
+        "atc_last": grant.atc_last,
+        "uses_max": grant.uses_max,
+        "issued_at_ns": grant.issued_at_ns,
+        "expires_at_ns": grant.expires_at_ns,
+        "sealed": sealed,
+    }
 
 
 @router.get("")
@@ -271,6 +351,14 @@ def set_default(
 # -- helpers ----------------------------------------------------------------------------
 
 
+def _unb64url(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        message = "public_key is not base64url"
+        raise ApiError(422, "phone_key_invalid", message, "public_key") from None
+
+
 def _own_token(tsp: TokenService, user_id: int, text: str, field: str | None = None) -> Token:
     """The user's token with id `text`; 404 for a malformed, unknown or foreign id alike."""
     missing = ApiError(404, "token_not_found", "no such card", field)
@@ -331,7 +419,7 @@ def _card_json(
 
 def _decline(code: DeclineCode | None, reason: str) -> JSONResponse:
     assert code is not None
-    status = 409 if code is DeclineCode.TOKEN_EXISTS else 402
+    status = _DECLINE_STATUS.get(code, 402)
     message = f"declined: {code}" + (f" ({reason})" if reason else "")
     error: dict[str, Any] = {"code": str(code), "message": message, "field": "envelope"}
     if reason:

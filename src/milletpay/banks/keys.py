@@ -94,9 +94,3 @@ def token_iins(spec: BankSpec) -> list[str]:
     first, last = int(spec.token_iin_range.first), int(spec.token_iin_range.last)
     assert last - first < TOKEN_IINS_PER_BANK_MAX, f"{spec.code}: token range too wide"
     return [f"{iin:06d}" for iin in range(first, last + 1)]
-
-
-def issuer_keys_from_environment() -> IssuerKeyStoreKeys:
-    """The banks' keys from `MILLET_ISSUER_KEYS` or the issuer key file (created with
-    fresh keys for every bank on the first run of a sandbox)."""
-    return IssuerKeyStoreKeys(IssuerKeyStore.from_environment(issuer_bins()))

@@ -10,7 +10,10 @@ from milletpay.cards.envelope import (
     ENVELOPE_CHARS_MAX,
     CardDetails,
     open_card_envelope,
+    open_for_phone,
+    phone_key_point,
     seal_card_for_tsp,
+    seal_for_phone,
     tsp_public_key,
 )
 from milletpay.cards.errors import (
@@ -21,6 +24,7 @@ from milletpay.cards.errors import (
     ExpiryInvalid,
     PanAlreadyVaulted,
     PanInvalid,
+    PhoneKeyInvalid,
     TokenBusy,
     TokenNumbersExhausted,
     TokenRequestInvalid,
@@ -109,6 +113,7 @@ __all__ = [
     "PanInvalid",
     "PanVault",
     "Party",
+    "PhoneKeyInvalid",
     "ProvisionAnswer",
     "ProvisionOutcome",
     "ProvisionRequest",
@@ -136,7 +141,10 @@ __all__ = [
     "is_par",
     "mask_pan",
     "open_card_envelope",
+    "open_for_phone",
+    "phone_key_point",
     "seal_card_for_tsp",
+    "seal_for_phone",
     "tsp_public_key",
     "validate_pan",
 ]

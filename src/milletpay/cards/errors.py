@@ -57,6 +57,12 @@ class CardEnvelopeInvalid(CardError):
     code = "card_envelope_invalid"
 
 
+class PhoneKeyInvalid(CardError):
+    """The key a phone asked its keys to be sealed to is not a P-256 point."""
+
+    code = "phone_key_invalid"
+
+
 class Cvn2Invalid(CardError):
     code = "cvn2_invalid"
 

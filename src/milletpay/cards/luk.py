@@ -33,9 +33,11 @@ from milletpay.core.clock import NS_PER_S, Clock
 from milletpay.core.ids import id_from_bytes, id_to_bytes
 from milletpay.emv import crypto
 from milletpay.emv.crypto import EmvCryptoError
-from milletpay.emv.keys import IssuerKeyStore
+from milletpay.emv.keys import ImkSource
 from milletpay.emv.profiles import CryptogramProfile, profile
+from milletpay.identity.kyc import SECONDS_PER_DAY
 from milletpay.store.engine import read_transaction, write_transaction
+from milletpay.wallet.periods import month_bounds_ns
 
 #: The cryptogram profile of the phone's applet: Millet Pay's network profile.
 LUK_PROFILE: Final = profile("unionpay-cvn01")
@@ -62,10 +64,13 @@ class LukLimits:
     uses_max: int = 10
     ttl_s: int = 3 * 86_400
     atc_window: int = 20
+    #: LUKs one token may be given in any 24 hours (replenishments included).
+    grants_per_day_max: int = 24
 
     def __post_init__(self) -> None:
         assert 1 <= self.uses_max <= self.atc_window <= ATC_MAX - ATC_FIRST + 1
         assert self.ttl_s >= 1
+        assert self.grants_per_day_max >= 1
 
 
 DEFAULT_LUK_LIMITS: Final = LukLimits()
@@ -95,6 +100,13 @@ class LukUnknown(CardError):
     """A replenishment for a token that was never given a LUK."""
 
     code = "luk_unknown"
+
+
+class LukGrantsExceeded(CardError):
+    """The token was given `LukLimits.grants_per_day_max` LUKs in the last 24 hours: a
+    phone asking again and again would otherwise burn the token's ATC space."""
+
+    code = "luk_grants_exceeded"
 
 
 class LukAtcSpaceExhausted(CardError):
@@ -153,7 +165,7 @@ class LimitedUseKeys:
     def __init__(
         self,
         engine: sa.Engine,
-        key_store: IssuerKeyStore,
+        key_store: ImkSource,
         clock: Clock,
         *,
         limits: LukLimits = DEFAULT_LUK_LIMITS,
@@ -168,7 +180,8 @@ class LimitedUseKeys:
 
     def issue(self, token: Token) -> LukGrant:
         """The phone's next LUK; a current one is retired (as `replenish` does).
-        `TokenUnknown`, `TokenNotActive`, `LukAtcSpaceExhausted`; nothing changes then."""
+        `TokenUnknown`, `TokenNotActive` (also once the token expired),
+        `LukGrantsExceeded`, `LukAtcSpaceExhausted`; nothing changes then."""
         return self._next(token, replenishing=False)
 
     def replenish(self, token: Token) -> LukGrant:
@@ -205,22 +218,39 @@ class LimitedUseKeys:
             latest = _latest_luk(conn, key)
             if latest is None and replenishing:
                 raise LukUnknown(f"token {row.token_number} has no LUK to replenish")
-            values = self._luk_row(key, latest, imk_version, row.token_number)
+            self._check_grant_rate(conn, key, row.token_number)
+            values = self._luk_row(key, latest, imk_version, row)
             if latest is not None and not _retire(conn, latest, values["issued_at"]):
                 conn.rollback()
                 return None
             conn.execute(sa.insert(token_luks).values(values))
         return row, values
 
-    def _luk_row(
-        self, key: bytes, latest: Any, imk_version: int, token_number: str
-    ) -> dict[str, Any]:
+    def _check_grant_rate(self, conn: sa.Connection, key: bytes, token_number: str) -> None:
+        since_ns = self._clock.now_ns() - SECONDS_PER_DAY * NS_PER_S
+        recent = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(token_luks)
+            .where(token_luks.c.token_id == key, token_luks.c.issued_at > since_ns)
+        ).scalar_one()
+        if recent >= self._limits.grants_per_day_max:
+            raise LukGrantsExceeded(
+                f"token {token_number} was given {recent} limited-use keys in 24 hours, "
+                f"the most there may be is {self._limits.grants_per_day_max}"
+            )
+
+    def _luk_row(self, key: bytes, latest: Any, imk_version: int, token_row: Any) -> dict[str, Any]:
+        """The next LUK's row: the window after the latest's, valid for `ttl_s` but never
+        past the token's own expiry."""
         index = LUK_INDEX_FIRST if latest is None else latest.luk_index + 1
         atc_first = ATC_FIRST if latest is None else latest.atc_last + 1
         atc_last = atc_first + self._limits.atc_window - 1
         if atc_last > ATC_MAX:
-            raise LukAtcSpaceExhausted(f"token {token_number} has used its ATCs up")
+            raise LukAtcSpaceExhausted(f"token {token_row.token_number} has used its ATCs up")
         now_ns = self._clock.now_ns()
+        token_ends_ns = token_valid_until_ns(token_row.expiry)
+        if now_ns >= token_ends_ns:
+            raise TokenNotActive(f"token {token_row.token_number} has expired")
         return {
             "token_id": key,
             "luk_index": index,
@@ -230,7 +260,7 @@ class LimitedUseKeys:
             "uses_max": self._limits.uses_max,
             "used_count": 0,
             "issued_at": now_ns,
-            "expires_at": now_ns + self._limits.ttl_s * NS_PER_S,
+            "expires_at": min(now_ns + self._limits.ttl_s * NS_PER_S, token_ends_ns),
             "retired_at": None,
         }
 
@@ -344,6 +374,12 @@ class LimitedUseKeys:
         imk = self._imk(bank_code, number, luk["imk_version"]).key
         icc_mk = crypto.icc_master_key(self._profile, imk, number, f"{psn:02d}")
         return derive_luk(icc_mk, luk["luk_index"])
+
+
+def token_valid_until_ns(expiry_yyyymm: str) -> int:
+    """The first instant a token is no longer valid: the end of its expiry month (CST),
+    as a card is valid through the last day of its expiry month."""
+    return month_bounds_ns(int(expiry_yyyymm[:4]), int(expiry_yyyymm[4:]))[1]
 
 
 def _atc(data: Mapping[str, bytes]) -> int:

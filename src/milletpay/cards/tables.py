@@ -47,3 +47,9 @@ token_step_ups = sa.table(
     sa.column("attempts", sa.SmallInteger()),
     sa.column("created_at", sa.BigInteger()),
 )
+token_step_up_sends = sa.table(
+    "token_step_up_sends",
+    sa.column("id", sa.LargeBinary()),
+    sa.column("vault_ref", sa.LargeBinary()),
+    sa.column("sent_at", sa.BigInteger()),
+)

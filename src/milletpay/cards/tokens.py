@@ -77,6 +77,7 @@ class DeclineCode(enum.StrEnum):
     PRODUCT_NOT_TOKENIZABLE = "product_not_tokenizable"  # the bank's, but no product of it
     IDV_DECLINED = "idv_declined"  # the issuer said red; `reason` is the issuer's
     TOKEN_EXISTS = "token_exists"  # a live token for this card, device and domain
+    STEP_UP_LIMIT = "step_up_limit_reached"  # too many codes texted for the card today
 
 
 class StepUpChannel(enum.StrEnum):

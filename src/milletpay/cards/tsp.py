@@ -52,7 +52,7 @@ from milletpay.cards.lifecycle import (
     apply,
 )
 from milletpay.cards.pan import Expiry, Pan
-from milletpay.cards.tables import token_step_ups, tokens
+from milletpay.cards.tables import token_step_up_sends, token_step_ups, tokens
 from milletpay.cards.tokens import (
     TOKEN_PSN,
     TOKEN_VALIDITY_YEARS,
@@ -79,6 +79,9 @@ from milletpay.store.engine import write_transaction
 STEP_UP_CODE_DIGITS: Final = 6
 STEP_UP_TTL_S: Final = 300
 STEP_UP_ATTEMPTS_MAX: Final = 5
+#: Codes texted for one card in any 24 hours; one more request is declined unsent.
+STEP_UP_SENDS_PER_CARD_MAX: Final = 5
+STEP_UP_SENDS_WINDOW_S: Final = 86_400
 STEP_UP_KEY_PURPOSE: Final = b"milletpay/cards/step-up-code/v1"
 #: Numbers drawn for one token before giving up (a collision is ~1 in 10^12 per draw).
 TOKEN_NUMBER_ATTEMPTS_MAX: Final = 8
@@ -159,7 +162,14 @@ class TokenService:
         step_up = decision.outcome is IdvOutcome.YELLOW
         code = f"{secrets.randbelow(10**STEP_UP_CODE_DIGITS):0{STEP_UP_CODE_DIGITS}d}"
         row = self._new_row(request, domain, entry, spec.code, card.pan.length, step_up)
-        existing = self._insert(row, code if decision.phone_on_file else None)
+        try:
+            existing = self._insert(row, code if decision.phone_on_file else None)
+        except _StepUpSendsExceeded:
+            log.info("token request for %s: step-up codes for the card used up", card.pan)
+            return _declined(
+                DeclineCode.STEP_UP_LIMIT,
+                f"{STEP_UP_SENDS_PER_CARD_MAX} codes were sent for this card in 24 hours",
+            )
         if existing is not None:
             return _declined(DeclineCode.TOKEN_EXISTS, f"token {existing:032x} is live")
         token = _token(row)
@@ -233,6 +243,7 @@ class TokenService:
                         self._change(conn, live, TokenEvent.DELETE, Party.TOKEN_SERVICE)
                     conn.execute(sa.insert(tokens).values(row))
                     if code is not None:
+                        self._count_send(conn, row)
                         conn.execute(sa.insert(token_step_ups).values(self._step_up_row(row, code)))
                     return None
             except sa.exc.IntegrityError:  # a concurrent request took the number or the slot
@@ -254,6 +265,27 @@ class TokenService:
     def _number_taken(self, conn: sa.Connection, number: str) -> bool:
         found = conn.execute(sa.select(tokens.c.id).where(tokens.c.token_number == number))
         return found.first() is not None
+
+    def _count_send(self, conn: sa.Connection, row: dict[str, Any]) -> None:
+        """Record one more code for the card, or `_StepUpSendsExceeded` (the caller's
+        transaction rolls back: no token, no code) if it had its codes for 24 hours."""
+        since_ns = row["created_at"] - STEP_UP_SENDS_WINDOW_S * NS_PER_S
+        sent = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(token_step_up_sends)
+            .where(
+                token_step_up_sends.c.vault_ref == row["vault_ref"],
+                token_step_up_sends.c.sent_at > since_ns,
+            )
+        ).scalar_one()
+        if sent >= STEP_UP_SENDS_PER_CARD_MAX:
+            raise _StepUpSendsExceeded
+        send = {
+            "id": id_to_bytes(self._ids.next_id()),
+            "vault_ref": row["vault_ref"],
+            "sent_at": row["created_at"],
+        }
+        conn.execute(sa.insert(token_step_up_sends).values(send))
 
     def _step_up_row(self, row: dict[str, Any], code: str) -> dict[str, Any]:
         return {
@@ -300,6 +332,39 @@ class TokenService:
             )
         left = STEP_UP_ATTEMPTS_MAX - attempts
         return StepUpAnswer(StepUpStatus.CODE_WRONG, _token(row), attempts_left=left)
+
+    def sweep_step_ups(self, limit: int = BULK_TOKENS_MAX) -> int:
+        """Delete up to `limit` tokens whose step-up code lapsed unanswered (as a try
+        after the lapse would), and forget the codes sent before the send window; the
+        number of tokens deleted. Safe to run on every server at once."""
+        assert 1 <= limit <= BULK_TOKENS_MAX
+        now_ns = self._clock.now_ns()
+        with self._engine.connect() as conn:
+            lapsed = (
+                conn.execute(
+                    sa.select(token_step_ups.c.token_id)
+                    .where(token_step_ups.c.expires_at <= now_ns)
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
+        deleted = 0
+        for key in lapsed:
+            with self._write() as conn:
+                row = self._row(conn, key)
+                if row is not None and row.state == TokenState.INACTIVE:
+                    deleted += (
+                        self._change(conn, row, TokenEvent.DELETE, Party.TOKEN_SERVICE) is not None
+                    )
+        with self._write() as conn:
+            cutoff_ns = now_ns - STEP_UP_SENDS_WINDOW_S * NS_PER_S
+            conn.execute(
+                sa.delete(token_step_up_sends).where(token_step_up_sends.c.sent_at <= cutoff_ns)
+            )
+        if deleted:
+            log.info("%d tokens removed: their step-up codes lapsed unanswered", deleted)
+        return deleted
 
     # -- reading ---------------------------------------------------------------------
 
@@ -473,6 +538,10 @@ class TokenService:
 
     def _write(self) -> AbstractContextManager[sa.Connection]:
         return write_transaction(self._engine)
+
+
+class _StepUpSendsExceeded(Exception):
+    """Inside `_insert`: the card had its codes; roll the token back."""
 
 
 def _declined(code: DeclineCode, reason: str = "") -> ProvisionAnswer:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 from pyemv import tools as _tools
 
@@ -79,6 +80,15 @@ class VersionedKey:
 
     def __repr__(self) -> str:
         return f"VersionedKey(version={self.version})"
+
+
+class ImkSource(Protocol):
+    """Where the token service gets issuer master keys for application cryptograms:
+    `IssuerKeyStore`, or a wrapper that loads one when first asked."""
+
+    def imk_ac(self, bank: str, bin_: str, version: int | None = None) -> VersionedKey:
+        """The IMK-AC of (bank, BIN): version `version`, or the newest."""
+        ...
 
 
 def owner_of(kind: KeyKind, bank: str, bin_: str | None = None) -> str:

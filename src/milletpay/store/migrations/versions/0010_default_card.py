@@ -5,7 +5,7 @@
   never shown as the default; the API drops the row when the cardholder deletes it.
 
 Revision ID: 0010
-Revises: 0008 (re-parent onto 0009, limited-use keys, when both branches meet)
+Revises: 0009
 """
 
 import sqlalchemy as sa
