@@ -320,14 +320,17 @@ class CitySpec:
             raise FareError(f"{self.code} has no {mode}")
         return self.rules[mode]
 
+    def require_station(self, station: str) -> None:
+        """`FareError` unless `station` is one of the city's metro stations."""
+        if all(line.position_m(station) is None for line in self.rule(Mode.METRO).lines):
+            raise FareError(f"{self.code} has no metro station {station!r}")
+
     def station_distance_m(self, from_station: str, to_station: str) -> int:
         """The distance between two stations of one metro line. A ride that changes lines
         is not priced by this table."""
-        lines = self.rule(Mode.METRO).lines
-        for station in (from_station, to_station):
-            if all(line.position_m(station) is None for line in lines):
-                raise FareError(f"{self.code} has no metro station {station!r}")
-        for line in lines:
+        self.require_station(from_station)
+        self.require_station(to_station)
+        for line in self.rule(Mode.METRO).lines:
             start_m, end_m = line.position_m(from_station), line.position_m(to_station)
             if start_m is not None and end_m is not None:
                 return abs(end_m - start_m)
@@ -352,9 +355,12 @@ class FareTable:
 # --- loading and validation -------------------------------------------------------------
 
 
+_KIND_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "a table"}
+
+
 def _require(value: Any, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise FareDataError(f"{where} must be a {kind.__name__}, got {value!r}")
+        raise FareDataError(f"{where} must be {_KIND_NAMES[kind]}, got {value!r}")
     return value
 
 
@@ -796,7 +802,7 @@ def _entry(city: CitySpec, rule: ModeRule, ride: Ride, context: RideContext) -> 
     """An entry on a distance fare: it settles an unclosed trip of the same mode, and it
     lets the card in only if the card could then pay the mode's lowest fare."""
     if rule.mode is Mode.METRO:
-        city.station_distance_m(ride.station, ride.station)  # the gate's station exists
+        city.require_station(ride.station)
     unclosed = context.open_trip(rule.mode)
     if unclosed is None:
         charge, charge_fen = Charge.NONE, 0
