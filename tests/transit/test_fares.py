@@ -596,6 +596,19 @@ def test_monthly_discount_tiers_rise_in_order() -> None:
         load_fares(metro)
 
 
+def test_monthly_discounts_are_for_the_metro_only() -> None:
+    distance_bus = ONE_CITY.replace(
+        'fare = "flat"\nflat_fen = 150',
+        'fare = "distance"\nbands = [{ up_to_m = 10_000, fare_fen = 200 }]\nstep_m = 5_000\n'
+        "step_fen = 100\nmax_distance_m = 60_000\n"
+        'unclosed_trip = { base = "max_fare", plus_fen = 0 }\n'
+        "monthly_discounts = [{ above_fen = 10_000, pays_percent = 80 }]",
+    )
+    assert distance_bus != ONE_CITY
+    with pytest.raises(FareDataError, match=r"city testville\.bus\.monthly_discounts is for the"):
+        load_fares(distance_bus)
+
+
 def test_a_city_that_appears_twice_is_refused() -> None:
     city = ONE_CITY.split('currency = "CNY"')[1]
     with pytest.raises(FareDataError, match="city testville appears twice"):
