@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from milletpay.emv import tlv
+from milletpay.transit import purse as purse_module
 from milletpay.transit import purse_crypto as pc
 from milletpay.transit.purse import (
     AID,
@@ -620,3 +621,34 @@ def _paid_load(checked: _Checked, host: LoadHost, amount_fen: int) -> None:
         decision = host.authorize_load(request)
         assert decision.mac2 is not None
         assert checked.send(credit_for_load_command(DATE, TIME, decision.mac2))
+
+
+# --- Limits at their edge -----------------------------------------------------------
+
+
+def test_a_purse_whose_offline_counter_is_at_its_maximum_refuses_purchases(
+    purse: Purse, sam: PurchaseSam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(purse_module, "COUNTER_MAX", 2)
+    purchase(purse, sam, 100)
+    purchase(purse, sam, 100)
+    command = initialize_for_purchase_command(KEY_INDEX, 100, TERMINAL_ID)
+    assert_sw(purse.process(command), Sw.COUNTER_EXHAUSTED)
+    assert purse.offline_counter == 2
+
+
+def test_a_purse_whose_online_counter_is_at_its_maximum_refuses_loads(
+    purse: Purse, city: CityMasterKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(purse_module, "COUNTER_MAX", 1)
+    load(purse, LoadHost([city]), 100)
+    command = initialize_for_load_command(KEY_INDEX, 100, LOAD_TERMINAL_ID)
+    assert_sw(purse.process(command), Sw.COUNTER_EXHAUSTED)
+    assert purse.online_counter == 1
+
+
+def test_a_load_up_to_exactly_the_maximum_balance_is_accepted(
+    purse: Purse, city: CityMasterKeys
+) -> None:
+    load(purse, LoadHost([city]), BALANCE_MAX_FEN - 5_000)
+    assert purse.balance_fen == BALANCE_MAX_FEN

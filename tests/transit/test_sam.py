@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from milletpay.transit import purse_crypto as pc
+from milletpay.transit import sam as sam_module
 from milletpay.transit.purse import (
     LoadInit,
     PurchaseInit,
@@ -294,3 +295,28 @@ def test_a_wrong_load_tac_does_not_confirm(city: CityMasterKeys) -> None:
     assert host.authorize_load(_load_request(card, 1_000)).approved
     assert not host.confirm(CARD_NUMBER, 0, b"\x00\x00\x00\x00")
     assert host.status(CARD_NUMBER, 0) is LoadStatus.APPROVED
+
+
+def test_a_full_host_refuses_new_loads(
+    city: CityMasterKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sam_module, "LOAD_RECORDS_MAX", 1)
+    host = LoadHost([city])
+    card = _purse(city)
+    assert host.authorize_load(_load_request(card, 1_000)).approved
+    other = Purse(
+        PurseProfile(
+            card_number=bytes.fromhex("31040000000099999999"),
+            issuer_id=bytes(8),
+            start_date=bytes(4),
+            expiry_date=bytes(4),
+            keys=(city.card_keys(bytes.fromhex("31040000000099999999")),),
+        )
+    )
+    _ok(other.process(select_command()))
+    command = initialize_for_load_command(1, 1_000, TERMINAL_ID)
+    init = LoadInit.decode(_ok(other.process(command)))
+    request = LoadRequest(
+        bytes.fromhex("31040000000099999999"), init, 1_000, TERMINAL_ID, DATE, TIME
+    )
+    assert host.authorize_load(request).refusal is LoadRefusal.CAPACITY
