@@ -171,6 +171,13 @@ class TripRecord:
     time: bytes
     amount_fen: int
 
+    def __post_init__(self) -> None:
+        _require(0 <= self.mode <= 0xFF, "mode is not one byte")
+        _require(0 <= self.entry_station < 1 << 32, "entry_station is not 4 bytes")
+        _require(len(self.date) == pc.DATE_BYTES, "date is not 4 bytes")
+        _require(len(self.time) == pc.TIME_BYTES, "time is not 3 bytes")
+        _require(0 <= self.amount_fen <= AMOUNT_MAX_FEN, "amount_fen is outside 4 bytes")
+
     def encode(self) -> bytes:
         out = (
             bytes([self.mode])
@@ -179,7 +186,7 @@ class TripRecord:
             + self.time
             + self.amount_fen.to_bytes(4, "big")
         )
-        _require(len(out) == TRIP_RECORD_BYTES, "trip record fields have the wrong sizes")
+        assert len(out) == TRIP_RECORD_BYTES
         return out
 
     @classmethod
@@ -283,6 +290,8 @@ def initialize_for_purchase_command(
 
 
 def update_capp_data_cache_command(record: bytes) -> bytes:
+    # P1 00, P2 F0 (SFI 0x1E, mode 000) as public JT/T 978 terminal traces write the cyclic
+    # trip file during a composite purchase; their records are 48 bytes, ours 16.
     return bytes([0x80, 0xDC, 0x00, SFI_TRIPS << 3, len(record)]) + record
 
 
