@@ -205,7 +205,7 @@ def test_a_length_prefix_with_a_sign_is_not_canonical() -> None:
 def test_a_secondary_bitmap_without_a_field_after_64_is_not_canonical() -> None:
     raw = spec.encode(authorization())
     padded = raw[:4] + bytes([raw[4] | 0x80]) + raw[5:12] + bytes(8) + raw[12:]
-    with pytest.raises(Iso8583Error, match="primary bitmap is not in canonical form"):
+    with pytest.raises(Iso8583Error, match="primary bitmap: not in canonical form"):
         spec.decode(padded)
 
 

@@ -47,11 +47,19 @@ class Iso8583Error(MilletError):
 
     code = "iso8583_invalid"
 
-    def __init__(self, what: str, *, field: int | None = None, offset: int | None = None):
-        place = "" if field is None else f"field {field} ({_field_name(field)})"
+    def __init__(
+        self,
+        what: str,
+        *,
+        field: int | None = None,
+        offset: int | None = None,
+        part: str | None = None,
+    ) -> None:
+        if field is not None:
+            part = f"field {field} ({_field_name(field)})"
         if offset is not None:
-            place = f"{place} at offset {offset}".strip()
-        super().__init__(f"{place}: {what}" if place else what)
+            part = f"{part or 'message'} at offset {offset}"
+        super().__init__(f"{part}: {what}" if part else what)
         self.field = field
         self.offset = offset
 
@@ -389,7 +397,9 @@ def decode(data: bytes) -> Message:
     try:
         decoded, encoded = iso8583.decode(bytes(data), SPEC)
     except iso8583.DecodeError as exc:
-        raise Iso8583Error(exc.msg, field=_field_number(exc.field), offset=exc.pos) from None
+        number = _field_number(exc.field)
+        part = _PART_NAMES.get(exc.field) if number is None else None
+        raise Iso8583Error(exc.msg, field=number, offset=exc.pos, part=part) from None
     except KeyError as exc:  # the bitmap names a field SPEC does not have
         raise Iso8583Error(f"field {exc.args[0]} is not one Millet Pay carries") from None
     fields: dict[int, FieldValue] = {}
@@ -539,12 +549,13 @@ def _check_canonical(message: Message, encoded: Mapping[str, Mapping[str, bytes]
     _, canonical = iso8583.encode(_document(message), SPEC)
     for key in ("p", "1", *(str(n) for n in message.fields)):
         if encoded.get(key) != canonical.get(key):
-            if key in _BITMAP_NAMES:
-                raise Iso8583Error(f"{_BITMAP_NAMES[key]} is not in canonical form")
+            if key in _PART_NAMES:
+                raise Iso8583Error("not in canonical form", part=_PART_NAMES[key])
             raise Iso8583Error("length is not in canonical form", field=int(key))
 
 
-_BITMAP_NAMES: Final = {"p": "primary bitmap", "1": "secondary bitmap"}
+# pyiso8583's names for the parts of a message that are not numbered fields.
+_PART_NAMES: Final = {"t": "MTI", "p": "primary bitmap", "1": "secondary bitmap"}
 
 
 def _document(message: Message) -> dict[str, str]:
