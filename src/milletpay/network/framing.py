@@ -13,6 +13,15 @@ from typing import Final
 
 from milletpay.core.errors import MilletError
 
+__all__ = [
+    "FRAME_BYTES_MAX",
+    "LENGTH_PREFIX_BYTES",
+    "FrameTimeout",
+    "FramingError",
+    "read_frame",
+    "write_frame",
+]
+
 LENGTH_PREFIX_BYTES: Final = 2
 FRAME_BYTES_MAX: Final = 0xFFFF  # the largest length a 2-byte prefix can say
 

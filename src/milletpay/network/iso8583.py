@@ -29,6 +29,41 @@ from milletpay.cards.pan import PAN_DIGITS_MAX, PAN_DIGITS_MIN, mask_pan
 from milletpay.core.clock import NS_PER_S
 from milletpay.core.errors import MilletError
 
+__all__ = [
+    "APPROVAL_CODE_MTIS",
+    "APPROVED",
+    "ECHOED_FIELDS",
+    "ECHO_TEST",
+    "FIELDS",
+    "MESSAGE_BYTES_MAX",
+    "MESSAGE_TYPES",
+    "NMI_CODES",
+    "POS_ENTRY_MODES",
+    "RESPONSE_CODES",
+    "SIGN_OFF",
+    "SIGN_ON",
+    "SPEC",
+    "FieldDef",
+    "FieldValue",
+    "Iso8583Error",
+    "Kind",
+    "Message",
+    "MessageType",
+    "Prefix",
+    "StanSequence",
+    "decode",
+    "encode",
+    "is_request",
+    "match_key",
+    "original_data_elements",
+    "request_mti",
+    "response_mti",
+    "response_to",
+    "retrieval_reference",
+    "transmission_date_time",
+    "validate",
+]
+
 FieldValue = str | bytes
 
 MTI_CHARS: Final = 4
@@ -407,8 +442,6 @@ def decode(data: bytes) -> Message:
         number = _field_number(key)
         if number is None:
             continue
-        if not value:
-            raise Iso8583Error("empty", field=number)
         fields[number] = bytes.fromhex(value) if FIELDS[number].kind is Kind.B else value
     message = Message(decoded["t"], fields)
     validate(message)

@@ -30,6 +30,20 @@ from milletpay.network.iso8583 import (
     response_to,
 )
 
+__all__ = [
+    "CONNECTIONS_MAX",
+    "CONNECT_TIMEOUT_S",
+    "IDLE_TIMEOUT_S",
+    "IN_FLIGHT_PER_CONNECTION_MAX",
+    "RESPONSE_TIMEOUT_S",
+    "Handler",
+    "Iso8583Client",
+    "Iso8583Server",
+    "LinkClosed",
+    "ResponseTimeout",
+    "network_management_response",
+]
+
 log = logging.getLogger(__name__)
 
 CONNECTIONS_MAX: Final = 64  # a server's open connections; one more is closed at once
