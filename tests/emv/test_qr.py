@@ -260,6 +260,10 @@ def test_a_cut_short_object_is_refused() -> None:
     _refused("000201" + "59", None, "at offset 6: 2 characters left")
 
 
+def test_broken_structure_inside_a_template_names_the_template() -> None:
+    _refused(_static(t62="01"), None, "in tag 62: 2 characters left")
+
+
 def test_duplicate_tag_is_refused() -> None:
     objects = (*_STATIC, ("59", "OTHER NOODLES"))
     _refused(_code(*objects), "59", "occurs more than once")
@@ -367,6 +371,11 @@ def test_alternate_language_template_needs_the_merchant_name() -> None:
     _refused(_static(t64=_obj("00", "ZH")), "64.01", "is mandatory, missing")
 
 
+def test_alternate_language_name_with_a_control_character_is_refused() -> None:
+    template = _obj("00", "ZH") + _obj("01", "小米\n面馆")
+    _refused(_static(t64=template), "64.01", "format S, printable characters only")
+
+
 def test_alternate_language_must_be_two_letters() -> None:
     _refused(_static(t64=_obj("00", "Z1") + _obj("01", "面馆")), "64.00", "ISO 639")
 
@@ -443,6 +452,10 @@ def test_fees_decode_as_minor_units_and_a_decimal_rate() -> None:
 
 def test_payload_over_512_characters_is_refused() -> None:
     _refused("0" * (qr.MPM_CHARS_MAX + 1), None, "513 characters, over 512")
+
+
+def test_input_that_is_neither_text_nor_bytes_is_refused() -> None:
+    _refused(12345, None, "a code is text, got int")  # type: ignore[arg-type]
 
 
 def test_bytes_are_read_as_utf8() -> None:
@@ -709,6 +722,11 @@ def test_cpm_needs_an_application_template() -> None:
     _cpm_refused(_cpm(_FORMAT), "61", "0 present, 1 to 4 allowed")
 
 
+def test_cpm_common_data_template_twice_is_refused() -> None:
+    common = Tlv("62", (Tlv("5F20", b"MILLET/USER"),))
+    _cpm_refused(_cpm(_FORMAT, _APP, common, common), "62", "2 present, 0 to 1 allowed")
+
+
 def test_cpm_application_template_needs_an_aid() -> None:
     _cpm_refused(_cpm(_FORMAT, Tlv("61", (Tlv("50", b"CARD"),))), "61/4F", "is mandatory")
 
@@ -741,6 +759,12 @@ def test_cpm_duplicate_tag_in_a_template_is_refused() -> None:
 def test_cpm_cryptogram_of_the_wrong_length_is_refused() -> None:
     app = Tlv("61", (*_APP_DATA, Tlv("63", (Tlv("9F26", bytes(4)),))))
     _cpm_refused(_cpm(_FORMAT, app), "61/63/9F26", "4 bytes, must be 8")
+
+
+def test_cpm_transparent_template_with_a_tag_twice_is_refused() -> None:
+    atc = Tlv("9F36", b"\x00\x01")
+    app = Tlv("61", (*_APP_DATA, Tlv("63", (atc, atc))))
+    _cpm_refused(_cpm(_FORMAT, app), "61/63", "tag 9F36 occurs more than once")
 
 
 def test_cpm_aid_of_the_wrong_length_is_refused() -> None:
