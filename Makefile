@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean zbar
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The QR tests read rendered codes back with zbar (pyzbar), which needs Debian's libzbar0.
+zbar:
+	@ldconfig -p | grep -q libzbar || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libzbar0 >/dev/null; }
+
 # PostgreSQL: MILLET_TEST_POSTGRES_URL if set, else the tests start a throw-away
 # server themselves (pgserver, installed with the dev extras).
-test: lint typecheck
+test: lint typecheck zbar
 	$(BIN)/pytest
 
 bench: $(STAMP)

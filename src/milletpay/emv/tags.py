@@ -3,8 +3,10 @@
 Sources: EMV 4.3 Book 3 Annex A (data elements dictionary) for the EMV tags; EMV Book C-3
 (kernel 3, qVSDC) for 9F66 and 9F6C; the EMV Payment Tokenisation framework for 9F24;
 JR/T 0025 (China Financial IC Card Specifications, PBOC 3.0) for the PBOC / UnionPay
-electronic-cash tags. `check` is the validation pass over decoded objects; this module
-never decides anything about a transaction.
+electronic-cash tags; the EMV QR Code Specification for Payment Systems, Consumer-Presented
+Mode (EMV QRCPS CPM) for the tags of a consumer-presented QR code. `check` is the
+validation pass over decoded objects; this module never decides anything about a
+transaction.
 """
 
 from __future__ import annotations
@@ -130,6 +132,13 @@ _TABLE: tuple[tuple[str, str, Format, int, int, Source], ...] = (
     ("9F6E", "Form Factor Indicator / Third Party Data", _F.B, 4, 32, _I),
     ("9F74", "Electronic Cash Issuer Authorisation Code (PBOC)", _F.A, 6, 6, _I),
     ("9F79", "Electronic Cash Balance (PBOC)", _F.N, 6, 6, _I),
+    # EMV QRCPS consumer-presented mode: the QR code's own templates and data.
+    ("85", "Payload Format Indicator (QR, consumer-presented)", _F.ANS, 5, 5, _I),
+    ("62", "Common Data Template (QR)", _F.VAR, 0, 252, _I),
+    ("63", "Application Specific Transparent Template (QR)", _F.VAR, 0, 252, _I),
+    ("64", "Common Data Transparent Template (QR)", _F.VAR, 0, 252, _I),
+    ("9F19", "Token Requestor ID", _F.N, 6, 6, _I),
+    ("9F25", "Last 4 Digits of PAN", _F.N, 2, 2, _I),
 )
 
 TAGS: Mapping[str, TagInfo] = MappingProxyType(
