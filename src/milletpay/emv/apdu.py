@@ -67,7 +67,7 @@ class StatusWord(IntEnum):
     CLA_NOT_SUPPORTED = 0x6E00
     NO_PRECISE_DIAGNOSIS = 0x6F00
 
-    def to_bytes(self) -> bytes:
+    def as_bytes(self) -> bytes:
         return int(self).to_bytes(SW_BYTES, "big")
 
 
@@ -148,7 +148,9 @@ def parse_command(raw: bytes) -> CommandApdu:
     `ApduError` naming the status word otherwise."""
     if not HEADER_BYTES <= len(raw) <= COMMAND_BYTES_MAX:
         raise ApduError(
-            StatusWord.WRONG_LENGTH, 0, f"{len(raw)} bytes; a short APDU has 4 to {COMMAND_BYTES_MAX}"
+            StatusWord.WRONG_LENGTH,
+            0,
+            f"{len(raw)} bytes; a short APDU has 4 to {COMMAND_BYTES_MAX}",
         )
     cla, ins, p1, p2 = raw[:HEADER_BYTES]
     if cla == CLA_INVALID:
@@ -196,7 +198,7 @@ class ResponseApdu:
 def respond(status: StatusWord, data: bytes = b"") -> bytes:
     """A response APDU's bytes: `data`, then the status word."""
     assert len(data) <= RESPONSE_DATA_BYTES_MAX, "response data over 256 bytes"
-    return data + status.to_bytes()
+    return data + status.as_bytes()
 
 
 def parse_response(raw: bytes) -> ResponseApdu:
