@@ -34,6 +34,8 @@ from milletpay.emv.tlv import Tlv, TlvError
 AMOUNT_MINOR_MAX: Final = 999_999_999_999  # n12
 CANDIDATES_MAX: Final = 16  # applications taken from one PPSE answer
 DOL_ENTRIES_MAX: Final = 32
+#: GPO data is 83, a length (81 xx above 127) and the PDOL data: a short APDU's Lc of 255.
+PDOL_DATA_BYTES_MAX: Final = apdu.LC_MAX - 3
 RECORDS_MAX: Final = 16  # records read in one tap
 EXCHANGES_MAX: Final = 2 + CANDIDATES_MAX + RECORDS_MAX  # PPSE, SELECTs, GPO, records
 
@@ -490,8 +492,11 @@ def _dol_data(dol: bytes, values: Mapping[str, bytes]) -> bytes:
     """The values a data object list asks for, each fitted to its length (EMV Book 3
     §5.4): numeric values are cut or padded on the left, others on the right; a tag
     the terminal does not have is zeros."""
+    entries = _dol_entries(dol)
+    if sum(length for _, length in entries) > PDOL_DATA_BYTES_MAX:
+        raise _Ended(OutcomeKind.END_APPLICATION, "pdol_malformed")
     out = b""
-    for tag, length in _dol_entries(dol):
+    for tag, length in entries:
         value = values.get(tag)
         info = tags.TAGS.get(tag)
         if value is None:
