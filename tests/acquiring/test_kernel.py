@@ -392,3 +392,26 @@ def test_pdol_data_is_limited_to_a_short_apdu(clock: ManualClock, asked: int, re
     outcome = tap(Rewriting(phone(clock), asks))
     assert (outcome.kind, outcome.reason) == (OutcomeKind.END_APPLICATION, reason)
     assert len(outcome.transcript) == (3 if reason == "gpo_refused" else 2)
+
+
+#: The dialogue docs/contactless.md walks through, byte by byte.
+ONE_TAP = (
+    (SELECT_PPSE,
+     "6F34840E325041592E5359532E4444463031A522BF0C1F611D4F08A000000333010101"
+     "500E556E696F6E5061792044656269748701019000"),
+    ("00A4040008A00000033301010100",
+     "6F418408A000000333010101A535500E556E696F6E506179204465626974870101"
+     "9F38189F66049F02069F03069F1A0295055F2A029A039C019F37045F2D047A68656E9000"),
+    ("80A80000238321A68040000000000040000000000000000156800000800001562611260038B4E65200",
+     "7734820218009404080102009F360200019F100E07010103A0000001050100000001"
+     "9F2701809F260850F169631C7999789F6C0200009000"),
+    ("00B2010C00", "700E570C6299990000000016D29112019000"),
+    ("00B2020C00", "70195A0862999900000000165F24032911305F280201565F3401019000"),
+)  # fmt: skip
+
+
+def test_one_tap_byte_by_byte(clock: ManualClock) -> None:
+    held = HceCard(TOKEN_PAN, "2911", 1, DEBIT, "UnionPay Debit", 1, luk(clock))
+    outcome = tap(PaymentApplet([held], clock), seed=7)
+    assert [(e.command_hex, e.response_hex) for e in outcome.transcript] == list(ONE_TAP)
+    assert arqc_verifies(outcome)
