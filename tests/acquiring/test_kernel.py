@@ -21,7 +21,9 @@ from milletpay.acquiring import (
     NfcField,
     OutcomeKind,
     TerminalConfig,
+    TerminalConfigError,
     Transaction,
+    TransactionInvalid,
 )
 from milletpay.core.clock import NS_PER_S, ManualClock
 from milletpay.emv import apdu, crypto, tlv
@@ -415,3 +417,22 @@ def test_one_tap_byte_by_byte(clock: ManualClock) -> None:
     outcome = tap(PaymentApplet([held], clock), seed=7)
     assert [(e.command_hex, e.response_hex) for e in outcome.transcript] == list(ONE_TAP)
     assert arqc_verifies(outcome)
+
+
+@pytest.mark.parametrize(
+    ("amount", "other", "kind"), [(-1, 0, 0x00), (10**12, 0, 0x00), (1, -1, 0x00), (1, 0, 0x1A)]
+)
+def test_a_transaction_the_kernel_cannot_send_is_refused(
+    amount: int, other: int, kind: int
+) -> None:
+    with pytest.raises(TransactionInvalid):
+        Transaction(amount, TODAY, other, kind)
+
+
+def test_a_malformed_terminal_config_is_refused() -> None:
+    with pytest.raises(TerminalConfigError, match="9F66"):
+        TerminalConfig(500_000, 100_000, ttq=b"\xa6")
+    with pytest.raises(TerminalConfigError, match="AIDs"):
+        TerminalConfig(500_000, 100_000, supported_aids=())
+    with pytest.raises(TerminalConfigError, match="limits"):
+        TerminalConfig(-1, 100_000)

@@ -19,6 +19,7 @@ from milletpay.acquiring.kernel import (
     TerminalConfig,
     TerminalConfigError,
     Transaction,
+    TransactionInvalid,
     Transport,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "TerminalConfig",
     "TerminalConfigError",
     "Transaction",
+    "TransactionInvalid",
     "Transport",
 ]

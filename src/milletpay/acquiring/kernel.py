@@ -84,6 +84,12 @@ class TerminalConfigError(MilletError):
     code = "terminal_config_invalid"
 
 
+class TransactionInvalid(MilletError):
+    """A transaction the kernel cannot put in a GPO: nothing was sent."""
+
+    code = "transaction_invalid"
+
+
 class Transport(Protocol):
     """How the kernel reaches a card: one command APDU out, one response APDU back, or
     `FieldLost`."""
@@ -181,9 +187,9 @@ class Transaction:
     def __post_init__(self) -> None:
         amounts = (self.amount_minor, self.amount_other_minor)
         if not all(0 <= amount <= AMOUNT_MINOR_MAX for amount in amounts):
-            raise TerminalConfigError(f"amounts must be 0 to {AMOUNT_MINOR_MAX} minor units")
-        if not 0 <= self.transaction_type <= 0x99:
-            raise TerminalConfigError("transaction type is one BCD byte")
+            raise TransactionInvalid(f"amounts must be 0 to {AMOUNT_MINOR_MAX} minor units")
+        if not (0 <= self.transaction_type <= 0xFF and f"{self.transaction_type:02X}".isdigit()):
+            raise TransactionInvalid("transaction type (9C) must be one BCD byte, 00 to 99")
 
 
 class OutcomeKind(StrEnum):

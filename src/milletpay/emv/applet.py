@@ -113,7 +113,7 @@ TTQ_CVM_REQUIRED = (1, 0x40)
 TTQ_CDCVM = (2, 0x40)
 
 
-class Cvm(Enum):
+class CardCvm(Enum):
     """What the applet tells the terminal about cardholder verification, and the card
     transaction qualifiers (9F6C) it answers with; None: no cryptogram."""
 
@@ -340,12 +340,12 @@ class PaymentApplet:
         now_ns = self._clock.now_ns()
         return confirmed is not None and confirmed <= now_ns < confirmed + CDCVM_VALID_S * NS_PER_S
 
-    def _arqc_answer(self, state: _CardState, terminal: dict[str, bytes], cvm: Cvm) -> Tlv:
+    def _arqc_answer(self, state: _CardState, terminal: dict[str, bytes], cvm: CardCvm) -> Tlv:
         """Spend one ATC and one use of the LUK on an ARQC; the GPO answer, format 2."""
         atc = state.atc_next.to_bytes(2, "big")
         state.atc_next += 1
         state.uses += 1
-        if cvm is Cvm.CDCVM:
+        if cvm is CardCvm.CDCVM:
             self._cdcvm_at_ns = None  # one fingerprint, one payment
         iad = _IAD_LAYOUTS[state.luk.profile](state.luk, cvm)
         data = {**terminal, "82": AIP, "9F36": atc, "9F10": iad}
@@ -376,7 +376,7 @@ _COMMANDS: Mapping[int, tuple[int, _Handler]] = MappingProxyType(
 )
 
 
-def _card_cvm(ttq: bytes, cdcvm_valid: bool) -> Cvm | StatusWord:
+def _card_cvm(ttq: bytes, cdcvm_valid: bool) -> CardCvm | StatusWord:
     """The CVM the card asks for, in order of preference; a status word when there is no
     cryptogram to make. Without a fingerprint, a terminal that asks for a CVM and
     supports CDCVM gets 6986: EMV Book C-3 (kernel 3) reads it as "try again, see phone",
@@ -385,15 +385,15 @@ def _card_cvm(ttq: bytes, cdcvm_valid: bool) -> Cvm | StatusWord:
     """
     required, cdcvm_supported = _bit(ttq, TTQ_CVM_REQUIRED), _bit(ttq, TTQ_CDCVM)
     if cdcvm_valid and cdcvm_supported:
-        return Cvm.CDCVM
+        return CardCvm.CDCVM
     if not required:
-        return Cvm.NONE
+        return CardCvm.NONE
     if cdcvm_supported:
         return StatusWord.COMMAND_NOT_ALLOWED
     if _bit(ttq, TTQ_ONLINE_PIN):
-        return Cvm.ONLINE_PIN
+        return CardCvm.ONLINE_PIN
     if _bit(ttq, TTQ_SIGNATURE):
-        return Cvm.SIGNATURE
+        return CardCvm.SIGNATURE
     return StatusWord.CONDITIONS_NOT_SATISFIED
 
 
@@ -430,10 +430,10 @@ IAD_ALGORITHM_TDES: Final = 0x01
 IAD_IDD_LUK_INDEX: Final = 0x01
 
 
-def _pboc_iad(luk: HceLuk, cvm: Cvm) -> bytes:
+def _pboc_iad(luk: HceLuk, cvm: CardCvm) -> bytes:
     """9F10 for the unionpay-cvn01 profile; the layout is in the module docstring."""
     cvr = bytearray(CVR_ARQC)
-    if cvm is Cvm.CDCVM:
+    if cvm is CardCvm.CDCVM:
         cvr[CVR_CDCVM[0]] |= CVR_CDCVM[1]
     standard = (
         bytes((IAD_DKI, PROFILES[luk.profile].cvn, len(cvr))) + cvr + bytes((IAD_ALGORITHM_TDES,))
@@ -443,7 +443,7 @@ def _pboc_iad(luk: HceLuk, cvm: Cvm) -> bytes:
 
 
 #: Profile → how its 9F10 is laid out; a LUK of another profile is refused at loading.
-_IAD_LAYOUTS: Mapping[str, Callable[[HceLuk, Cvm], bytes]] = MappingProxyType(
+_IAD_LAYOUTS: Mapping[str, Callable[[HceLuk, CardCvm], bytes]] = MappingProxyType(
     {"unionpay-cvn01": _pboc_iad}
 )
 assert set(_IAD_LAYOUTS) <= set(PROFILES)
