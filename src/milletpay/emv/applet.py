@@ -114,8 +114,9 @@ TTQ_CDCVM = (2, 0x40)
 
 
 class CardCvm(Enum):
-    """What the applet tells the terminal about cardholder verification, and the card
-    transaction qualifiers (9F6C) it answers with; None: no cryptogram."""
+    """What the applet tells the terminal about cardholder verification: the card
+    transaction qualifiers (9F6C) of its GPO answer. When there is no cryptogram to
+    make, `_card_cvm` gives a status word instead."""
 
     NONE = bytes.fromhex("0000")
     CDCVM = bytes.fromhex("0080")  # byte 2 b8: consumer device CVM performed
