@@ -22,6 +22,7 @@ class OperationKind(StrEnum):
     TOP_UP = "top_up"  # bank account -> wallet
     WITHDRAW = "withdraw"  # wallet -> bank account
     P2P = "p2p"  # wallet -> another user's wallet: a balance payment
+    MERCHANT_PAYMENT = "merchant_payment"  # wallet -> a merchant: a balance payment
 
 
 class DeclineCode(StrEnum):
@@ -61,13 +62,16 @@ LIMITS: dict[tuple[OperationKind, int], OperationLimits] = {
     (OperationKind.P2P,      1): OperationLimits(_yuan(1_000),  _yuan(1_000)),
     (OperationKind.P2P,      2): OperationLimits(_yuan(10_000), _yuan(20_000)),
     (OperationKind.P2P,      3): OperationLimits(_yuan(50_000), _yuan(100_000)),
+    (OperationKind.MERCHANT_PAYMENT, 1): OperationLimits(_yuan(1_000),  _yuan(1_000)),
+    (OperationKind.MERCHANT_PAYMENT, 2): OperationLimits(_yuan(20_000), _yuan(50_000)),
+    (OperationKind.MERCHANT_PAYMENT, 3): OperationLimits(_yuan(50_000), _yuan(100_000)),
 }
 # fmt: on
 _NOTHING_ALLOWED = OperationLimits(0, 0)
 
 #: Only balance payments count toward the PBOC tier limit: money leaving the wallet to
 #: pay someone. Moving one's own money in or out (top-up, withdrawal) does not.
-_BALANCE_PAYMENTS = frozenset({OperationKind.P2P})
+_BALANCE_PAYMENTS = frozenset({OperationKind.P2P, OperationKind.MERCHANT_PAYMENT})
 
 
 def counts_as_balance_payment(kind: OperationKind) -> bool:

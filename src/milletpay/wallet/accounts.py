@@ -35,6 +35,8 @@ class AccountCode(enum.IntEnum):
     COIN_SALES = 5  # what Millet Pay has taken for coins sold (CNY)
     COINS_ISSUED = 6  # coins outstanding: Millet Pay's coin liability (debit side)
     COIN_PURSE = 7  # a user's coins
+    MERCHANT = 8  # what Millet Pay owes a merchant: its takings, less fees and payouts
+    FEE_REVENUE = 9  # the merchant discount Millet Pay has earned
 
 
 class TransferCode(enum.IntEnum):
@@ -45,6 +47,8 @@ class TransferCode(enum.IntEnum):
     WITHDRAWAL = 8
     COIN_SPEND = 9  # coins back to the issuer for digital goods
     COIN_SHUTDOWN_REFUND = 10  # coins re-issued for an unfulfilled spend at a closed service
+    MERCHANT_PAYMENT = 11  # wallet -> merchant; a hold's post and void keep the code
+    MERCHANT_FEE = 12  # merchant -> fee revenue: the merchant discount on what was taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,11 @@ CHART: dict[AccountCode, AccountKind] = {
         AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY,
         LEDGER_COINS,
     ),
+    # A merchant is never paid out more than it is owed: refunds and payouts debit it.
+    AccountCode.MERCHANT: AccountKind(
+        AccountCode.MERCHANT, "merchant", AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+    ),
+    AccountCode.FEE_REVENUE: AccountKind(AccountCode.FEE_REVENUE, "fee revenue", AccountFlags.NONE),
 }
 
 
@@ -101,9 +110,14 @@ def coin_purse_account_id(user_id: int) -> int:
     return _derive_u128(b"account", bytes([AccountCode.COIN_PURSE]), user_id.to_bytes(16, "big"))
 
 
+def merchant_account_id(merchant_id: int) -> int:
+    return _derive_u128(b"account", bytes([AccountCode.MERCHANT]), merchant_id.to_bytes(16, "big"))
+
+
 def platform_account_id(code: AccountCode) -> int:
-    """The one account of `code` Millet Pay keeps for itself (coin sales, coins issued)."""
-    assert code in (AccountCode.COIN_SALES, AccountCode.COINS_ISSUED)
+    """The one account of `code` Millet Pay keeps for itself (coin sales, coins issued,
+    fee revenue)."""
+    assert code in (AccountCode.COIN_SALES, AccountCode.COINS_ISSUED, AccountCode.FEE_REVENUE)
     return _derive_u128(b"account", bytes([code]), b"millet-pay")
 
 

@@ -104,6 +104,7 @@ _TRANSFER_CODE = {
     OperationKind.TOP_UP: TransferCode.TOP_UP,
     OperationKind.WITHDRAW: TransferCode.WITHDRAWAL,
     OperationKind.P2P: TransferCode.P2P,
+    OperationKind.MERCHANT_PAYMENT: TransferCode.MERCHANT_PAYMENT,
 }
 # The statements every operation runs.
 _LOCK_WALLET = Sql("SELECT 1 FROM wallets WHERE user_id = :user FOR UPDATE")
@@ -128,6 +129,7 @@ class OperationStatus(StrEnum):
     PENDING = "pending"  # recorded, money not yet settled: a retry finishes it
     COMPLETED = "completed"
     DECLINED = "declined"
+    CANCELED = "canceled"  # a merchant payment's hold released with nothing taken
 
 
 class WalletDeclineCode(StrEnum):
@@ -413,6 +415,62 @@ class WalletService:
         _require_applied(result, move)
         return self._finish(tx, admitted, None)
 
+    def pay_merchant_in(
+        self,
+        tx: LedgerTransaction,
+        user_id: int,
+        merchant_account: int,
+        amount_fen: int,
+        idempotency_key: str,
+        *,
+        hold_timeout_s: int = 0,
+    ) -> Outcome:
+        """Pay a merchant from the balance, in the caller's transaction: a balance payment
+        (risk kind `merchant_payment`, counted toward the tier limit). With
+        `hold_timeout_s` the money is only held (a pending transfer the caller later
+        posts or voids, which the ledger releases itself after the timeout), else moved.
+        The transfer's id is `merchant_payment_transfer_id(user_id, idempotency_key)`; a
+        retry with the key answers the first outcome and moves nothing again."""
+        request = _Request(
+            OperationKind.MERCHANT_PAYMENT, user_id, amount_fen, idempotency_key, None, None
+        )
+        admitted = self._admit(tx, request)
+        if admitted.status != OperationStatus.PENDING:
+            return admitted
+        move = self._transfer(request, _LEG_MOVE, wallet_account_id(user_id), merchant_account)
+        if hold_timeout_s:
+            move = _with(move, flags=TransferFlags.PENDING, timeout_s=hold_timeout_s)
+        (result,) = tx.create_transfers([move])
+        if result == CreateTransferResult.EXCEEDS_CREDITS:
+            return self._finish(tx, admitted, WalletDeclineCode.INSUFFICIENT_BALANCE)
+        _require_applied(result, move)
+        return self._finish(tx, admitted, None)
+
+    def end_merchant_hold_in(
+        self, tx: LedgerTransaction, operation_id: int, captured_fen: int
+    ) -> None:
+        """Record in the user's history how a held merchant payment ended: `captured_fen`
+        of it taken (the operation now shows that amount and counts toward the limits
+        only for it), or nothing (`canceled`, counted no more). The money itself moves in
+        the caller's posting or voiding transfer, in the same transaction."""
+        assert captured_fen >= 0
+        ops = wallet_operations.c
+        if captured_fen == 0:
+            values: dict[str, Any] = {"status": OperationStatus.CANCELED.value}
+        else:
+            values = {"amount_fen": captured_fen}
+        done = tx.connection.execute(
+            sa.update(wallet_operations)
+            .where(
+                ops.id == id_to_bytes(operation_id),
+                ops.kind == OperationKind.MERCHANT_PAYMENT.value,
+                ops.status == OperationStatus.COMPLETED.value,
+                ops.amount_fen >= captured_fen,
+            )
+            .values(values)
+        )
+        assert done.rowcount == 1, "a merchant hold ends once, for at most what was held"
+
     # -- recovery -------------------------------------------------------------------
 
     def resume_pending(self, older_than_s: float = RESUME_AFTER_S) -> Resumed:
@@ -611,6 +669,11 @@ class WalletService:
 
 
 # -- pure helpers -------------------------------------------------------------------
+
+
+def merchant_payment_transfer_id(user_id: int, idempotency_key: str) -> int:
+    """The id of the transfer (or hold) of the user's merchant payment under the key."""
+    return transfer_id(user_id, OperationKind.MERCHANT_PAYMENT, idempotency_key, _LEG_MOVE)
 
 
 def _with(transfer: Transfer, **changes: Any) -> Transfer:

@@ -1,0 +1,787 @@
+"""Payment intents: a merchant asks to be paid, the payer's wallet confirms, the money
+moves in the ledger, and the merchant captures or cancels.
+
+Statuses (Stripe's, so merchants know them): `requires_confirmation` → `succeeded`
+(automatic capture), or `requires_capture` (manual capture: the money is held) →
+`succeeded` (captured, in full or in part) or `canceled` (released); `canceled` from
+`requires_confirmation` too (by the merchant, or when the intent expires); `failed`
+after `CONFIRM_ATTEMPTS_MAX` declined confirmations (one decline leaves the intent
+waiting: the payer may top up and try again). `processing` is for funding that settles
+later (a card through the network); the wallet balance never needs it.
+
+Every transition that moves money is one ledger transaction with the intent's row:
+- confirm, automatic: wallet → merchant (the wallet's balance payment, `WalletService.
+  pay_merchant_in`, with its limits), then merchant → fee revenue (the merchant
+  discount at its MCC's rate, `fees.py`), linked;
+- confirm, manual: a hold wallet → merchant, with a ledger timeout past the capture
+  window (`CAPTURE_WINDOW_S`) as a backstop;
+- capture: the hold posted for the amount captured (the rest released), and the fee;
+- cancel of a held intent, or the sweep after its capture window: the hold voided.
+Every transfer id is derived from the intent (and the confirmation attempt), so a retry
+never moves money twice. Events for the merchant's webhooks are written in the same
+transaction, through an `EventSink` (the outbox).
+
+The payer proves which intent they pay with its client secret, which the merchant's app
+hands to the wallet; it is derived from the intent id under a key-ring key, so the
+platform can show it again to the merchant and never stores it.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import sqlalchemy as sa
+
+from milletpay.checkout.errors import (
+    MerchantNotActive,
+    MerchantOrderReused,
+    PaymentIntentConflict,
+    PaymentIntentInvalid,
+    PaymentIntentNotFound,
+)
+from milletpay.checkout.fees import fee_fen
+from milletpay.checkout.merchants import Merchant, MerchantService, MerchantStatus
+from milletpay.checkout.tables import payment_intents
+from milletpay.core.clock import NS_PER_S, Clock
+from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
+from milletpay.core.keyring import KeyRing
+from milletpay.ledger import (
+    U128_MAX,
+    Account,
+    CreateAccountResult,
+    CreateTransferResult,
+    Ledger,
+    Transfer,
+    TransferFlags,
+)
+from milletpay.ledger.committer import Committer, DirectCommitter
+from milletpay.ledger.engine import LedgerTransaction
+from milletpay.store.sql import Sql
+from milletpay.wallet import WalletService
+from milletpay.wallet.accounts import (
+    CHART,
+    LEDGER_CNY,
+    AccountCode,
+    TransferCode,
+    platform_account_id,
+    wallet_account_id,
+)
+from milletpay.wallet.service import OperationStatus, merchant_payment_transfer_id
+
+CURRENCY: Final = "CNY"
+AMOUNT_FEN_MAX: Final = 10**10  # 100 million CNY: far above every wallet limit
+ORDER_ID_CHARS_MAX: Final = 64
+DESCRIPTION_CHARS_MAX: Final = 500
+METADATA_KEYS_MAX: Final = 20
+METADATA_KEY_CHARS_MAX: Final = 40
+METADATA_VALUE_CHARS_MAX: Final = 500
+TTL_S_MIN: Final = 60
+TTL_S_DEFAULT: Final = 3_600
+TTL_S_MAX: Final = 7 * 86_400
+#: How long a merchant may capture a held payment; the sweep releases it after.
+CAPTURE_WINDOW_S: Final = 7 * 86_400
+#: The ledger's own timeout of a hold lies this far past the capture window: a backstop
+#: should the sweep not run, never the usual way a hold ends.
+HOLD_BACKSTOP_S: Final = 86_400
+#: Declined confirmations after which the intent is `failed`.
+CONFIRM_ATTEMPTS_MAX: Final = 5
+#: Intents one `sweep` call ends, at most.
+SWEEP_BATCH_MAX: Final = 500
+_CLIENT_SECRET_PURPOSE: Final = b"milletpay/checkout/client-secret/v1"
+_CLIENT_SECRET_CHARS: Final = 24
+_ORDER_ID: Final = re.compile(r"\A[\x21-\x7e]{1,64}\Z")  # visible ASCII
+_LOCK_INTENT = Sql("SELECT id FROM payment_intents WHERE id = :id FOR UPDATE")
+
+
+class IntentStatus(enum.StrEnum):
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class CaptureMethod(enum.StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class Funding(enum.StrEnum):
+    WALLET = "wallet"
+
+
+class CancellationReason(enum.StrEnum):
+    REQUESTED_BY_MERCHANT = "requested_by_merchant"
+    EXPIRED = "expired"  # not confirmed before `expires_at`
+    CAPTURE_WINDOW_LAPSED = "capture_window_lapsed"  # held, never captured
+
+
+class EventSink(Protocol):
+    """Where the merchant's events go, in the caller's transaction (the outbox)."""
+
+    def emit(
+        self, conn: sa.Connection, merchant_id: int, type: str, data: Mapping[str, Any]
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRequest:
+    amount_fen: int
+    merchant_order_id: str
+    currency: str = CURRENCY
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    expires_in_s: int = TTL_S_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIntent:
+    id: int
+    merchant_id: int
+    merchant_order_id: str
+    amount_fen: int
+    currency: str
+    description: str | None
+    metadata: dict[str, str]
+    capture_method: CaptureMethod
+    status: IntentStatus
+    expires_at_ns: int
+    payer_user_id: int | None
+    funding: Funding | None
+    wallet_operation_id: int | None
+    capture_before_ns: int | None
+    amount_capturable_fen: int
+    amount_received_fen: int
+    fee_fen: int
+    confirm_attempts: int
+    last_error_code: str | None
+    cancellation_reason: CancellationReason | None
+    created_at_ns: int
+    updated_at_ns: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Created:
+    intent: PaymentIntent
+    client_secret: str
+    created: bool  # False: the merchant's order already had this intent
+
+    def __repr__(self) -> str:
+        return f"Created({public_id(self.intent.id)}, created={self.created})"
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A confirmation's answer: the intent after it, and what declined it if anything
+    (a wallet decline code, or `payment_intent_expired`); `limit` / `remaining` for a
+    limit's decline."""
+
+    intent: PaymentIntent
+    decline_code: str | None = None
+    limit_fen: int | None = None
+    remaining_fen: int | None = None
+    operation_id: int | None = None
+
+
+def public_id(intent_id: int) -> str:
+    return f"pi_{intent_id:032x}"
+
+
+def parse_public_id(text: str) -> int | None:
+    """The intent id of `pi_<32 hex>`; None for anything else."""
+    if re.fullmatch(r"pi_[0-9a-f]{32}", text) is None:
+        return None
+    return int(text[3:], 16)
+
+
+def intent_object(intent: PaymentIntent) -> dict[str, Any]:
+    """The intent as the merchant's API and its webhooks show it."""
+    return {
+        "id": public_id(intent.id),
+        "object": "payment_intent",
+        "merchant_order_id": intent.merchant_order_id,
+        "amount_fen": intent.amount_fen,
+        "currency": intent.currency,
+        "description": intent.description,
+        "metadata": dict(intent.metadata),
+        "capture_method": str(intent.capture_method),
+        "status": str(intent.status),
+        "expires_at_ns": intent.expires_at_ns,
+        "funding": None if intent.funding is None else str(intent.funding),
+        "capture_before_ns": intent.capture_before_ns,
+        "amount_capturable_fen": intent.amount_capturable_fen,
+        "amount_received_fen": intent.amount_received_fen,
+        "fee_fen": intent.fee_fen,
+        "confirm_attempts": intent.confirm_attempts,
+        "last_error_code": intent.last_error_code,
+        "cancellation_reason": (
+            None if intent.cancellation_reason is None else str(intent.cancellation_reason)
+        ),
+        "created_at_ns": intent.created_at_ns,
+        "updated_at_ns": intent.updated_at_ns,
+    }
+
+
+class PaymentIntents:
+    """The intents of every merchant; thread-safe."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        wallet: WalletService,
+        merchants: MerchantService,
+        keyring: KeyRing,
+        clock: Clock,
+        *,
+        committer: Committer | None = None,
+        events: EventSink | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._engine = ledger.engine
+        self._wallet = wallet
+        self._merchants = merchants
+        self._secret_key = keyring.derive(_CLIENT_SECRET_PURPOSE)
+        self._clock = clock
+        self._committer: Committer = committer or DirectCommitter(ledger)
+        self._events = events
+        self._ids = IdGenerator(clock)
+
+    # -- the merchant's side ----------------------------------------------------------
+
+    def create(self, merchant_id: int, request: IntentRequest) -> Created:
+        """A new intent for the merchant's order, or the order's intent if it exists
+        with the same amount, currency and capture method (`MerchantOrderReused`
+        otherwise). `PaymentIntentInvalid` naming the field; `MerchantNotActive`."""
+        merchant = self._merchants.merchant(merchant_id)
+        if merchant.status is not MerchantStatus.ACTIVE:
+            raise MerchantNotActive(f"merchant {merchant_id:032x} is {merchant.status}")
+        _check_request(request)
+        now_ns = self._clock.now_ns()
+        intent_id = self._ids.next_id()
+        row = _new_row(intent_id, merchant_id, request, now_ns, self._client_secret(intent_id))
+
+        def unit(tx: LedgerTransaction) -> tuple[PaymentIntent, bool]:
+            existing = _order_row(tx.connection, merchant_id, request.merchant_order_id)
+            if existing is not None:
+                return _same_order(existing, request), False
+            tx.connection.execute(sa.insert(payment_intents).values(row))
+            intent = _intent(row)
+            self._emit(tx, intent, "payment_intent.created")
+            return intent, True
+
+        intent, created = self._committer.run(unit)
+        return Created(intent, self._client_secret(intent.id), created)
+
+    def get(self, merchant_id: int, intent_id: int) -> PaymentIntent:
+        """`PaymentIntentNotFound` for an intent that is not the merchant's."""
+        with self._engine.connect() as conn:
+            row = _row(conn, intent_id)
+        if row is None or id_from_bytes(row.merchant_id) != merchant_id:
+            raise PaymentIntentNotFound(f"no payment intent {public_id(intent_id)}")
+        return _intent(row._asdict())
+
+    def client_secret(self, merchant_id: int, intent_id: int) -> str:
+        return self._client_secret(self.get(merchant_id, intent_id).id)
+
+    def capture(
+        self, merchant_id: int, intent_id: int, amount_fen: int | None = None
+    ) -> PaymentIntent:
+        """Take `amount_fen` (by default all) of a held payment; the rest goes back to
+        the payer. `PaymentIntentConflict` unless `requires_capture` and inside the
+        capture window; `PaymentIntentInvalid` for an amount above what is held."""
+
+        def unit(tx: LedgerTransaction) -> PaymentIntent:
+            intent = self._locked(tx, merchant_id, intent_id)
+            if intent.status is not IntentStatus.REQUIRES_CAPTURE:
+                raise _conflict(intent, "captured")
+            assert intent.capture_before_ns is not None
+            if self._clock.now_ns() >= intent.capture_before_ns:
+                raise PaymentIntentConflict(
+                    f"{public_id(intent.id)}: its capture window lapsed; the hold is released"
+                )
+            taken = intent.amount_capturable_fen if amount_fen is None else amount_fen
+            if not (_is_int(taken) and 0 < taken <= intent.amount_capturable_fen):
+                raise PaymentIntentInvalid(
+                    f"amount_fen to capture is 1 to {intent.amount_capturable_fen}",
+                    field="amount_fen",
+                )
+            return self._capture(tx, intent, taken)
+
+        return self._committer.run(unit)
+
+    def cancel(self, merchant_id: int, intent_id: int) -> PaymentIntent:
+        """Cancel an intent not yet paid, or release a held one. `PaymentIntentConflict`
+        for one that succeeded, failed or was canceled."""
+
+        def unit(tx: LedgerTransaction) -> PaymentIntent:
+            intent = self._locked(tx, merchant_id, intent_id)
+            if intent.status not in (
+                IntentStatus.REQUIRES_CONFIRMATION,
+                IntentStatus.REQUIRES_CAPTURE,
+            ):
+                raise _conflict(intent, "canceled")
+            return self._cancel(tx, intent, CancellationReason.REQUESTED_BY_MERCHANT)
+
+        return self._committer.run(unit)
+
+    # -- the payer's side -------------------------------------------------------------
+
+    def for_payer(self, intent_id: int, client_secret: str) -> tuple[PaymentIntent, Merchant]:
+        """The intent and its merchant, for the wallet to show before paying;
+        `PaymentIntentNotFound` for an unknown intent or a wrong secret alike."""
+        self._check_secret(intent_id, client_secret)
+        with self._engine.connect() as conn:
+            row = _row(conn, intent_id)
+        if row is None:
+            raise PaymentIntentNotFound(f"no payment intent {public_id(intent_id)}")
+        intent = _intent(row._asdict())
+        return intent, self._merchants.merchant(intent.merchant_id)
+
+    def confirm_with_wallet_in(
+        self, tx: LedgerTransaction, user_id: int, intent_id: int, client_secret: str
+    ) -> Confirmation:
+        """Pay the intent from the user's wallet balance, in the caller's transaction.
+        A decline is an answer (`decline_code`), as is an intent that expired (it is
+        canceled, `payment_intent_expired`). `PaymentIntentNotFound` (or a wrong secret),
+        `PaymentIntentConflict` (not waiting for confirmation)."""
+        self._check_secret(intent_id, client_secret)
+        intent = self._locked(tx, None, intent_id)
+        if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
+            raise _conflict(intent, "confirmed")
+        if self._clock.now_ns() >= intent.expires_at_ns:
+            expired = self._cancel(tx, intent, CancellationReason.EXPIRED)
+            return Confirmation(expired, "payment_intent_expired")
+        merchant = self._merchants.merchant(intent.merchant_id)
+        if merchant.status is not MerchantStatus.ACTIVE:
+            raise MerchantNotActive(f"merchant {merchant.id:032x} is {merchant.status}")
+        manual = intent.capture_method is CaptureMethod.MANUAL
+        key = _wallet_key(intent)
+        outcome = self._wallet.pay_merchant_in(
+            tx,
+            user_id,
+            merchant.account_id,
+            intent.amount_fen,
+            key,
+            hold_timeout_s=CAPTURE_WINDOW_S + HOLD_BACKSTOP_S if manual else 0,
+        )
+        if outcome.status is not OperationStatus.COMPLETED:
+            assert outcome.decline_code is not None
+            failed = self._declined(tx, intent, user_id, outcome.decline_code)
+            return Confirmation(
+                failed,
+                outcome.decline_code,
+                outcome.limit,
+                outcome.remaining,
+                outcome.operation_id,
+            )
+        paid = {
+            "payer_user_id": id_to_bytes(user_id),
+            "funding": Funding.WALLET.value,
+            "wallet_operation_id": id_to_bytes(outcome.operation_id),
+            "payment_transfer_id": id_to_bytes(merchant_payment_transfer_id(user_id, key)),
+        }
+        if manual:
+            now_ns = self._clock.now_ns()
+            held = self._update(
+                tx,
+                intent,
+                status=IntentStatus.REQUIRES_CAPTURE.value,
+                amount_capturable_fen=intent.amount_fen,
+                capture_before=now_ns + CAPTURE_WINDOW_S * NS_PER_S,
+                **paid,
+            )
+            self._emit(tx, held, "payment_intent.requires_capture")
+            return Confirmation(held, operation_id=outcome.operation_id)
+        fee = self._take_fee(tx, intent, merchant, intent.amount_fen)
+        done = self._update(
+            tx,
+            intent,
+            status=IntentStatus.SUCCEEDED.value,
+            amount_received_fen=intent.amount_fen,
+            fee_fen=fee,
+            **paid,
+        )
+        self._emit(tx, done, "payment_intent.succeeded")
+        return Confirmation(done, operation_id=outcome.operation_id)
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def sweep(self, limit: int = SWEEP_BATCH_MAX) -> int:
+        """Cancel up to `limit` intents that expired unconfirmed, and release the holds
+        whose capture window lapsed; the number ended. Safe on every server at once."""
+        assert 1 <= limit <= SWEEP_BATCH_MAX
+        now_ns = self._clock.now_ns()
+        c = payment_intents.c
+        with self._engine.connect() as conn:
+            due = (
+                conn.execute(
+                    sa.select(c.id)
+                    .where(
+                        sa.or_(
+                            sa.and_(
+                                c.status == IntentStatus.REQUIRES_CONFIRMATION.value,
+                                c.expires_at <= now_ns,
+                            ),
+                            sa.and_(
+                                c.status == IntentStatus.REQUIRES_CAPTURE.value,
+                                c.capture_before <= now_ns,
+                            ),
+                        )
+                    )
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
+        ended = 0
+        for key in due:
+
+            def unit(tx: LedgerTransaction, key: bytes = key) -> int:
+                return self._sweep_one(tx, key, now_ns)
+
+            ended += self._committer.run(unit)
+        return ended
+
+    def _sweep_one(self, tx: LedgerTransaction, key: bytes, now_ns: int) -> int:
+        intent = self._locked(tx, None, id_from_bytes(key))
+        if intent.status is IntentStatus.REQUIRES_CONFIRMATION and now_ns >= intent.expires_at_ns:
+            self._cancel(tx, intent, CancellationReason.EXPIRED)
+            return 1
+        lapsed = intent.capture_before_ns is not None and now_ns >= intent.capture_before_ns
+        if intent.status is IntentStatus.REQUIRES_CAPTURE and lapsed:
+            self._cancel(tx, intent, CancellationReason.CAPTURE_WINDOW_LAPSED)
+            return 1
+        return 0  # changed since it was found
+
+    # -- money ------------------------------------------------------------------------
+
+    def _capture(self, tx: LedgerTransaction, intent: PaymentIntent, taken: int) -> PaymentIntent:
+        merchant = self._merchants.merchant(intent.merchant_id)
+        hold = self._hold_id(tx, intent)
+        post = Transfer(
+            _transfer_id(intent.id, "capture"),
+            wallet_account_id(_payer(intent)),
+            merchant.account_id,
+            taken,
+            LEDGER_CNY,
+            TransferCode.MERCHANT_PAYMENT,  # a post keeps its hold's code
+            flags=TransferFlags.POST_PENDING_TRANSFER,
+            pending_id=hold,
+            user_data_128=intent.id,
+        )
+        _require_ok(tx.create_transfers([post]), post)
+        assert intent.wallet_operation_id is not None
+        self._wallet.end_merchant_hold_in(tx, intent.wallet_operation_id, taken)
+        fee = self._take_fee(tx, intent, merchant, taken)
+        done = self._update(
+            tx,
+            intent,
+            status=IntentStatus.SUCCEEDED.value,
+            amount_capturable_fen=0,
+            amount_received_fen=taken,
+            fee_fen=fee,
+        )
+        self._emit(tx, done, "payment_intent.succeeded")
+        return done
+
+    def _cancel(
+        self, tx: LedgerTransaction, intent: PaymentIntent, reason: CancellationReason
+    ) -> PaymentIntent:
+        if intent.status is IntentStatus.REQUIRES_CAPTURE:
+            void = Transfer(
+                _transfer_id(intent.id, "release"),
+                wallet_account_id(_payer(intent)),
+                self._merchants.merchant(intent.merchant_id).account_id,
+                intent.amount_capturable_fen,
+                LEDGER_CNY,
+                TransferCode.MERCHANT_PAYMENT,  # a void keeps its hold's code
+                flags=TransferFlags.VOID_PENDING_TRANSFER,
+                pending_id=self._hold_id(tx, intent),
+                user_data_128=intent.id,
+            )
+            (result,) = tx.create_transfers([void])
+            # The ledger's backstop timeout released it already: nothing left to void.
+            if result is not CreateTransferResult.PENDING_TRANSFER_EXPIRED:
+                _require_ok([result], void)
+            assert intent.wallet_operation_id is not None
+            self._wallet.end_merchant_hold_in(tx, intent.wallet_operation_id, 0)
+        done = self._update(
+            tx,
+            intent,
+            status=IntentStatus.CANCELED.value,
+            amount_capturable_fen=0,
+            cancellation_reason=reason.value,
+        )
+        self._emit(tx, done, "payment_intent.canceled")
+        return done
+
+    def _declined(
+        self, tx: LedgerTransaction, intent: PaymentIntent, user_id: int, code: str
+    ) -> PaymentIntent:
+        attempts = intent.confirm_attempts + 1
+        status = IntentStatus.FAILED if attempts >= CONFIRM_ATTEMPTS_MAX else intent.status
+        failed = self._update(
+            tx, intent, status=status.value, confirm_attempts=attempts, last_error_code=code
+        )
+        self._emit(tx, failed, "payment_intent.payment_failed")
+        return failed
+
+    def _take_fee(
+        self, tx: LedgerTransaction, intent: PaymentIntent, merchant: Merchant, taken: int
+    ) -> int:
+        """The merchant discount on `taken`, from the merchant to fee revenue."""
+        fee = fee_fen(taken, merchant.mcc)
+        if fee == 0:
+            return 0
+        kind = CHART[AccountCode.FEE_REVENUE]
+        revenue = platform_account_id(AccountCode.FEE_REVENUE)
+        (opened,) = tx.create_accounts([Account(revenue, LEDGER_CNY, kind.code, kind.flags)])
+        assert opened in (CreateAccountResult.OK, CreateAccountResult.EXISTS), opened
+        charge = Transfer(
+            _transfer_id(intent.id, "fee"),
+            merchant.account_id,
+            revenue,
+            fee,
+            LEDGER_CNY,
+            TransferCode.MERCHANT_FEE,
+            user_data_128=intent.id,
+        )
+        _require_ok(tx.create_transfers([charge]), charge)
+        return fee
+
+    def _hold_id(self, tx: LedgerTransaction, intent: PaymentIntent) -> int:
+        row = _row(tx.connection, intent.id)
+        assert row is not None and row.payment_transfer_id is not None
+        return id_from_bytes(row.payment_transfer_id)
+
+    # -- rows -------------------------------------------------------------------------
+
+    def _locked(
+        self, tx: LedgerTransaction, merchant_id: int | None, intent_id: int
+    ) -> PaymentIntent:
+        """The intent, its row locked to the end of `tx`; `PaymentIntentNotFound` if it is
+        not `merchant_id`'s (when given)."""
+        key = id_to_bytes(intent_id)
+        _LOCK_INTENT.run(tx.connection, id=key)
+        row = _row(tx.connection, intent_id)
+        if row is None or (
+            merchant_id is not None and id_from_bytes(row.merchant_id) != merchant_id
+        ):
+            raise PaymentIntentNotFound(f"no payment intent {public_id(intent_id)}")
+        return _intent(row._asdict())
+
+    def _update(self, tx: LedgerTransaction, intent: PaymentIntent, **values: Any) -> PaymentIntent:
+        values["updated_at"] = self._clock.now_ns()
+        key = id_to_bytes(intent.id)
+        done = tx.connection.execute(
+            sa.update(payment_intents)
+            .where(payment_intents.c.id == key, payment_intents.c.status == intent.status.value)
+            .values(values)
+        )
+        assert done.rowcount == 1, "the intent's row is locked: nothing else changed it"
+        row = _row(tx.connection, intent.id)
+        assert row is not None
+        return _intent(row._asdict())
+
+    def _emit(self, tx: LedgerTransaction, intent: PaymentIntent, type_: str) -> None:
+        if self._events is not None:
+            self._events.emit(tx.connection, intent.merchant_id, type_, intent_object(intent))
+
+    def _client_secret(self, intent_id: int) -> str:
+        digest = hmac.new(self._secret_key, id_to_bytes(intent_id), hashlib.sha256).digest()
+        text = base64.urlsafe_b64encode(digest).decode("ascii")[:_CLIENT_SECRET_CHARS]
+        return f"{public_id(intent_id)}_secret_{text}"
+
+    def _check_secret(self, intent_id: int, client_secret: str) -> None:
+        if not hmac.compare_digest(
+            self._client_secret(intent_id).encode(), client_secret.encode("utf-8", "replace")
+        ):
+            raise PaymentIntentNotFound(f"no payment intent {public_id(intent_id)}")
+
+
+# -- pure helpers -----------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_request(request: IntentRequest) -> None:
+    """Every field of a new intent, or `PaymentIntentInvalid` naming the first wrong one."""
+    if not (_is_int(request.amount_fen) and 1 <= request.amount_fen <= AMOUNT_FEN_MAX):
+        raise PaymentIntentInvalid(f"amount_fen is 1 to {AMOUNT_FEN_MAX}", field="amount_fen")
+    if request.currency != CURRENCY:
+        raise PaymentIntentInvalid(f"currency must be {CURRENCY}", field="currency")
+    if not (
+        isinstance(request.merchant_order_id, str) and _ORDER_ID.match(request.merchant_order_id)
+    ):
+        raise PaymentIntentInvalid(
+            f"merchant_order_id is 1 to {ORDER_ID_CHARS_MAX} visible ASCII characters",
+            field="merchant_order_id",
+        )
+    description = request.description
+    if description is not None and not (
+        isinstance(description, str) and len(description) <= DESCRIPTION_CHARS_MAX
+    ):
+        raise PaymentIntentInvalid(
+            f"description is at most {DESCRIPTION_CHARS_MAX} characters", field="description"
+        )
+    _check_metadata(request.metadata)
+    if not (_is_int(request.expires_in_s) and TTL_S_MIN <= request.expires_in_s <= TTL_S_MAX):
+        raise PaymentIntentInvalid(
+            f"expires_in_s is {TTL_S_MIN} to {TTL_S_MAX}", field="expires_in_s"
+        )
+    CaptureMethod(request.capture_method)
+
+
+def _check_metadata(metadata: Mapping[str, str]) -> None:
+    if len(metadata) > METADATA_KEYS_MAX:
+        raise PaymentIntentInvalid(
+            f"metadata has at most {METADATA_KEYS_MAX} keys", field="metadata"
+        )
+    for key, value in metadata.items():
+        if not (isinstance(key, str) and 1 <= len(key) <= METADATA_KEY_CHARS_MAX):
+            raise PaymentIntentInvalid(
+                f"a metadata key is 1 to {METADATA_KEY_CHARS_MAX} characters", field="metadata"
+            )
+        if not (isinstance(value, str) and len(value) <= METADATA_VALUE_CHARS_MAX):
+            raise PaymentIntentInvalid(
+                f"metadata {key!r}: a value is text of at most {METADATA_VALUE_CHARS_MAX} "
+                "characters",
+                field="metadata",
+            )
+
+
+def _new_row(
+    intent_id: int, merchant_id: int, request: IntentRequest, now_ns: int, secret: str
+) -> dict[str, Any]:
+    return {
+        "id": id_to_bytes(intent_id),
+        "merchant_id": id_to_bytes(merchant_id),
+        "merchant_order_id": request.merchant_order_id,
+        "amount_fen": request.amount_fen,
+        "currency": request.currency,
+        "description": request.description,
+        "metadata_json": json.dumps(dict(request.metadata), sort_keys=True),
+        "capture_method": CaptureMethod(request.capture_method).value,
+        "status": IntentStatus.REQUIRES_CONFIRMATION.value,
+        "client_secret_hash": hashlib.sha256(secret.encode()).digest(),
+        "expires_at": now_ns + request.expires_in_s * NS_PER_S,
+        "payer_user_id": None,
+        "funding": None,
+        "wallet_operation_id": None,
+        "payment_transfer_id": None,
+        "capture_before": None,
+        "amount_capturable_fen": 0,
+        "amount_received_fen": 0,
+        "fee_fen": 0,
+        "confirm_attempts": 0,
+        "last_error_code": None,
+        "cancellation_reason": None,
+        "created_at": now_ns,
+        "updated_at": now_ns,
+    }
+
+
+def _same_order(row: Any, request: IntentRequest) -> PaymentIntent:
+    intent = _intent(row._asdict())
+    same = (
+        intent.amount_fen == request.amount_fen
+        and intent.currency == request.currency
+        and intent.capture_method is CaptureMethod(request.capture_method)
+    )
+    if not same:
+        raise MerchantOrderReused(
+            f"merchant_order_id {request.merchant_order_id!r} has intent "
+            f"{public_id(intent.id)} for {intent.amount_fen} fen ({intent.capture_method})",
+            field="merchant_order_id",
+        )
+    return intent
+
+
+def _order_row(conn: sa.Connection, merchant_id: int, order_id: str) -> Any:
+    c = payment_intents.c
+    return conn.execute(
+        sa.select(payment_intents).where(
+            c.merchant_id == id_to_bytes(merchant_id), c.merchant_order_id == order_id
+        )
+    ).first()
+
+
+def _row(conn: sa.Connection, intent_id: int) -> Any:
+    return conn.execute(
+        sa.select(payment_intents).where(payment_intents.c.id == id_to_bytes(intent_id))
+    ).first()
+
+
+def _opt_id(value: bytes | None) -> int | None:
+    return None if value is None else id_from_bytes(value)
+
+
+def _intent(row: Mapping[str, Any]) -> PaymentIntent:
+    reason = row["cancellation_reason"]
+    return PaymentIntent(
+        id=id_from_bytes(row["id"]),
+        merchant_id=id_from_bytes(row["merchant_id"]),
+        merchant_order_id=row["merchant_order_id"],
+        amount_fen=row["amount_fen"],
+        currency=row["currency"],
+        description=row["description"],
+        metadata=json.loads(row["metadata_json"]),
+        capture_method=CaptureMethod(row["capture_method"]),
+        status=IntentStatus(row["status"]),
+        expires_at_ns=row["expires_at"],
+        payer_user_id=_opt_id(row["payer_user_id"]),
+        funding=None if row["funding"] is None else Funding(row["funding"]),
+        wallet_operation_id=_opt_id(row["wallet_operation_id"]),
+        capture_before_ns=row["capture_before"],
+        amount_capturable_fen=row["amount_capturable_fen"],
+        amount_received_fen=row["amount_received_fen"],
+        fee_fen=row["fee_fen"],
+        confirm_attempts=row["confirm_attempts"],
+        last_error_code=row["last_error_code"],
+        cancellation_reason=None if reason is None else CancellationReason(reason),
+        created_at_ns=row["created_at"],
+        updated_at_ns=row["updated_at"],
+    )
+
+
+def _payer(intent: PaymentIntent) -> int:
+    assert intent.payer_user_id is not None
+    return intent.payer_user_id
+
+
+def _wallet_key(intent: PaymentIntent) -> str:
+    """The wallet operation's idempotency key: one per intent and attempt, so a retry of
+    an attempt pays once and a new attempt after a decline is a new operation."""
+    return f"{public_id(intent.id)}:{intent.confirm_attempts}"
+
+
+def _transfer_id(intent_id: int, leg: str) -> int:
+    h = hashlib.blake2b(digest_size=16, person=b"millet.checkout")
+    h.update(intent_id.to_bytes(16, "big"))
+    h.update(leg.encode("ascii"))
+    value = int.from_bytes(h.digest(), "big")
+    assert 0 < value < U128_MAX
+    return value
+
+
+def _conflict(intent: PaymentIntent, action: str) -> PaymentIntentConflict:
+    return PaymentIntentConflict(
+        f"{public_id(intent.id)} is {intent.status}: it cannot be {action}"
+    )
+
+
+def _require_ok(results: list[CreateTransferResult], transfer: Transfer) -> None:
+    (result,) = results
+    assert result is CreateTransferResult.OK, f"transfer {transfer.id:032x}: {result}"
