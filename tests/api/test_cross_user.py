@@ -488,7 +488,26 @@ CASES: dict[tuple[str, str], list[Case]] = {
 KNOWN_FAILURES: dict[str, str] = {}
 
 #: (method, path) -> why the route takes no id of anything another user owns.
+_MERCHANT_KEY = (
+    "a merchant's key signs it, not a user's session: another merchant's ids answer 404 "
+    "(test_checkout_api: test_another_merchants_intent_is_404, ..._key_works_and_a_revoked)"
+)
+_CLIENT_SECRET = (
+    "an intent belongs to its merchant, not to a user: its client secret is the proof to "
+    "pay it, a wrong one 404 (test_checkout_api: test_a_wrong_client_secret_is_404)"
+)
 TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
+    ("POST", "/v1/merchants"): "onboards a new merchant from its application; no user data",
+    ("GET", "/v1/merchant"): _MERCHANT_KEY,
+    ("GET", "/v1/merchant/api-keys"): _MERCHANT_KEY,
+    ("POST", "/v1/merchant/api-keys"): _MERCHANT_KEY,
+    ("DELETE", "/v1/merchant/api-keys/{key_id}"): _MERCHANT_KEY,
+    ("POST", "/v1/payment-intents"): _MERCHANT_KEY,
+    ("GET", "/v1/payment-intents/{intent_id}"): _MERCHANT_KEY,
+    ("POST", "/v1/payment-intents/{intent_id}/capture"): _MERCHANT_KEY,
+    ("POST", "/v1/payment-intents/{intent_id}/cancel"): _MERCHANT_KEY,
+    ("GET", "/v1/me/payment-intents/{intent_id}"): _CLIENT_SECRET,
+    ("POST", "/v1/me/payment-intents/{intent_id}/confirm"): _CLIENT_SECRET,
     ("GET", "/v1/health"): "platform status; no user data",
     ("POST", "/v1/users"): "creates a new user from personal data; a taken phone is 409",
     ("GET", "/v1/me"): "the session's user only; no id in path, query or body",

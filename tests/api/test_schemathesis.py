@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -56,6 +57,16 @@ CHECKS = [
 ]
 
 
+MERCHANT_APPLICATION = {
+    "legal_name": "Millet Test Shop",
+    "display_name": "Test Shop",
+    "city": "Beijing",
+    "mcc": "5411",
+    "settlement_bank_code": "ICBC",
+    "settlement_account_number": "6222020011112222",
+}
+
+
 @pytest.fixture
 def platform(database_url: str) -> Iterator[Platform]:
     app = create_app(
@@ -71,11 +82,21 @@ def platform(database_url: str) -> Iterator[Platform]:
         yield Platform(client, clock, sms, bank)
 
 
-def _signed_in(
-    case: schemathesis.Case, member: Member, turn: int, partner_key: str
-) -> dict[str, str]:
-    """The member's session (a partner's key on partner paths) and a fresh key; on even
-    turns, their own PIN, account, phone and bound phone."""
+@dataclass(frozen=True)
+class Keys:
+    """What signs the paths a user's session does not: a partner's and a merchant's key."""
+
+    partner: str
+    merchant: str
+
+
+#: Paths a merchant's secret key signs.
+MERCHANT_PATHS = ("/v1/merchant", "/v1/payment-intents")
+
+
+def _signed_in(case: schemathesis.Case, member: Member, turn: int, keys: Keys) -> dict[str, str]:
+    """The member's session (a partner's or merchant's key on their paths) and a fresh
+    key; on even turns, their own PIN, account, phone and bound phone."""
     if turn % 2 == 0 and isinstance(case.body, dict):
         own = {
             "pin": PIN,
@@ -87,7 +108,9 @@ def _signed_in(
             if field in case.body:
                 case.body[field] = value
     if case.path.startswith("/v1/partners/"):
-        return {"Authorization": f"Bearer {partner_key}"}
+        return {"Authorization": f"Bearer {keys.partner}"}
+    if case.path.startswith(MERCHANT_PATHS):
+        return {"Authorization": f"Bearer {keys.merchant}", "Idempotency-Key": uuid.uuid4().hex}
     return {**member.headers, "Idempotency-Key": uuid.uuid4().hex}
 
 
@@ -97,7 +120,7 @@ def _exercise(
     member: Member,
     failures: dict[str, str],
     statuses: set[int],
-    partner_key: str,
+    keys: Keys,
 ) -> None:
     turns = itertools.count()
 
@@ -111,7 +134,7 @@ def _exercise(
     @given(case=operation.as_strategy(generation_mode=mode))
     # The failure recorded last under a label is the example hypothesis shrank it to.
     def run(case: schemathesis.Case) -> None:
-        headers = _signed_in(case, member, next(turns), partner_key)
+        headers = _signed_in(case, member, next(turns), keys)
         label = f"{operation.label} ({mode})"
         try:
             response = case.call(headers=headers)
@@ -140,7 +163,9 @@ def _exercise(
 def test_no_generated_request_gets_a_server_error(platform: Platform) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", platform.client.app)
     keyring = platform.client.app.state.keyring  # type: ignore[attr-defined]
-    partner_key = partner_api_key(keyring, next(iter(PARTNERS)))
+    onboarded = platform.client.post("/v1/merchants", json=MERCHANT_APPLICATION)
+    assert onboarded.status_code == 201, onboarded.text
+    keys = Keys(partner_api_key(keyring, next(iter(PARTNERS))), onboarded.json()["secret_key"])
     failures: dict[str, str] = {}
     statuses: dict[str, set[int]] = {}
     sequences = itertools.count(1)
@@ -149,7 +174,7 @@ def test_no_generated_request_gets_a_server_error(platform: Platform) -> None:
         seen = statuses.setdefault(operation.label, set())
         for mode in schemathesis.GenerationMode:
             member = platform.sign_up(next(sequences))
-            _exercise(operation, mode, member, failures, seen, partner_key)
+            _exercise(operation, mode, member, failures, seen, keys)
     assert failures == {}, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
     assert "GET /v1/me/wallet" in statuses  # the schema was read and its operations run
     # Signed in, every operation got past authentication to its handler.

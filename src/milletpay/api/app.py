@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from milletpay import __version__
-from milletpay.api import cards, coins, partners, users, wallet
+from milletpay.api import cards, coins, merchants, partners, payments, users, wallet
 from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
@@ -28,6 +28,8 @@ from milletpay.banks import BankKeys, Banks
 from milletpay.banks.keys import IssuerKeyStoreKeys, issuer_bins
 from milletpay.cards import PanVault, TokenService
 from milletpay.cards.luk import LimitedUseKeys
+from milletpay.checkout.intents import PaymentIntents
+from milletpay.checkout.merchants import MerchantService
 from milletpay.core.clock import Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.keys import ImkSource, IssuerKeyStore, VersionedKey
@@ -47,15 +49,17 @@ MAINTENANCE_EVERY_S = 30.0
 REQUEST_BODY_MAX_BYTES = 64 * 1024
 
 
-async def _maintain(wallet: WalletService, tsp: TokenService) -> None:
+async def _maintain(wallet: WalletService, tsp: TokenService, intents: PaymentIntents) -> None:
     """Every `MAINTENANCE_EVERY_S`: finish the wallet operations a crash or a silent bank
-    left pending (`WalletService.resume_pending`), and delete the tokens whose step-up
-    code lapsed unanswered (`TokenService.sweep_step_ups`)."""
+    left pending (`WalletService.resume_pending`), delete the tokens whose step-up code
+    lapsed unanswered (`TokenService.sweep_step_ups`), and end the payment intents that
+    expired or whose capture window lapsed (`PaymentIntents.sweep`)."""
     while True:
         await asyncio.sleep(MAINTENANCE_EVERY_S)
         try:
             resumed = await run_in_threadpool(wallet.resume_pending)
             await run_in_threadpool(tsp.sweep_step_ups)
+            await run_in_threadpool(intents.sweep)
         except Exception:  # the database is away: the next pass tries again
             log.exception("server maintenance failed")
             continue
@@ -152,7 +156,7 @@ def create_app(
         # collector's full passes, which otherwise walk it all and stall every request
         # in flight for a hundred milliseconds or more, every second or two under load.
         gc.freeze()
-        sweeper = asyncio.create_task(_maintain(app.state.wallet, app.state.tsp))
+        sweeper = asyncio.create_task(_maintain(app.state.wallet, app.state.tsp, app.state.intents))
         yield
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -205,6 +209,10 @@ def create_app(
         engine, app.state.vault, keyring, app.state.banks, app.state.sms, clock
     )
     app.state.luks = LimitedUseKeys(engine, imks, clock)
+    app.state.merchants = MerchantService(ledger, keyring, clock, committer=committer)
+    app.state.intents = PaymentIntents(
+        ledger, app.state.wallet, app.state.merchants, keyring, clock, committer=committer
+    )
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit)
@@ -224,4 +232,6 @@ def create_app(
     app.include_router(coins.router)
     app.include_router(partners.router)
     app.include_router(cards.router)
+    app.include_router(merchants.router)
+    app.include_router(payments.router)
     return app

@@ -108,12 +108,13 @@ class QuickPayChallenge(BaseModel):
 
     device_id: str = Field(min_length=1, max_length=64)
     idempotency_key: str = Field(min_length=1, max_length=KEY_LENGTH_MAX)
-    kind: Literal["top_up", "withdrawal", "p2p", "coin_purchase", "coin_spend"]
+    kind: Literal["top_up", "withdrawal", "p2p", "coin_purchase", "coin_spend", "payment_intent"]
     amount_fen: int | None = Field(default=None, gt=0)
     coins: int | None = Field(default=None, gt=0)
     recipient_phone: str | None = Field(default=None, min_length=1, max_length=32)
     bank_account_id: str | None = Field(default=None, min_length=1, max_length=64)
     merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
+    payment_intent_id: str | None = Field(default=None, min_length=1, max_length=64)
     source: Literal["balance", "bank_account"] | None = None
 
 
@@ -124,6 +125,7 @@ _TARGET_FIELDS = {
     "withdrawal": "bank_account_id",
     "p2p": "recipient_phone",
     "coin_spend": "merchant_id",
+    "payment_intent": "payment_intent_id",
 }
 _COIN_KINDS = frozenset({"coin_purchase", "coin_spend"})
 
@@ -421,20 +423,39 @@ def p2p_transfer(
     try, the key, the transfer and the answer commit in one transaction."""
     key = check_key(idempotency_key)
     user_id = signed_in.user_id
-    tried = _approve(request, identity, user_id, key, body)
+    return pay_in_one_transaction(
+        request,
+        identity,
+        store,
+        user_id,
+        key,
+        body,
+        lambda tx: _answer(
+            lambda: service.p2p_in(tx, user_id, body.recipient_phone, body.amount_fen, key)
+        ),
+    )
+
+
+def pay_in_one_transaction(
+    request: Request,
+    identity: IdentityService,
+    store: IdempotencyStore,
+    user_id: int,
+    key: str,
+    body: Approval,
+    work: Callable[[LedgerTransaction], Answer],
+    describe: Callable[[str], Payment] | None = None,
+) -> Any:
+    """The payment approved (`_approve`: the PIN compared, or the quick-pay assertion
+    for `describe(key)` verified), then one transaction on the app's committer: the PIN
+    try counted, the key claimed, `work(tx)` done and its answer stored with the key. A
+    retry with the key answers the stored answer and does nothing again."""
+    tried = _approve(request, identity, user_id, key, body, describe)
     digest = _digest(request, body)
 
     def unit(tx: LedgerTransaction) -> Any:
         _confirm(identity, tx, user_id, tried)
-        return store.run_in(
-            tx,
-            f"{user_id:032x}",
-            key,
-            digest,
-            lambda: _answer(
-                lambda: service.p2p_in(tx, user_id, body.recipient_phone, body.amount_fen, key)
-            ),
-        )
+        return store.run_in(tx, f"{user_id:032x}", key, digest, lambda: work(tx))
 
     committer: Committer = request.app.state.committer
     return committer.run(unit)

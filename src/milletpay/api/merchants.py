@@ -1,0 +1,326 @@
+"""Merchant endpoints: onboarding, API keys, and payment intents (the merchant's side).
+
+A merchant calls with `Authorization: Bearer <secret key>` (`sk_live_…`). Onboarding
+(`POST /v1/merchants`) is open, as a sandbox's sign-up is, and answers the merchant's
+first secret key, the only time it is shown, and its publishable key. A publishable key
+(`pk_live_…`) reads one intent for the payer's screen, given the intent's client secret;
+nothing else. Every id that is not the merchant's answers 404, exactly like one that does
+not exist.
+
+Payment intents follow Stripe's shapes: `POST /v1/payment-intents` creates one (the
+merchant's order id makes a retry answer the same intent: 200 instead of 201), `GET`
+reads it, `/capture` takes a held payment (in full or in part), `/cancel` cancels or
+releases it. The payer's side is in `api/payments.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from milletpay.api.errors import ApiError
+from milletpay.checkout.errors import (
+    ApiKeyLimitReached,
+    ApiKeyNotFound,
+    MerchantInvalid,
+    MerchantNotActive,
+    MerchantOrderReused,
+    PaymentIntentConflict,
+    PaymentIntentInvalid,
+    PaymentIntentNotFound,
+)
+from milletpay.checkout.intents import (
+    DESCRIPTION_CHARS_MAX,
+    ORDER_ID_CHARS_MAX,
+    TTL_S_DEFAULT,
+    TTL_S_MAX,
+    TTL_S_MIN,
+    CaptureMethod,
+    IntentRequest,
+    PaymentIntent,
+    PaymentIntents,
+    intent_object,
+    parse_public_id,
+)
+from milletpay.checkout.merchants import (
+    ACCOUNT_DIGITS_MAX,
+    CITY_CHARS_MAX,
+    DISPLAY_NAME_CHARS_MAX,
+    LEGAL_NAME_CHARS_MAX,
+    ApiKey,
+    ApiKeyKind,
+    Merchant,
+    MerchantApplication,
+    MerchantService,
+)
+from milletpay.core.errors import MilletError
+
+router = APIRouter(prefix="/v1", tags=["merchants"])
+
+#: The checkout's errors -> HTTP status.
+CHECKOUT_STATUS: dict[type[MilletError], int] = {
+    MerchantInvalid: 422,
+    PaymentIntentInvalid: 422,
+    ApiKeyNotFound: 404,
+    PaymentIntentNotFound: 404,
+    ApiKeyLimitReached: 409,
+    MerchantNotActive: 409,
+    MerchantOrderReused: 409,
+    PaymentIntentConflict: 409,
+}
+CLIENT_SECRET_CHARS_MAX = 80
+
+
+def merchant_service(request: Request) -> MerchantService:
+    service: MerchantService = request.app.state.merchants
+    return service
+
+
+def intent_service(request: Request) -> PaymentIntents:
+    service: PaymentIntents = request.app.state.intents
+    return service
+
+
+Merchants = Annotated[MerchantService, Depends(merchant_service)]
+Intents = Annotated[PaymentIntents, Depends(intent_service)]
+
+
+def merchant_key(
+    service: Merchants, authorization: Annotated[str | None, Header()] = None
+) -> tuple[Merchant, ApiKeyKind]:
+    """The merchant and key kind an `Authorization: Bearer <key>` proves, or 401."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <merchant key>")
+    found = service.authenticate(authorization[len("Bearer ") :])
+    if found is None:
+        raise ApiError(401, "api_key_invalid", "the key is unknown, revoked or malformed")
+    return found
+
+
+def secret_key(
+    signed: Annotated[tuple[Merchant, ApiKeyKind], Depends(merchant_key)],
+) -> Merchant:
+    """The merchant, signed in with a secret key; 403 for a publishable key."""
+    merchant, kind = signed
+    if kind is not ApiKeyKind.SECRET:
+        raise ApiError(403, "secret_key_required", "this call needs a secret key")
+    return merchant
+
+
+SignedMerchant = Annotated[Merchant, Depends(secret_key)]
+AnyKey = Annotated[tuple[Merchant, ApiKeyKind], Depends(merchant_key)]
+
+
+class Application(BaseModel):
+    legal_name: str = Field(min_length=1, max_length=LEGAL_NAME_CHARS_MAX)
+    display_name: str = Field(min_length=1, max_length=DISPLAY_NAME_CHARS_MAX)
+    city: str = Field(min_length=1, max_length=CITY_CHARS_MAX)
+    mcc: str = Field(min_length=4, max_length=4, examples=["5411"])
+    settlement_bank_code: str = Field(min_length=1, max_length=16, examples=["ICBC"])
+    settlement_account_number: str = Field(min_length=1, max_length=ACCOUNT_DIGITS_MAX)
+
+
+class NewKeyRequest(BaseModel):
+    kind: Literal["secret", "publishable"]
+
+
+class NewIntent(BaseModel):
+    amount_fen: int = Field(gt=0)
+    currency: Literal["CNY"] = "CNY"
+    merchant_order_id: str = Field(min_length=1, max_length=ORDER_ID_CHARS_MAX)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_CHARS_MAX)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    capture_method: Literal["automatic", "manual"] = "automatic"
+    expires_in_s: int = Field(default=TTL_S_DEFAULT, ge=TTL_S_MIN, le=TTL_S_MAX)
+
+
+class Capture(BaseModel):
+    amount_fen: int | None = Field(default=None, gt=0)
+
+
+# -- merchants and keys -------------------------------------------------------------------
+
+
+@router.post("/merchants", status_code=201)
+def onboard(body: Application, service: Merchants) -> dict[str, Any]:
+    """Onboard a merchant: its ledger account, a secret key (shown this once) and a
+    publishable key."""
+    onboarded = _run(lambda: service.onboard(MerchantApplication(**body.model_dump())))
+    return {
+        "merchant": merchant_json(onboarded.merchant),
+        "secret_key": onboarded.secret_key.text,
+        "publishable_key": onboarded.publishable_key.text,
+    }
+
+
+@router.get("/merchant")
+def get_merchant(merchant: SignedMerchant, service: Merchants) -> dict[str, Any]:
+    """The signed-in merchant, and what Millet Pay owes it (posted, and held)."""
+    posted, pending = service.balance_fen(merchant.id)
+    return {**merchant_json(merchant), "balance": {"posted_fen": posted, "pending_fen": pending}}
+
+
+@router.get("/merchant/api-keys")
+def list_keys(merchant: SignedMerchant, service: Merchants) -> dict[str, Any]:
+    """The merchant's keys, live and revoked: secret keys only by their hint."""
+    return {"items": [key_json(key) for key in service.keys(merchant.id)]}
+
+
+@router.post("/merchant/api-keys", status_code=201)
+def create_key(body: NewKeyRequest, merchant: SignedMerchant, service: Merchants) -> dict[str, Any]:
+    """Another key; a secret key's text is shown this once."""
+    made = _run(lambda: service.create_key(merchant.id, ApiKeyKind(body.kind)))
+    return {**key_json(made.key), "key": made.text}
+
+
+@router.delete("/merchant/api-keys/{key_id}")
+def revoke_key(key_id: str, merchant: SignedMerchant, service: Merchants) -> dict[str, Any]:
+    """Revoke a key: it signs nothing from now on (the key signing this call too)."""
+    number = _hex_id(key_id, "api_key_not_found", "no such key")
+    return key_json(_run(lambda: service.revoke_key(merchant.id, number)))
+
+
+# -- payment intents ------------------------------------------------------------------------
+
+
+@router.post(
+    "/payment-intents",
+    status_code=201,
+    responses={200: {"description": "the intent the merchant's order already has"}},
+)
+def create_intent(body: NewIntent, merchant: SignedMerchant, intents: Intents) -> JSONResponse:
+    """A payment intent for the merchant's order: 201, or 200 with the intent the order
+    already has (same amount and capture method; 409 `merchant_order_reused` if not)."""
+    request = IntentRequest(
+        amount_fen=body.amount_fen,
+        merchant_order_id=body.merchant_order_id,
+        currency=body.currency,
+        description=body.description,
+        metadata=body.metadata,
+        capture_method=CaptureMethod(body.capture_method),
+        expires_in_s=body.expires_in_s,
+    )
+    created = _run(lambda: intents.create(merchant.id, request))
+    answer = {**intent_object(created.intent), "client_secret": created.client_secret}
+    return JSONResponse(answer, status_code=201 if created.created else 200)
+
+
+@router.get("/payment-intents/{intent_id}")
+def get_intent(
+    intent_id: str,
+    signed: AnyKey,
+    intents: Intents,
+    client_secret: Annotated[str | None, Query(max_length=CLIENT_SECRET_CHARS_MAX)] = None,
+) -> dict[str, Any]:
+    """The intent with a secret key; with a publishable key, the payer's view of it, given
+    its client secret."""
+    merchant, kind = signed
+    number = _intent_id(intent_id)
+    if kind is ApiKeyKind.SECRET:
+        intent = _run(lambda: intents.get(merchant.id, number))
+        return {
+            **intent_object(intent),
+            "client_secret": intents.client_secret(merchant.id, number),
+        }
+    if client_secret is None:
+        raise ApiError(
+            400,
+            "client_secret_required",
+            "a publishable key reads an intent with its client_secret",
+            "client_secret",
+        )
+    intent, owner = _run(lambda: intents.for_payer(number, client_secret))
+    if owner.id != merchant.id:
+        raise ApiError(404, "payment_intent_not_found", f"no payment intent {intent_id}")
+    return payer_view(intent, owner)
+
+
+@router.post("/payment-intents/{intent_id}/capture")
+def capture_intent(
+    intent_id: str, merchant: SignedMerchant, intents: Intents, body: Capture | None = None
+) -> dict[str, Any]:
+    """Take a held payment, all of it or `amount_fen` (the rest goes back to the payer)."""
+    number = _intent_id(intent_id)
+    amount = None if body is None else body.amount_fen
+    return intent_object(_run(lambda: intents.capture(merchant.id, number, amount)))
+
+
+@router.post("/payment-intents/{intent_id}/cancel")
+def cancel_intent(intent_id: str, merchant: SignedMerchant, intents: Intents) -> dict[str, Any]:
+    """Cancel an intent not yet paid, or release a held payment."""
+    number = _intent_id(intent_id)
+    return intent_object(_run(lambda: intents.cancel(merchant.id, number)))
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def merchant_json(merchant: Merchant) -> dict[str, Any]:
+    return {
+        "id": f"{merchant.id:032x}",
+        "legal_name": merchant.legal_name,
+        "display_name": merchant.display_name,
+        "city": merchant.city,
+        "mcc": merchant.mcc,
+        "mdr_bps": merchant.mdr_bps,
+        "digital_goods": merchant.digital_goods,
+        "settlement_bank_code": merchant.settlement_bank_code,
+        "settlement_account_masked": merchant.settlement_account_masked,
+        "status": str(merchant.status),
+    }
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": f"{key.id:032x}",
+        "kind": str(key.kind),
+        "hint": key.hint,
+        "publishable_key": key.publishable_key,
+        "live": key.live,
+        "created_at_ns": key.created_at_ns,
+        "revoked_at_ns": key.revoked_at_ns,
+    }
+
+
+def payer_view(intent: PaymentIntent, merchant: Merchant) -> dict[str, Any]:
+    """What the payer's screen shows: whom they pay, what for, how much."""
+    return {
+        "id": intent_object(intent)["id"],
+        "merchant": {
+            "display_name": merchant.display_name,
+            "city": merchant.city,
+            "mcc": merchant.mcc,
+        },
+        "amount_fen": intent.amount_fen,
+        "currency": intent.currency,
+        "description": intent.description,
+        "capture_method": str(intent.capture_method),
+        "status": str(intent.status),
+        "expires_at_ns": intent.expires_at_ns,
+        "last_error_code": intent.last_error_code,
+    }
+
+
+def _run(call: Any) -> Any:
+    """`call()`, its checkout errors as HTTP answers naming the field."""
+    try:
+        return call()
+    except tuple(CHECKOUT_STATUS) as error:
+        field = getattr(error, "field", None)
+        raise ApiError(CHECKOUT_STATUS[type(error)], error.code, error.message, field) from None
+
+
+def _intent_id(text: str) -> int:
+    number = parse_public_id(text)
+    if number is None:
+        raise ApiError(404, "payment_intent_not_found", f"no payment intent {text[:40]!r}")
+    return number
+
+
+def _hex_id(text: str, code: str, message: str) -> int:
+    if len(text) != 32 or any(c not in "0123456789abcdef" for c in text):
+        raise ApiError(404, code, message)
+    return int(text, 16)

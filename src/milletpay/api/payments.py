@@ -1,0 +1,116 @@
+"""The payer's side of a payment intent: the wallet shows it, then pays it.
+
+The merchant's app hands the wallet the intent's id and client secret (in-app pay); the
+wallet reads whom it pays and how much (`GET /v1/me/payment-intents/{id}`), and the user
+approves with the PIN or a quick-pay assertion for kind `payment_intent` (target: the
+intent's id). The confirmation runs like a P2P transfer: the PIN try, the
+`Idempotency-Key` and its answer, the payment and the intent's new status commit in one
+transaction. A decline is 402 naming the limit or reason; the intent stays open for
+another try unless it had its attempts. An intent that expired is 409
+`payment_intent_expired` (and is canceled).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import Field
+
+from milletpay.api.idempotency import check_key
+from milletpay.api.merchants import (
+    CLIENT_SECRET_CHARS_MAX,
+    Intents,
+    _intent_id,
+    _run,
+    payer_view,
+)
+from milletpay.api.users import Identity, SignedIn
+from milletpay.api.wallet import (
+    Approval,
+    Idempotency,
+    IdempotencyKey,
+    _payment,
+    cny_text,
+    pay_in_one_transaction,
+)
+from milletpay.checkout.intents import Confirmation, PaymentIntents, public_id
+from milletpay.ledger.engine import LedgerTransaction
+
+router = APIRouter(prefix="/v1/me", tags=["payments"])
+
+
+class IntentConfirmation(Approval):
+    client_secret: str = Field(min_length=1, max_length=CLIENT_SECRET_CHARS_MAX)
+
+
+@router.get("/payment-intents/{intent_id}")
+def show_intent(
+    intent_id: str,
+    _signed_in: SignedIn,
+    intents: Intents,
+    client_secret: Annotated[str, Query(min_length=1, max_length=CLIENT_SECRET_CHARS_MAX)],
+) -> dict[str, Any]:
+    """Whom the user is about to pay, for what and how much."""
+    number = _intent_id(intent_id)
+    intent, merchant = _run(lambda: intents.for_payer(number, client_secret))
+    return payer_view(intent, merchant)
+
+
+@router.post("/payment-intents/{intent_id}/confirm")
+def confirm_intent(
+    intent_id: str,
+    body: IntentConfirmation,
+    request: Request,
+    signed_in: SignedIn,
+    identity: Identity,
+    store: Idempotency,
+    intents: Intents,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Pay the intent from the wallet balance (key and approval required): 200 with the
+    intent, 402 declined, 409 expired or not waiting for confirmation."""
+    key = check_key(idempotency_key)
+    user_id = signed_in.user_id
+    number = _intent_id(intent_id)
+    intent, _merchant = _run(lambda: intents.for_payer(number, body.client_secret))
+    target = public_id(intent.id)
+    return pay_in_one_transaction(
+        request,
+        identity,
+        store,
+        user_id,
+        key,
+        body,
+        lambda tx: _answer(intents, tx, user_id, number, body.client_secret),
+        lambda k: _payment(k, "payment_intent", target, intent.amount_fen),
+    )
+
+
+def _answer(
+    intents: PaymentIntents, tx: LedgerTransaction, user_id: int, number: int, secret: str
+) -> tuple[int, dict[str, Any]]:
+    answer: Confirmation = _run(lambda: intents.confirm_with_wallet_in(tx, user_id, number, secret))
+    intent = answer.intent
+    merchant_view = {"id": public_id(intent.id), "status": str(intent.status)}
+    if answer.decline_code is None:
+        return 200, {
+            **merchant_view,
+            "amount_fen": intent.amount_fen,
+            "amount": cny_text(intent.amount_fen),
+            "operation_id": f"{answer.operation_id:032x}",
+        }
+    code = answer.decline_code
+    if code == "payment_intent_expired":
+        message = f"{public_id(intent.id)} expired; it is canceled"
+        return 409, {"error": {"code": code, "message": message, "field": None}}
+    error: dict[str, Any] = {"code": code, "message": f"declined: {code}", "field": "amount_fen"}
+    if answer.limit_fen is not None:
+        remaining = answer.remaining_fen or 0
+        error["message"] = (
+            f"declined: {code}: the limit is {cny_text(answer.limit_fen)} CNY, "
+            f"{cny_text(remaining)} CNY remains"
+        )
+        error["limit_fen"], error["remaining_fen"] = answer.limit_fen, remaining
+    error["intent_status"] = str(intent.status)
+    return 402, {"error": error}

@@ -1,0 +1,285 @@
+"""The merchant API and in-app pay on both engines: onboarding, keys, payment intents
+created by the merchant's server, shown and confirmed by the payer's wallet, captured or
+canceled; every refusal with its status and stable code."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from .wallet_world import PIN, Person, World
+
+APPLICATION = {
+    "legal_name": "Millet Books Co., Ltd.",
+    "display_name": "Millet Books",
+    "city": "Shanghai",
+    "mcc": "5942",
+    "settlement_bank_code": "ICBC",
+    "settlement_account_number": "6222020099887766",
+}
+
+
+@dataclass
+class Merchant:
+    id: str
+    secret: dict[str, str]  # the Authorization header of its secret key
+    publishable: dict[str, str]
+
+
+def onboard(world: World, **changes: str) -> Merchant:
+    answer = world.client.post("/v1/merchants", json={**APPLICATION, **changes})
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    return Merchant(
+        body["merchant"]["id"],
+        {"Authorization": f"Bearer {body['secret_key']}"},
+        {"Authorization": f"Bearer {body['publishable_key']}"},
+    )
+
+
+@pytest.fixture
+def merchant(world: World) -> Iterator[Merchant]:
+    yield onboard(world)
+
+
+def new_intent(world: World, merchant: Merchant, **body: Any) -> dict[str, Any]:
+    request = {"amount_fen": 3_900, "merchant_order_id": uuid.uuid4().hex, **body}
+    answer = world.client.post("/v1/payment-intents", json=request, headers=merchant.secret)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def confirm(
+    world: World, payer: Person, intent: dict[str, Any], key: str | None = None, **body: Any
+) -> httpx.Response:
+    request = {"client_secret": intent["client_secret"], "pin": PIN, **body}
+    path = f"/v1/me/payment-intents/{intent['id']}/confirm"
+    return world.post(path, payer, request, key or uuid.uuid4().hex)  # type: ignore[no-any-return]
+
+
+def funded(world: World, amount_fen: int = 100_000) -> Person:
+    payer = world.person()
+    assert world.top_up(payer, amount_fen).status_code == 201
+    return payer
+
+
+# -- onboarding and keys ----------------------------------------------------------------
+
+
+def test_onboarding_answers_the_secret_key_once(world: World, merchant: Merchant) -> None:
+    me = world.client.get("/v1/merchant", headers=merchant.secret)
+    assert me.status_code == 200, me.text
+    assert me.json()["display_name"] == "Millet Books" and me.json()["mdr_bps"] == 60
+    assert me.json()["settlement_account_masked"].endswith("7766")
+    assert me.json()["balance"] == {"posted_fen": 0, "pending_fen": 0}
+    keys = world.client.get("/v1/merchant/api-keys", headers=merchant.secret).json()["items"]
+    secret_text = merchant.secret["Authorization"].split()[1]
+    assert secret_text not in str(keys)  # only its hint
+    assert [k["kind"] for k in keys] == ["secret", "publishable"]
+
+
+def test_a_bad_application_is_422_naming_the_field(world: World) -> None:
+    answer = world.client.post("/v1/merchants", json={**APPLICATION, "settlement_bank_code": "XX"})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["field"] == "settlement_bank_code"
+    answer = world.client.post("/v1/merchants", json={**APPLICATION, "mcc": "54a1"})
+    assert (answer.status_code, answer.json()["error"]["field"]) == (422, "mcc")
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Bearer", "Bearer sk_live_nope", "Basic abc", "Bearer pk_live_nope"]
+)
+def test_no_valid_key_is_401(world: World, merchant: Merchant, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    assert world.client.get("/v1/merchant", headers=headers).status_code == 401
+
+
+def test_a_publishable_key_is_not_a_secret_key(world: World, merchant: Merchant) -> None:
+    answer = world.client.get("/v1/merchant", headers=merchant.publishable)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (403, "secret_key_required")
+    answer = world.client.post(
+        "/v1/payment-intents",
+        json={"amount_fen": 100, "merchant_order_id": "o"},
+        headers=merchant.publishable,
+    )
+    assert answer.status_code == 403
+
+
+def test_a_new_key_works_and_a_revoked_one_does_not(world: World, merchant: Merchant) -> None:
+    made = world.client.post(
+        "/v1/merchant/api-keys", json={"kind": "secret"}, headers=merchant.secret
+    )
+    assert made.status_code == 201, made.text
+    headers = {"Authorization": f"Bearer {made.json()['key']}"}
+    assert world.client.get("/v1/merchant", headers=headers).status_code == 200
+    revoked = world.client.delete(
+        f"/v1/merchant/api-keys/{made.json()['id']}", headers=merchant.secret
+    )
+    assert revoked.status_code == 200 and revoked.json()["live"] is False
+    assert world.client.get("/v1/merchant", headers=headers).status_code == 401
+    other = onboard(world)
+    foreign = world.client.delete(
+        f"/v1/merchant/api-keys/{made.json()['id']}", headers=other.secret
+    )
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "api_key_not_found")
+
+
+# -- in-app pay ----------------------------------------------------------------------------
+
+
+def test_in_app_pay_from_the_wallet(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant, description="Two books")
+    assert intent["status"] == "requires_confirmation"
+    shown = world.client.get(
+        f"/v1/me/payment-intents/{intent['id']}",
+        params={"client_secret": intent["client_secret"]},
+        headers=payer.headers,
+    )
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["merchant"]["display_name"] == "Millet Books"
+    assert shown.json()["amount_fen"] == 3_900
+    paid = confirm(world, payer, intent)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "succeeded"
+    assert world.balance(payer) == 100_000 - 3_900
+    seen = world.client.get(f"/v1/payment-intents/{intent['id']}", headers=merchant.secret)
+    assert seen.json()["status"] == "succeeded" and seen.json()["fee_fen"] == 23
+    me = world.client.get("/v1/merchant", headers=merchant.secret).json()
+    assert me["balance"] == {"posted_fen": 3_900 - 23, "pending_fen": 0}
+
+
+def test_a_retried_confirmation_answers_the_same_and_pays_once(
+    world: World, merchant: Merchant
+) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant)
+    first = confirm(world, payer, intent, key="pay-1")
+    again = confirm(world, payer, intent, key="pay-1")
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json()
+    other_key = confirm(world, payer, intent, key="pay-2")
+    assert (other_key.status_code, other_key.json()["error"]["code"]) == (
+        409,
+        "payment_intent_unexpected_state",
+    )
+    assert world.balance(payer) == 100_000 - 3_900
+
+
+def test_a_decline_is_402_and_the_intent_stays_open(world: World, merchant: Merchant) -> None:
+    payer = funded(world, 1_000)
+    intent = new_intent(world, merchant)
+    declined = confirm(world, payer, intent)
+    assert (declined.status_code, declined.json()["error"]["code"]) == (
+        402,
+        "insufficient_balance",
+    )
+    assert declined.json()["error"]["intent_status"] == "requires_confirmation"
+    assert world.top_up(payer, 5_000).status_code == 201
+    assert confirm(world, payer, intent).status_code == 200
+
+
+def test_a_wrong_pin_moves_nothing(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant)
+    answer = confirm(world, payer, intent, pin="000000")
+    assert answer.status_code == 400 and world.balance(payer) == 100_000
+
+
+def test_a_wrong_client_secret_is_404(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant)
+    other = new_intent(world, merchant)
+    answer = confirm(world, payer, intent, client_secret=other["client_secret"])
+    assert (answer.status_code, answer.json()["error"]["code"]) == (
+        404,
+        "payment_intent_not_found",
+    )
+    shown = world.client.get(
+        f"/v1/me/payment-intents/{intent['id']}",
+        params={"client_secret": "pi_x_secret_y"},
+        headers=payer.headers,
+    )
+    assert shown.status_code == 404
+
+
+def test_an_expired_intent_is_409_and_canceled(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant, expires_in_s=60)
+    world.clock.advance(seconds=60)
+    answer = confirm(world, payer, intent)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "payment_intent_expired")
+    seen = world.client.get(f"/v1/payment-intents/{intent['id']}", headers=merchant.secret)
+    assert seen.json()["cancellation_reason"] == "expired"
+
+
+def test_the_order_id_makes_creating_idempotent(world: World, merchant: Merchant) -> None:
+    body = {"amount_fen": 3_900, "merchant_order_id": "order-77"}
+    first = world.client.post("/v1/payment-intents", json=body, headers=merchant.secret)
+    again = world.client.post("/v1/payment-intents", json=body, headers=merchant.secret)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    reused = world.client.post(
+        "/v1/payment-intents", json={**body, "amount_fen": 4_000}, headers=merchant.secret
+    )
+    assert (reused.status_code, reused.json()["error"]["code"]) == (409, "merchant_order_reused")
+
+
+def test_manual_capture_in_part(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant, amount_fen=10_000, capture_method="manual")
+    held = confirm(world, payer, intent)
+    assert held.json()["status"] == "requires_capture"
+    path = f"/v1/payment-intents/{intent['id']}/capture"
+    too_much = world.client.post(path, json={"amount_fen": 10_001}, headers=merchant.secret)
+    assert (too_much.status_code, too_much.json()["error"]["field"]) == (422, "amount_fen")
+    taken = world.client.post(path, json={"amount_fen": 7_000}, headers=merchant.secret)
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["amount_received_fen"] == 7_000
+    assert world.balance(payer) == 100_000 - 7_000
+
+
+def test_cancel_releases_a_hold(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant, capture_method="manual")
+    confirm(world, payer, intent)
+    path = f"/v1/payment-intents/{intent['id']}/cancel"
+    canceled = world.client.post(path, headers=merchant.secret)
+    assert canceled.json()["status"] == "canceled"
+    wallet = world.client.get("/v1/me/wallet", headers=payer.headers).json()
+    assert wallet["available_fen"] == 100_000
+    again = world.client.post(path, headers=merchant.secret)
+    assert (again.status_code, again.json()["error"]["code"]) == (
+        409,
+        "payment_intent_unexpected_state",
+    )
+
+
+def test_another_merchants_intent_is_404(world: World, merchant: Merchant) -> None:
+    intent = new_intent(world, merchant)
+    other = onboard(world)
+    for method, suffix in (("GET", ""), ("POST", "/capture"), ("POST", "/cancel")):
+        answer = world.client.request(
+            method, f"/v1/payment-intents/{intent['id']}{suffix}", headers=other.secret
+        )
+        assert (answer.status_code, answer.json()["error"]["code"]) == (
+            404,
+            "payment_intent_not_found",
+        )
+
+
+def test_the_publishable_key_reads_the_payers_view(world: World, merchant: Merchant) -> None:
+    intent = new_intent(world, merchant)
+    path = f"/v1/payment-intents/{intent['id']}"
+    without = world.client.get(path, headers=merchant.publishable)
+    assert without.status_code == 400
+    view = world.client.get(
+        path, params={"client_secret": intent["client_secret"]}, headers=merchant.publishable
+    )
+    assert view.status_code == 200 and "client_secret" not in view.json()
+    assert view.json()["merchant"]["display_name"] == "Millet Books"
