@@ -1,0 +1,1 @@
+"""Remote payments: merchants, payment intents, QR, refunds, webhooks, payouts."""
