@@ -12,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from milletpay.checkout.webhooks import (
+    DELIVERIES_PER_ENDPOINT_PER_RUN_MAX,
+    DELIVERIES_PER_EVENT_MAX,
     DELIVERY_WINDOW_S,
     EVENT_ID_HEADER,
     EVENT_PAYLOAD_CHARS_MAX,
@@ -22,6 +24,7 @@ from milletpay.checkout.webhooks import (
     EventInvalid,
     EventNotFound,
     EventType,
+    ReplayLimitReached,
     Webhooks,
     WebhookWorker,
     event_public_id,
@@ -476,3 +479,35 @@ def test_an_endpoint_deleted_mid_attempt_does_not_spoil_the_run(
     [delivery] = webhooks.deliveries(MERCHANT, event_id)
     assert delivery.status is DeliveryStatus.SUCCEEDED
     assert _count(engine, "webhook_attempts") == 1
+
+
+def test_replays_stop_at_the_maximum_of_deliveries_per_event(
+    webhooks: Webhooks, receiver: Receiver, engine: sa.Engine
+) -> None:
+    webhooks.create_endpoint(MERCHANT, receiver.url(), ["*"])
+    event_id = emit_committed(webhooks, engine)
+    for _ in range(DELIVERIES_PER_EVENT_MAX - 1):
+        webhooks.replay(MERCHANT, event_id)
+    with pytest.raises(ReplayLimitReached) as raised:
+        webhooks.replay(MERCHANT, event_id)
+    assert raised.value.code == "webhook_replay_limit_reached"
+    assert len(webhooks.deliveries(MERCHANT, event_id)) == DELIVERIES_PER_EVENT_MAX
+
+
+def test_one_endpoints_backlog_takes_a_bounded_share_of_a_run(
+    webhooks: Webhooks,
+    worker: WebhookWorker,
+    receiver: Receiver,
+    engine: sa.Engine,
+) -> None:
+    webhooks.create_endpoint(MERCHANT, receiver.url("/busy"), ["refund.succeeded"])
+    webhooks.create_endpoint(MERCHANT, receiver.url("/quiet"), ["payout.paid"])
+    backlog = DELIVERIES_PER_ENDPOINT_PER_RUN_MAX + 4
+    for _ in range(backlog):
+        emit_committed(webhooks, engine, EventType.REFUND_SUCCEEDED)
+    emit_committed(webhooks, engine, EventType.PAYOUT_PAID)  # the newest, yet not last
+
+    assert worker.deliver_due().claimed == DELIVERIES_PER_ENDPOINT_PER_RUN_MAX + 1
+    assert len(receiver.received("/quiet")) == 1
+    assert len(receiver.received("/busy")) == DELIVERIES_PER_ENDPOINT_PER_RUN_MAX
+    assert worker.deliver_due().claimed == 4

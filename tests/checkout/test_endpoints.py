@@ -4,6 +4,7 @@ and a signing secret that is shown once and never stored in clear."""
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from milletpay.checkout.webhooks import (
     ENDPOINTS_PER_MERCHANT_MAX,
     URL_CHARS_MAX,
+    EndpointBusy,
     EndpointLimitReached,
     EndpointNotFound,
     EndpointStatus,
@@ -23,6 +25,7 @@ from milletpay.checkout.webhooks import (
 )
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
+from milletpay.store import create_engine
 from milletpay.store.engine import sqlite_path
 
 from .conftest import MERCHANT, OTHER_MERCHANT, emit_committed
@@ -199,3 +202,36 @@ def test_the_secret_is_never_stored_in_clear(
             if path.exists():
                 data = path.read_bytes()
                 assert not any(n in data for n in needles), path
+
+
+def test_concurrent_creations_never_pass_the_maximum(
+    engine: sa.Engine, keyring: KeyRing, clock: ManualClock, database_url: str
+) -> None:
+    engines = [create_engine(database_url) for _ in range(3)]
+    services = [Webhooks(e, keyring, clock) for e in engines]
+    start = threading.Barrier(len(services))
+    outcomes: list[str] = []
+
+    def create_many(webhooks: Webhooks) -> None:
+        start.wait()
+        for n in range(10):
+            try:
+                webhooks.create_endpoint(MERCHANT, f"{HTTPS_URL}/{n}", ["*"])
+                outcomes.append("created")
+            except (EndpointLimitReached, EndpointBusy) as exc:
+                outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=create_many, args=(s,)) for s in services]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for e in engines:
+            e.dispose()
+    created = outcomes.count("created")
+    assert len(outcomes) == 30
+    assert len(Webhooks(engine, keyring, clock).endpoints(MERCHANT)) == created
+    assert created <= ENDPOINTS_PER_MERCHANT_MAX
+    assert outcomes.count("webhook_endpoint_limit_reached") >= 30 - ENDPOINTS_PER_MERCHANT_MAX - 3

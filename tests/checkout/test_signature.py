@@ -7,6 +7,8 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from milletpay.checkout.webhooks import (
     SIGNATURE_HEADER_CHARS_MAX,
@@ -100,3 +102,21 @@ def test_a_malformed_header_is_rejected(header: str) -> None:
     with pytest.raises(SignatureHeaderMalformed) as raised:
         verify_signature(header, BODY, SECRET, now_s=T)
     assert raised.value.code == "signature_header_malformed"
+
+
+@given(
+    body=st.binary(max_size=512),
+    secret=st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=64),
+    t=st.integers(0, 10**11),
+)
+def test_what_is_signed_verifies_and_any_changed_byte_does_not(
+    body: bytes, secret: str, t: int
+) -> None:
+    header = signature_header(secret, t, body)
+    assert verify_signature(header, body, secret, now_s=t) == t
+    for index in range(len(body)):
+        changed = body[:index] + bytes([body[index] ^ 0x01]) + body[index + 1 :]
+        with pytest.raises(SignatureInvalid):
+            verify_signature(header, changed, secret, now_s=t)
+    with pytest.raises(SignatureInvalid):
+        verify_signature(header, body + b" ", secret, now_s=t)
