@@ -631,7 +631,8 @@ class Webhooks:
         `EventNotFound`; `ReplayLimitReached` past `DELIVERIES_PER_EVENT_MAX`."""
         now_ns = self._clock.now_ns()
         with write_transaction(self._engine) as conn:
-            event = _event(_owned_event(conn, merchant_id, event_id))
+            # Locked: two replays at once must not both pass the count below.
+            event = _event(_owned_event(conn, merchant_id, event_id, lock=True))
             targets = [
                 row.id
                 for row in _SUBSCRIBERS.run(
@@ -715,13 +716,14 @@ def _owned_endpoint(conn: sa.Connection, merchant_id: int, endpoint_id: int) -> 
     return row
 
 
-def _owned_event(conn: sa.Connection, merchant_id: int, event_id: int) -> Any:
-    row = conn.execute(
-        sa.select(webhook_events).where(
-            webhook_events.c.id == _id_bytes(event_id),
-            webhook_events.c.merchant_id == id_to_bytes(merchant_id),
-        )
-    ).first()
+def _owned_event(
+    conn: sa.Connection, merchant_id: int, event_id: int, *, lock: bool = False
+) -> Any:
+    query = sa.select(webhook_events).where(
+        webhook_events.c.id == _id_bytes(event_id),
+        webhook_events.c.merchant_id == id_to_bytes(merchant_id),
+    )
+    row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise EventNotFound(f"no event {event_public_id(event_id)}")
     return row
