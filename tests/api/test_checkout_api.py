@@ -4,6 +4,8 @@ canceled; every refusal with its status and stable code."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from milletpay.checkout.webhooks import verify_signature
 
 from .wallet_world import PIN, Person, World
 
@@ -283,3 +287,85 @@ def test_the_publishable_key_reads_the_payers_view(world: World, merchant: Merch
     )
     assert view.status_code == 200 and "client_secret" not in view.json()
     assert view.json()["merchant"]["display_name"] == "Millet Books"
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+def wait_for(world: World, count: int) -> list[httpx.Request]:
+    """The webhook requests received, once `count` have come (the server's delivery
+    thread sends them within a second or two)."""
+    deadline = time.monotonic() + 15
+    while len(world.webhooks_received) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(world.webhooks_received) >= count, world.webhooks_received
+    return world.webhooks_received
+
+
+def test_a_payment_is_announced_by_a_signed_webhook(world: World, merchant: Merchant) -> None:
+    made = world.client.post(
+        "/v1/merchant/webhook-endpoints",
+        json={"url": "http://127.0.0.1:9/hooks", "event_types": ["payment_intent.succeeded"]},
+        headers=merchant.secret,
+    )
+    assert made.status_code == 201, made.text
+    secret = made.json()["secret"]
+    listed = world.client.get("/v1/merchant/webhook-endpoints", headers=merchant.secret)
+    assert secret not in listed.text
+    payer = funded(world)
+    intent = new_intent(world, merchant)
+    assert confirm(world, payer, intent).status_code == 200
+    (request,) = wait_for(world, 1)
+    body = request.content
+    signed_at = verify_signature(
+        request.headers["Millet-Signature"], body, secret, now_s=world.clock.now_ns() // 10**9
+    )
+    assert signed_at == world.clock.now_ns() // 10**9
+    event = json.loads(body)
+    assert event["type"] == "payment_intent.succeeded"
+    assert event["data"]["object"]["id"] == intent["id"]
+    assert request.headers["Millet-Event-Id"] == event["id"]
+    log = world.client.get(f"/v1/merchant/events/{event['id']}", headers=merchant.secret)
+    assert log.status_code == 200, log.text
+    (delivery,) = log.json()["deliveries"]
+    assert delivery["status"] == "succeeded" and delivery["log"][0]["status_code"] == 200
+    replayed = world.client.post(
+        f"/v1/merchant/events/{event['id']}/replay", headers=merchant.secret
+    )
+    assert replayed.status_code == 202
+    again = wait_for(world, 2)[1]
+    assert json.loads(again.content)["id"] == event["id"]  # the same event, to deduplicate
+
+
+def test_webhook_endpoints_are_the_merchants_own(world: World, merchant: Merchant) -> None:
+    made = world.client.post(
+        "/v1/merchant/webhook-endpoints",
+        json={"url": "http://127.0.0.1:9/hooks"},
+        headers=merchant.secret,
+    ).json()
+    other = onboard(world)
+    path = f"/v1/merchant/webhook-endpoints/{made['id']}"
+    for method, suffix in (("POST", "/disable"), ("POST", "/enable"), ("DELETE", "")):
+        answer = world.client.request(method, path + suffix, headers=other.secret)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (
+            404,
+            "webhook_endpoint_not_found",
+        )
+    assert world.client.post(path + "/disable", headers=merchant.secret).json()["status"] == (
+        "disabled"
+    )
+    assert world.client.delete(path, headers=merchant.secret).status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("body", "field_code"),
+    [
+        ({"url": "ftp://example.com/x"}, "webhook_url_invalid"),
+        ({"url": "http://127.0.0.1/x", "event_types": ["nope"]}, "webhook_event_types_invalid"),
+    ],
+)
+def test_a_bad_endpoint_is_422(
+    world: World, merchant: Merchant, body: dict[str, Any], field_code: str
+) -> None:
+    answer = world.client.post("/v1/merchant/webhook-endpoints", json=body, headers=merchant.secret)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, field_code)

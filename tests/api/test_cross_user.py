@@ -490,7 +490,8 @@ KNOWN_FAILURES: dict[str, str] = {}
 #: (method, path) -> why the route takes no id of anything another user owns.
 _MERCHANT_KEY = (
     "a merchant's key signs it, not a user's session: another merchant's ids answer 404 "
-    "(test_checkout_api: test_another_merchants_intent_is_404, ..._key_works_and_a_revoked)"
+    "(test_checkout_api: test_another_merchants_intent_is_404, ..._key_works_and_a_revoked, "
+    "test_webhook_endpoints_are_the_merchants_own)"
 )
 _CLIENT_SECRET = (
     "an intent belongs to its merchant, not to a user: its client secret is the proof to "
@@ -506,6 +507,13 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("GET", "/v1/payment-intents/{intent_id}"): _MERCHANT_KEY,
     ("POST", "/v1/payment-intents/{intent_id}/capture"): _MERCHANT_KEY,
     ("POST", "/v1/payment-intents/{intent_id}/cancel"): _MERCHANT_KEY,
+    ("POST", "/v1/merchant/webhook-endpoints"): _MERCHANT_KEY,
+    ("GET", "/v1/merchant/webhook-endpoints"): _MERCHANT_KEY,
+    ("POST", "/v1/merchant/webhook-endpoints/{endpoint_id}/disable"): _MERCHANT_KEY,
+    ("POST", "/v1/merchant/webhook-endpoints/{endpoint_id}/enable"): _MERCHANT_KEY,
+    ("DELETE", "/v1/merchant/webhook-endpoints/{endpoint_id}"): _MERCHANT_KEY,
+    ("GET", "/v1/merchant/events/{event_id}"): _MERCHANT_KEY,
+    ("POST", "/v1/merchant/events/{event_id}/replay"): _MERCHANT_KEY,
     ("GET", "/v1/me/payment-intents/{intent_id}"): _CLIENT_SECRET,
     ("POST", "/v1/me/payment-intents/{intent_id}/confirm"): _CLIENT_SECRET,
     ("GET", "/v1/health"): "platform status; no user data",

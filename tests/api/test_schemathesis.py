@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -77,6 +78,8 @@ def platform(database_url: str) -> Iterator[Platform]:
         pin_hashing=PIN_HASHING_FAST,
         bank_gateway=(bank := SimulatedBankGateway()),
         issuer_keys=IssuerKeyStore.generate(issuer_bins()),
+        # A merchant's endpoint the requests create is answered here, never on a network.
+        webhook_transport=httpx.MockTransport(lambda _request: httpx.Response(200)),
     )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Platform(client, clock, sms, bank)

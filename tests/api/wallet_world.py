@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from milletpay.api import create_app
@@ -46,6 +47,8 @@ class World:
     bank: SimulatedBankGateway
     ledger: Ledger
     banks: Banks
+    #: The webhook requests merchants' servers received (answered 200).
+    webhooks_received: list[httpx.Request]
     people: int = 0
 
     def person(self, channels: tuple[str, ...] = ("bank_card",)) -> Person:
@@ -108,6 +111,7 @@ class World:
 def make_world(database_url: str) -> Iterator[World]:
     """The world, torn down with the ledger verified and the coin liability checked."""
     bank, clock, keyring = SimulatedBankGateway(), ManualClock(), KeyRing.generate()
+    received: list[httpx.Request] = []
     banks = Banks(database_url, keyring, GeneratedBankKeys(), clock)
     app = create_app(
         database_url,
@@ -118,12 +122,21 @@ def make_world(database_url: str) -> Iterator[World]:
         bank_gateway=bank,
         banks=banks,
         issuer_keys=IssuerKeyStore.generate(issuer_bins()),
+        webhooks_allow_http=True,
+        webhook_transport=httpx.MockTransport(lambda r: _receive(received, r)),
     )
     with TestClient(app) as client:
-        world = World(client, clock, sms, bank, app.state.ledger, banks)
+        world = World(client, clock, sms, bank, app.state.ledger, banks, received)
         yield world
         assert world.ledger.verify().ok
         assert app.state.coins.coin_liability_check().balanced
+
+
+def _receive(received: list[httpx.Request], request: httpx.Request) -> httpx.Response:
+    """A merchant's webhook receiver: it keeps what it got and answers 200."""
+    request.read()
+    received.append(request)
+    return httpx.Response(200)
 
 
 def bound_phone(world: World, person: Person, device_id: str) -> SimulatedPhone:

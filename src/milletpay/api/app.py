@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +31,7 @@ from milletpay.cards import PanVault, TokenService
 from milletpay.cards.luk import LimitedUseKeys
 from milletpay.checkout.intents import PaymentIntents
 from milletpay.checkout.merchants import MerchantService
+from milletpay.checkout.webhooks import Webhooks, WebhookWorker
 from milletpay.core.clock import Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.keys import ImkSource, IssuerKeyStore, VersionedKey
@@ -133,6 +135,8 @@ def create_app(
     bank_gateway: BankGateway | None = None,
     banks: Banks | None = None,
     issuer_keys: IssuerKeyStore | None = None,
+    webhooks_allow_http: bool = False,
+    webhook_transport: httpx.BaseTransport | None = None,
 ) -> FastAPI:
     """The API on the database at `database_url`; the keyword arguments replace the
     production parts (system clock, key ring from the environment, the SMS gateway, the
@@ -140,7 +144,9 @@ def create_app(
     token service asks: on the same database, with the issuer keys from the environment;
     the issuer keys the token service derives limited-use keys from, and the default
     banks' keys: from the environment).
-    The app closes the banks when it shuts down, given ones too."""
+    The app closes the banks when it shuts down, given ones too. Webhook endpoints must be
+    https on public hosts unless `webhooks_allow_http` (a sandbox); a thread delivers
+    them while the server runs (through `webhook_transport`, httpx's by default)."""
     url = resolve_database_url(database_url)
     engine = create_engine(url)
     upgrade(engine)
@@ -157,10 +163,19 @@ def create_app(
         # in flight for a hundred milliseconds or more, every second or two under load.
         gc.freeze()
         sweeper = asyncio.create_task(_maintain(app.state.wallet, app.state.tsp, app.state.intents))
+        stop_webhooks = threading.Event()
+        worker = WebhookWorker(engine, keyring, clock, transport=webhook_transport)
+        sender = threading.Thread(
+            target=worker.run_forever, args=(stop_webhooks,), name="webhooks", daemon=True
+        )
+        sender.start()
         yield
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        stop_webhooks.set()
+        sender.join()
+        worker.close()
         committer.close()
         app.state.banks.close()
         engine.dispose()  # the pool's connections go now, not when the process ends
@@ -210,8 +225,15 @@ def create_app(
     )
     app.state.luks = LimitedUseKeys(engine, imks, clock)
     app.state.merchants = MerchantService(ledger, keyring, clock, committer=committer)
+    app.state.webhooks = Webhooks(engine, keyring, clock, allow_http=webhooks_allow_http)
     app.state.intents = PaymentIntents(
-        ledger, app.state.wallet, app.state.merchants, keyring, clock, committer=committer
+        ledger,
+        app.state.wallet,
+        app.state.merchants,
+        keyring,
+        clock,
+        committer=committer,
+        events=app.state.webhooks,
     )
     install_error_handlers(app)
 

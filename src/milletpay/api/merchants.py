@@ -15,9 +15,10 @@ releases it. The payer's side is in `api/payments.py`.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -56,12 +57,33 @@ from milletpay.checkout.merchants import (
     MerchantApplication,
     MerchantService,
 )
+from milletpay.checkout.webhooks import (
+    EVENT_ID_PREFIX,
+    URL_CHARS_MAX,
+    Delivery,
+    Endpoint,
+    EndpointBusy,
+    EndpointLimitReached,
+    EndpointNotFound,
+    EventNotFound,
+    ReplayLimitReached,
+    WebhookEventTypesInvalid,
+    Webhooks,
+    WebhookUrlInvalid,
+)
 from milletpay.core.errors import MilletError
 
 router = APIRouter(prefix="/v1", tags=["merchants"])
 
 #: The checkout's errors -> HTTP status.
 CHECKOUT_STATUS: dict[type[MilletError], int] = {
+    WebhookUrlInvalid: 422,
+    WebhookEventTypesInvalid: 422,
+    EndpointNotFound: 404,
+    EventNotFound: 404,
+    EndpointLimitReached: 409,
+    EndpointBusy: 409,
+    ReplayLimitReached: 409,
     MerchantInvalid: 422,
     PaymentIntentInvalid: 422,
     ApiKeyNotFound: 404,
@@ -84,7 +106,13 @@ def intent_service(request: Request) -> PaymentIntents:
     return service
 
 
+def webhook_service(request: Request) -> Webhooks:
+    service: Webhooks = request.app.state.webhooks
+    return service
+
+
 Merchants = Annotated[MerchantService, Depends(merchant_service)]
+Hooks = Annotated[Webhooks, Depends(webhook_service)]
 Intents = Annotated[PaymentIntents, Depends(intent_service)]
 
 
@@ -135,6 +163,13 @@ class NewIntent(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     capture_method: Literal["automatic", "manual"] = "automatic"
     expires_in_s: int = Field(default=TTL_S_DEFAULT, ge=TTL_S_MIN, le=TTL_S_MAX)
+
+
+class NewEndpoint(BaseModel):
+    url: str = Field(
+        min_length=1, max_length=URL_CHARS_MAX, examples=["https://shop.example/hooks"]
+    )
+    event_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
 
 
 class Capture(BaseModel):
@@ -255,6 +290,65 @@ def cancel_intent(intent_id: str, merchant: SignedMerchant, intents: Intents) ->
     return intent_object(_run(lambda: intents.cancel(merchant.id, number)))
 
 
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+@router.post("/merchant/webhook-endpoints", status_code=201)
+def create_endpoint(body: NewEndpoint, merchant: SignedMerchant, hooks: Hooks) -> dict[str, Any]:
+    """A webhook endpoint for the event types named (`*`: all); its signing secret
+    (`whsec_…`) is shown this once."""
+    endpoint, secret = _run(lambda: hooks.create_endpoint(merchant.id, body.url, body.event_types))
+    return {**endpoint_json(endpoint), "secret": secret}
+
+
+@router.get("/merchant/webhook-endpoints")
+def list_endpoints(merchant: SignedMerchant, hooks: Hooks) -> dict[str, Any]:
+    return {"items": [endpoint_json(e) for e in hooks.endpoints(merchant.id)]}
+
+
+@router.post("/merchant/webhook-endpoints/{endpoint_id}/disable")
+def disable_endpoint(endpoint_id: str, merchant: SignedMerchant, hooks: Hooks) -> dict[str, Any]:
+    """Stop sending to the endpoint; its pending deliveries fail (replay sends them)."""
+    number = _hex_id(endpoint_id, "webhook_endpoint_not_found", "no such endpoint")
+    return endpoint_json(_run(lambda: hooks.disable_endpoint(merchant.id, number)))
+
+
+@router.post("/merchant/webhook-endpoints/{endpoint_id}/enable")
+def enable_endpoint(endpoint_id: str, merchant: SignedMerchant, hooks: Hooks) -> dict[str, Any]:
+    number = _hex_id(endpoint_id, "webhook_endpoint_not_found", "no such endpoint")
+    return endpoint_json(_run(lambda: hooks.enable_endpoint(merchant.id, number)))
+
+
+@router.delete("/merchant/webhook-endpoints/{endpoint_id}", status_code=204)
+def delete_endpoint(endpoint_id: str, merchant: SignedMerchant, hooks: Hooks) -> Response:
+    number = _hex_id(endpoint_id, "webhook_endpoint_not_found", "no such endpoint")
+    _run(lambda: hooks.delete_endpoint(merchant.id, number))
+    return Response(status_code=204)
+
+
+@router.get("/merchant/events/{event_id}")
+def get_event(event_id: str, merchant: SignedMerchant, hooks: Hooks) -> dict[str, Any]:
+    """The event as it was signed and sent, and the log of its deliveries."""
+    number = _event_id(event_id)
+    event = _run(lambda: hooks.event(merchant.id, number))
+    deliveries = hooks.deliveries(merchant.id, number)
+    return {
+        "id": event.public_id,
+        "type": str(event.type),
+        "created_at_ns": event.created_at_ns,
+        "payload": json.loads(event.payload),
+        "deliveries": [delivery_json(d) for d in deliveries],
+    }
+
+
+@router.post("/merchant/events/{event_id}/replay", status_code=202)
+def replay_event(event_id: str, merchant: SignedMerchant, hooks: Hooks) -> dict[str, Any]:
+    """Send the event again to every enabled endpoint subscribed to it (same event id)."""
+    number = _event_id(event_id)
+    made = _run(lambda: hooks.replay(merchant.id, number))
+    return {"deliveries": [f"{d:032x}" for d in made]}
+
+
 # -- rendering -------------------------------------------------------------------------------
 
 
@@ -282,6 +376,39 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "live": key.live,
         "created_at_ns": key.created_at_ns,
         "revoked_at_ns": key.revoked_at_ns,
+    }
+
+
+def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "id": f"{endpoint.id:032x}",
+        "url": endpoint.url,
+        "event_types": sorted(str(t) for t in endpoint.event_types) or ["*"],
+        "status": str(endpoint.status),
+        "created_at_ns": endpoint.created_at_ns,
+    }
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": f"{delivery.id:032x}",
+        "endpoint_id": f"{delivery.endpoint_id:032x}",
+        "status": str(delivery.status),
+        "attempts": delivery.attempts,
+        "next_attempt_at_ns": delivery.next_attempt_at_ns,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "delivered_at_ns": delivery.delivered_at_ns,
+        "log": [
+            {
+                "number": a.number,
+                "at_ns": a.at_ns,
+                "status_code": a.status_code,
+                "duration_ms": a.duration_ms,
+                "error": a.error,
+            }
+            for a in delivery.log
+        ],
     }
 
 
@@ -318,6 +445,13 @@ def _intent_id(text: str) -> int:
     if number is None:
         raise ApiError(404, "payment_intent_not_found", f"no payment intent {text[:40]!r}")
     return number
+
+
+def _event_id(text: str) -> int:
+    prefix = EVENT_ID_PREFIX
+    if not text.startswith(prefix):
+        raise ApiError(404, "webhook_event_not_found", "no such event")
+    return _hex_id(text[len(prefix) :], "webhook_event_not_found", "no such event")
 
 
 def _hex_id(text: str, code: str, message: str) -> int:

@@ -129,7 +129,7 @@ class EventSink(Protocol):
     """Where the merchant's events go, in the caller's transaction (the outbox)."""
 
     def emit(
-        self, conn: sa.Connection, merchant_id: int, type: str, data: Mapping[str, Any]
+        self, conn: sa.Connection, merchant_id: int, event_type: str, data: Mapping[str, Any]
     ) -> Any: ...
 
 
