@@ -6,6 +6,7 @@ retries, the completion batch, and the merchant data's validation."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import random
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from milletpay.acquiring import ContactlessKernel, KernelOutcome, NfcField, OutcomeKind, Transaction
+from milletpay.acquiring import host as host_module
 from milletpay.acquiring.host import (
     AcquirerError,
     AcquirerHost,
@@ -32,6 +34,7 @@ from milletpay.core.clock import NS_PER_S, ManualClock
 from milletpay.emv import tlv
 from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
 from milletpay.network import iso8583
+from milletpay.network.framing import read_frame, write_frame
 from milletpay.network.iso8583 import Message
 from milletpay.network.link import Iso8583Server
 
@@ -401,6 +404,45 @@ def test_a_switch_that_closed_the_link_gets_a_new_connection_and_no_reversal() -
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
 
 
+def test_a_link_lost_after_sending_is_reversed_on_a_new_connection() -> None:
+    """A switch that hangs up with the 0100 unanswered: the host cannot know whether the
+    issuer saw it, so it reverses it, on a new connection."""
+    received: list[Message] = []
+    connections: list[int] = []
+    clock = ManualClock(NOW_NS)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections) + 1)
+        first = len(connections) == 1
+        try:
+            while True:
+                frame = await read_frame(
+                    reader, timeout_s=TEST_TIMEOUT_S, max_bytes=iso8583.MESSAGE_BYTES_MAX
+                )
+                if frame is None:
+                    return
+                request = iso8583.decode(frame)
+                received.append(request)
+                if first:
+                    return  # hang up, the request unanswered
+                write_frame(writer, iso8583.encode(iso8583.response_to(request, "00")))
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, AcquirerHost("127.0.0.1", port, clock, merchants()) as host:
+            outcome = tap(phone(clock), RESTAURANT, 1_000)
+            result = await host.authorize(RESTAURANT, outcome, 1_000)
+        assert result.status is ResultStatus.TIMED_OUT_REVERSED
+        assert [m.mti for m in received] == ["0100", "0400"] and len(connections) == 2
+        assert received[1].text(90) == iso8583.original_data_elements(result.request)
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
 def test_no_connection_means_nothing_sent_and_nothing_to_reverse() -> None:
     clock = ManualClock(NOW_NS)
 
@@ -444,6 +486,89 @@ def test_a_request_that_cannot_be_sent_is_refused_and_nothing_leaves(
         assert switch.received == [] and host.journal() == ()
 
     run(scenario, switch)
+
+
+def test_a_dual_merchant_is_refused_at_the_pending_completions_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(host_module, "PENDING_COMPLETIONS_MAX", 2)
+    switch = ScriptedSwitch()
+
+    async def scenario(host: AcquirerHost, card: PaymentApplet) -> None:
+        for amount_fen in (1_000, 2_000):
+            assert (
+                await host.authorize(RESTAURANT, tap(card, RESTAURANT, amount_fen), amount_fen)
+            ).approved
+        with pytest.raises(AcquirerError) as refused:
+            await host.authorize(RESTAURANT, tap(card, RESTAURANT, 3_000), 3_000)
+        assert refused.value.code == "completions_backlog"
+        single = await host.authorize(SUPERMARKET, tap(card, SUPERMARKET, 3_000), 3_000)
+        assert single.approved  # a single-message merchant leaves nothing to complete
+        assert (await host.upload_batch()).completed == 2
+        assert (await host.authorize(RESTAURANT, tap(card, RESTAURANT, 3_000), 3_000)).approved
+        assert len(switch.of_type("0100")) == 3
+
+    run(scenario, switch)
+
+
+def test_the_0220_field_by_field() -> None:
+    switch = ScriptedSwitch()
+
+    async def scenario(host: AcquirerHost, card: PaymentApplet) -> None:
+        result = await host.authorize(RESTAURANT, tap(card, RESTAURANT, 10_000), 10_000)
+        await host.complete(RESTAURANT, result.rrn, 9_000)
+        (advice,) = switch.of_type("0220")
+        assert advice.fields == {
+            2: TOKEN_PAN,
+            3: "000000",
+            4: "000000010000",
+            7: "1126023015",
+            11: "000002",
+            12: "103015",
+            13: "1126",
+            14: "2911",
+            18: "5812",
+            22: "071",
+            23: "001",
+            25: "00",
+            32: "49990000",
+            37: "633002000001",
+            38: APPROVAL_CODE,
+            39: "00",
+            41: RESTAURANT,
+            42: "999331058120001",
+            43: "West Lake Jade Garden    Hangzhou     CN",
+            49: "156",
+            90: "0100" + "000001" + "1126023015" + "00049990000" + "0" * 11,
+            95: "000000009000" + "000000009000" + "000000000" + "000000000",
+        }
+
+    run(scenario, switch)
+
+
+def test_field_22_says_whether_the_terminal_takes_a_pin() -> None:
+    """071 where the reader's TTQ offers online PIN, 072 where it does not."""
+    clock = ManualClock(NOW_NS)
+    merchant, terminal = merchants().terminal(RESTAURANT)
+    no_pin = dataclasses.replace(terminal.config, ttq=bytes.fromhex("A2004000"))
+    merchant = dataclasses.replace(
+        merchant, terminals=(dataclasses.replace(terminal, config=no_pin),)
+    )
+    outcome = ContactlessKernel(no_pin, random.Random(7)).tap(
+        NfcField(phone(clock)), Transaction(1_000, TODAY)
+    )
+    request = host_module.request_message(
+        outcome,
+        merchant,
+        RESTAURANT,
+        institution_id="49990000",
+        currency_numeric="156",
+        amount_fen=1_000,
+        stan="000001",
+        now_ns=NOW_NS,
+    )
+    assert request.text(22) == "072"
+    iso8583.validate(request)
 
 
 # -- the merchant data ---------------------------------------------------------------------
