@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from milletpay.acquiring import ContactlessKernel, KernelOutcome, NfcField, OutcomeKind, Transaction
 from milletpay.acquiring import host as host_module
@@ -569,6 +571,38 @@ def test_field_22_says_whether_the_terminal_takes_a_pin() -> None:
     )
     assert request.text(22) == "072"
     iso8583.validate(request)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    terminal_id=st.sampled_from(merchants().terminal_ids()),
+    amount_fen=st.integers(1, 30_000),
+    stan=st.integers(1, 999_999),
+)
+def test_every_terminal_builds_a_valid_request_that_survives_the_wire(
+    terminal_id: str, amount_fen: int, stan: int
+) -> None:
+    clock = ManualClock(NOW_NS)
+    merchant, terminal = merchants().terminal(terminal_id)
+    outcome = tap(phone(clock), terminal_id, amount_fen)
+    request = host_module.request_message(
+        outcome,
+        merchant,
+        terminal_id,
+        institution_id="49990000",
+        currency_numeric="156",
+        amount_fen=amount_fen,
+        stan=f"{stan:06d}",
+        now_ns=NOW_NS,
+    )
+    assert iso8583.decode(iso8583.encode(request)) == request
+    assert request.mti == {MessageStyle.DUAL: "0100", MessageStyle.SINGLE: "0200"}[merchant.style]
+    assert (request.text(4), request.text(41), request.text(42), request.text(18)) == (
+        f"{amount_fen:012d}",
+        terminal.terminal_id,
+        merchant.merchant_id,
+        merchant.mcc,
+    )
 
 
 # -- the merchant data ---------------------------------------------------------------------
