@@ -369,3 +369,47 @@ def test_a_bad_endpoint_is_422(
 ) -> None:
     answer = world.client.post("/v1/merchant/webhook-endpoints", json=body, headers=merchant.secret)
     assert (answer.status_code, answer.json()["error"]["code"]) == (422, field_code)
+
+
+# -- refunds -------------------------------------------------------------------------------
+
+
+def test_refunds_in_part_then_the_rest_and_a_retry_refunds_once(
+    world: World, merchant: Merchant
+) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant, amount_fen=10_000)
+    assert confirm(world, payer, intent).status_code == 200
+    path = f"/v1/payment-intents/{intent['id']}/refunds"
+    headers = {**merchant.secret, "Idempotency-Key": "refund-1"}
+    first = world.client.post(
+        path, json={"amount_fen": 4_000, "reason": "one book"}, headers=headers
+    )
+    assert first.status_code == 201, first.text
+    again = world.client.post(
+        path, json={"amount_fen": 4_000, "reason": "one book"}, headers=headers
+    )
+    assert again.json() == first.json()
+    assert world.balance(payer) == 100_000 - 10_000 + 4_000
+    rest = world.client.post(path, headers={**merchant.secret, "Idempotency-Key": "refund-2"})
+    assert rest.status_code == 201 and rest.json()["amount_fen"] == 6_000
+    assert world.balance(payer) == 100_000
+    more = world.client.post(
+        path, json={"amount_fen": 1}, headers={**merchant.secret, "Idempotency-Key": "refund-3"}
+    )
+    assert (more.status_code, more.json()["error"]["field"]) == (422, "amount_fen")
+    listed = world.client.get(path, headers=merchant.secret).json()["items"]
+    assert [r["amount_fen"] for r in listed] == [4_000, 6_000]
+    me = world.client.get("/v1/merchant", headers=merchant.secret).json()
+    assert me["balance"]["posted_fen"] == 0  # the fee came back with the refunds
+
+
+def test_a_refund_needs_a_key_and_a_succeeded_intent(world: World, merchant: Merchant) -> None:
+    intent = new_intent(world, merchant)
+    path = f"/v1/payment-intents/{intent['id']}/refunds"
+    assert world.client.post(path, headers=merchant.secret).status_code == 400
+    answer = world.client.post(path, headers={**merchant.secret, "Idempotency-Key": "k"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (
+        409,
+        "payment_intent_unexpected_state",
+    )

@@ -507,6 +507,8 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("GET", "/v1/payment-intents/{intent_id}"): _MERCHANT_KEY,
     ("POST", "/v1/payment-intents/{intent_id}/capture"): _MERCHANT_KEY,
     ("POST", "/v1/payment-intents/{intent_id}/cancel"): _MERCHANT_KEY,
+    ("POST", "/v1/payment-intents/{intent_id}/refunds"): _MERCHANT_KEY,
+    ("GET", "/v1/payment-intents/{intent_id}/refunds"): _MERCHANT_KEY,
     ("POST", "/v1/merchant/webhook-endpoints"): _MERCHANT_KEY,
     ("GET", "/v1/merchant/webhook-endpoints"): _MERCHANT_KEY,
     ("POST", "/v1/merchant/webhook-endpoints/{endpoint_id}/disable"): _MERCHANT_KEY,

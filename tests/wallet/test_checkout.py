@@ -32,6 +32,7 @@ from milletpay.checkout.intents import (
     IntentStatus,
     PaymentIntent,
     PaymentIntents,
+    RefundStatus,
     public_id,
 )
 from milletpay.checkout.merchants import (
@@ -42,7 +43,13 @@ from milletpay.checkout.merchants import (
     MerchantService,
 )
 from milletpay.core.keyring import KeyRing
-from milletpay.wallet.accounts import AccountCode, platform_account_id
+from milletpay.ledger import CreateTransferResult, Transfer
+from milletpay.wallet.accounts import (
+    LEDGER_CNY,
+    AccountCode,
+    platform_account_id,
+    settlement_account_id,
+)
 
 from .conftest import World, yuan
 
@@ -454,3 +461,101 @@ def _link_of(shop: Shop, user_id: int) -> int:
         ).first()
     assert row is not None
     return int.from_bytes(row.id, "big")
+
+
+# -- refunds ------------------------------------------------------------------------------
+
+
+def paid(shop: Shop, amount_fen: int = 10_000) -> tuple[int, PaymentIntent]:
+    user = payer(shop)
+    intent, secret = shop.intent(amount_fen)
+    done = shop.confirm(user, intent, secret).intent
+    assert done.status is IntentStatus.SUCCEEDED
+    return user, done
+
+
+def fee_revenue(shop: Shop) -> int:
+    (revenue,) = shop.world.ledger.lookup_accounts([platform_account_id(AccountCode.FEE_REVENUE)])
+    return revenue.credits_posted - revenue.debits_posted
+
+
+def test_a_full_refund_gives_the_payer_everything_and_the_merchant_its_fee(shop: Shop) -> None:
+    user, intent = paid(shop)
+    assert (intent.fee_fen, shop.owed_fen(), fee_revenue(shop)) == (38, (10_000 - 38, 0), 38)
+    refund = shop.intents.refund(shop.merchant.id, intent.id, reason="out of stock")
+    assert (refund.status, refund.amount_fen, refund.failure_code) == (
+        RefundStatus.SUCCEEDED,
+        10_000,
+        None,
+    )
+    assert shop.world.wallet.balance(user).posted_fen == yuan(500)
+    assert (shop.owed_fen(), fee_revenue(shop)) == ((0, 0), 0)
+    item = shop.world.wallet.history(user).items[0]
+    assert (str(item.kind), item.incoming, item.amount_fen) == ("merchant_refund", True, 10_000)
+
+
+def test_partial_refunds_add_up_to_the_payment_and_return_its_fee_exactly(shop: Shop) -> None:
+    user, intent = paid(shop, 9_999)
+    fee = intent.fee_fen
+    parts = [3_333, 3_333, 3_333]
+    for part in parts:
+        assert shop.intents.refund(shop.merchant.id, intent.id, part).status is (
+            RefundStatus.SUCCEEDED
+        )
+    assert fee_revenue(shop) == 0 and shop.owed_fen() == (0, 0)
+    assert shop.world.wallet.balance(user).posted_fen == yuan(500)
+    assert [r.amount_fen for r in shop.intents.refunds(shop.merchant.id, intent.id)] == parts
+    assert fee > 0
+    with pytest.raises(PaymentIntentInvalid, match="1 to 0"):
+        shop.intents.refund(shop.merchant.id, intent.id, 1)
+
+
+@pytest.mark.parametrize("amount_fen", [0, 10_001, -1])
+def test_refunding_more_than_is_left_is_refused(shop: Shop, amount_fen: int) -> None:
+    user, intent = paid(shop)
+    with pytest.raises(PaymentIntentInvalid) as refused:
+        shop.intents.refund(shop.merchant.id, intent.id, amount_fen)
+    assert refused.value.field == "amount_fen"
+    assert shop.world.wallet.balance(user).posted_fen == yuan(500) - 10_000
+    assert shop.intents.refunds(shop.merchant.id, intent.id) == []
+
+
+def test_only_a_succeeded_intent_is_refunded(shop: Shop) -> None:
+    intent, _ = shop.intent(order="waiting")
+    with pytest.raises(PaymentIntentConflict, match="requires_confirmation"):
+        shop.intents.refund(shop.merchant.id, intent.id)
+    _, held_intent = held(shop)
+    with pytest.raises(PaymentIntentConflict, match="requires_capture"):
+        shop.intents.refund(shop.merchant.id, held_intent.id)
+
+
+def test_a_refund_the_merchant_cannot_fund_fails_and_moves_nothing(shop: Shop) -> None:
+    user, intent = paid(shop)
+    # The merchant's money leaves (as a payout would): it is owed 100 fen now.
+    payout = Transfer(
+        987_654_321,
+        shop.merchant.account_id,
+        settlement_account_id("ICBC"),
+        10_000 - 38 - 100,
+        LEDGER_CNY,
+        99,
+    )
+    assert shop.world.ledger.create_transfers([payout]) == [CreateTransferResult.OK]
+    refund = shop.intents.refund(shop.merchant.id, intent.id, 5_000)
+    assert (refund.status, refund.failure_code) == (
+        RefundStatus.FAILED,
+        "merchant_balance_insufficient",
+    )
+    assert shop.owed_fen() == (100, 0) and fee_revenue(shop) == 38  # the fee did not move
+    assert shop.world.wallet.balance(user).posted_fen == yuan(500) - 10_000
+    # What it is owed it can refund (the 0.38 fen fee share of 100 fen rounds to 0).
+    assert shop.intents.refund(shop.merchant.id, intent.id, 100).status is RefundStatus.SUCCEEDED
+    assert shop.owed_fen() == (0, 0)
+
+
+def test_refunds_count_toward_no_limit(shop: Shop) -> None:
+    user, intent = paid(shop)
+    for _ in range(25):  # more than the velocity limit of operations an hour
+        shop.intents.refund(shop.merchant.id, intent.id, 1)
+    another, secret = shop.intent(order="after-refunds")
+    assert shop.confirm(user, another, secret).decline_code is None

@@ -23,6 +23,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
+from milletpay.api.idempotency import check_key, request_hash
+from milletpay.api.wallet import Idempotency, IdempotencyKey
 from milletpay.checkout.errors import (
     ApiKeyLimitReached,
     ApiKeyNotFound,
@@ -36,6 +38,7 @@ from milletpay.checkout.errors import (
 from milletpay.checkout.intents import (
     DESCRIPTION_CHARS_MAX,
     ORDER_ID_CHARS_MAX,
+    REFUND_REASON_CHARS_MAX,
     TTL_S_DEFAULT,
     TTL_S_MAX,
     TTL_S_MIN,
@@ -45,6 +48,7 @@ from milletpay.checkout.intents import (
     PaymentIntents,
     intent_object,
     parse_public_id,
+    refund_object,
 )
 from milletpay.checkout.merchants import (
     ACCOUNT_DIGITS_MAX,
@@ -72,6 +76,8 @@ from milletpay.checkout.webhooks import (
     WebhookUrlInvalid,
 )
 from milletpay.core.errors import MilletError
+from milletpay.ledger.committer import Committer
+from milletpay.ledger.engine import LedgerTransaction
 
 router = APIRouter(prefix="/v1", tags=["merchants"])
 
@@ -170,6 +176,11 @@ class NewEndpoint(BaseModel):
         min_length=1, max_length=URL_CHARS_MAX, examples=["https://shop.example/hooks"]
     )
     event_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
+
+
+class NewRefund(BaseModel):
+    amount_fen: int | None = Field(default=None, gt=0)
+    reason: str | None = Field(default=None, max_length=REFUND_REASON_CHARS_MAX)
 
 
 class Capture(BaseModel):
@@ -288,6 +299,49 @@ def cancel_intent(intent_id: str, merchant: SignedMerchant, intents: Intents) ->
     """Cancel an intent not yet paid, or release a held payment."""
     number = _intent_id(intent_id)
     return intent_object(_run(lambda: intents.cancel(merchant.id, number)))
+
+
+@router.post("/payment-intents/{intent_id}/refunds", status_code=201)
+def refund_intent(
+    intent_id: str,
+    request: Request,
+    merchant: SignedMerchant,
+    intents: Intents,
+    store: Idempotency,
+    body: NewRefund | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Refund a succeeded payment to the payer, all that is left or `amount_fen`
+    (`Idempotency-Key` required): 201 with the refund; 402
+    `merchant_balance_insufficient` when the merchant is owed less than the refund (the
+    refund is recorded as failed, nothing moves)."""
+    number = _intent_id(intent_id)
+    key = check_key(idempotency_key)
+    wanted = body or NewRefund()
+    digest = request_hash(
+        request.method, request.url.path, json.dumps(wanted.model_dump(), sort_keys=True).encode()
+    )
+
+    def answer(tx: LedgerTransaction) -> tuple[int, dict[str, Any]]:
+        made = _run(
+            lambda: intents.refund_in(tx, merchant.id, number, wanted.amount_fen, wanted.reason)
+        )
+        if made.failure_code is None:
+            return 201, refund_object(made)
+        message = f"the refund failed: {made.failure_code}"
+        error = {"code": made.failure_code, "message": message, "field": "amount_fen"}
+        return 402, {"error": {**error, "refund": refund_object(made)}}
+
+    committer: Committer = request.app.state.committer
+    return committer.run(
+        lambda tx: store.run_in(tx, f"merchant:{merchant.id:032x}", key, digest, lambda: answer(tx))
+    )
+
+
+@router.get("/payment-intents/{intent_id}/refunds")
+def list_refunds(intent_id: str, merchant: SignedMerchant, intents: Intents) -> dict[str, Any]:
+    number = _intent_id(intent_id)
+    return {"items": [refund_object(r) for r in _run(lambda: intents.refunds(merchant.id, number))]}
 
 
 # -- webhooks ---------------------------------------------------------------------------------

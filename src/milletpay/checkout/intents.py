@@ -49,7 +49,7 @@ from milletpay.checkout.errors import (
 )
 from milletpay.checkout.fees import fee_fen
 from milletpay.checkout.merchants import Merchant, MerchantService, MerchantStatus
-from milletpay.checkout.tables import payment_intents
+from milletpay.checkout.tables import payment_intents, refunds
 from milletpay.core.clock import NS_PER_S, Clock
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
@@ -91,6 +91,7 @@ CAPTURE_WINDOW_S: Final = 7 * 86_400
 #: The ledger's own timeout of a hold lies this far past the capture window: a backstop
 #: should the sweep not run, never the usual way a hold ends.
 HOLD_BACKSTOP_S: Final = 86_400
+REFUND_REASON_CHARS_MAX: Final = 64
 #: Declined confirmations after which the intent is `failed`.
 CONFIRM_ATTEMPTS_MAX: Final = 5
 #: Intents one `sweep` call ends, at most.
@@ -123,6 +124,37 @@ class CancellationReason(enum.StrEnum):
     REQUESTED_BY_MERCHANT = "requested_by_merchant"
     EXPIRED = "expired"  # not confirmed before `expires_at`
     CAPTURE_WINDOW_LAPSED = "capture_window_lapsed"  # held, never captured
+
+
+class RefundStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    id: int
+    intent_id: int
+    merchant_id: int
+    amount_fen: int
+    reason: str | None
+    status: RefundStatus
+    failure_code: str | None
+    created_at_ns: int
+
+
+def refund_object(refund: Refund) -> dict[str, Any]:
+    """A refund as the merchant's API and its webhooks show it."""
+    return {
+        "id": f"re_{refund.id:032x}",
+        "object": "refund",
+        "payment_intent": public_id(refund.intent_id),
+        "amount_fen": refund.amount_fen,
+        "reason": refund.reason,
+        "status": str(refund.status),
+        "failure_code": refund.failure_code,
+        "created_at_ns": refund.created_at_ns,
+    }
 
 
 class EventSink(Protocol):
@@ -333,6 +365,102 @@ class PaymentIntents:
             return self._cancel(tx, intent, CancellationReason.REQUESTED_BY_MERCHANT)
 
         return self._committer.run(unit)
+
+    # -- refunds ----------------------------------------------------------------------
+
+    def refund(
+        self,
+        merchant_id: int,
+        intent_id: int,
+        amount_fen: int | None = None,
+        reason: str | None = None,
+    ) -> Refund:
+        """Give back `amount_fen` (by default all that is left) of a succeeded intent to
+        the payer's wallet; several refunds may follow each other up to what the intent
+        received. A refund the merchant cannot fund (it is owed less: paid out already)
+        is recorded `failed` with `merchant_balance_insufficient`, and moves nothing.
+        `PaymentIntentConflict` unless succeeded; `PaymentIntentInvalid` for an amount
+        above what is left or a reason over `REFUND_REASON_CHARS_MAX`."""
+
+        return self._committer.run(
+            lambda tx: self.refund_in(tx, merchant_id, intent_id, amount_fen, reason)
+        )
+
+    def refund_in(
+        self,
+        tx: LedgerTransaction,
+        merchant_id: int,
+        intent_id: int,
+        amount_fen: int | None = None,
+        reason: str | None = None,
+    ) -> Refund:
+        """`refund` in the caller's transaction (with the API's idempotency key)."""
+        intent = self._locked(tx, merchant_id, intent_id)
+        if intent.status is not IntentStatus.SUCCEEDED:
+            raise _conflict(intent, "refunded")
+        left = intent.amount_received_fen - _refunded_fen(tx.connection, intent.id)
+        amount = left if amount_fen is None else amount_fen
+        if not (_is_int(amount) and 0 < amount <= left):
+            raise PaymentIntentInvalid(
+                f"amount_fen to refund is 1 to {left}, what is left of the payment",
+                field="amount_fen",
+            )
+        if reason is not None and len(reason) > REFUND_REASON_CHARS_MAX:
+            raise PaymentIntentInvalid(
+                f"reason is at most {REFUND_REASON_CHARS_MAX} characters", field="reason"
+            )
+        return self._refund(tx, intent, amount, reason)
+
+    def refunds(self, merchant_id: int, intent_id: int) -> list[Refund]:
+        """The intent's refunds, oldest first."""
+        self.get(merchant_id, intent_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(refunds)
+                .where(refunds.c.intent_id == id_to_bytes(intent_id))
+                .order_by(refunds.c.created_at, refunds.c.id)
+            ).all()
+        return [_refund_value(row._asdict()) for row in rows]
+
+    def _refund(
+        self, tx: LedgerTransaction, intent: PaymentIntent, amount: int, reason: str | None
+    ) -> Refund:
+        refund_id = self._ids.next_id()
+        merchant = self._merchants.merchant(intent.merchant_id)
+        key = f"re_{refund_id:032x}"
+        refunded_before = _refunded_fen(tx.connection, intent.id)
+        try:
+            with tx.savepoint():  # the fee comes back only with a refund that is paid
+                self._return_fee(tx, intent, merchant, refunded_before, amount, refund_id)
+                outcome = self._wallet.receive_refund_in(
+                    tx, _payer(intent), merchant.account_id, amount, key
+                )
+                if outcome.decline_code is not None:
+                    raise _RefundUnfunded
+        except _RefundUnfunded:  # record the decline in the payer's history, nothing moved
+            outcome = self._wallet.receive_refund_in(
+                tx, _payer(intent), merchant.account_id, amount, key
+            )
+            assert outcome.decline_code is not None
+        row = {
+            "id": id_to_bytes(refund_id),
+            "intent_id": id_to_bytes(intent.id),
+            "merchant_id": id_to_bytes(intent.merchant_id),
+            "amount_fen": amount,
+            "reason": reason,
+            "status": (
+                RefundStatus.FAILED if outcome.decline_code else RefundStatus.SUCCEEDED
+            ).value,
+            "failure_code": outcome.decline_code,
+            "wallet_operation_id": id_to_bytes(outcome.operation_id),
+            "created_at": self._clock.now_ns(),
+        }
+        tx.connection.execute(sa.insert(refunds).values(row))
+        refund = _refund_value(row)
+        if self._events is not None:
+            kind = "refund.failed" if outcome.decline_code else "refund.succeeded"
+            self._events.emit(tx.connection, intent.merchant_id, kind, refund_object(refund))
+        return refund
 
     # -- the payer's side -------------------------------------------------------------
 
@@ -559,6 +687,35 @@ class PaymentIntents:
         _require_ok(tx.create_transfers([charge]), charge)
         return fee
 
+    def _return_fee(
+        self,
+        tx: LedgerTransaction,
+        intent: PaymentIntent,
+        merchant: Merchant,
+        refunded_before: int,
+        amount: int,
+        refund_id: int,
+    ) -> None:
+        """The merchant discount on the part refunded, back to the merchant: the fee of
+        the refunds so far is `fee × refunded ÷ received` rounded half up, so refunds
+        that add up to the payment return exactly its fee."""
+        received, fee = intent.amount_received_fen, intent.fee_fen
+        back = _share(fee, refunded_before + amount, received) - _share(
+            fee, refunded_before, received
+        )
+        if back == 0:
+            return
+        charge = Transfer(
+            _transfer_id(refund_id, "fee-back"),
+            platform_account_id(AccountCode.FEE_REVENUE),
+            merchant.account_id,
+            back,
+            LEDGER_CNY,
+            TransferCode.MERCHANT_FEE,
+            user_data_128=intent.id,
+        )
+        _require_ok(tx.create_transfers([charge]), charge)
+
     def _hold_id(self, tx: LedgerTransaction, intent: PaymentIntent) -> int:
         row = _row(tx.connection, intent.id)
         assert row is not None and row.payment_transfer_id is not None
@@ -753,6 +910,39 @@ def _intent(row: Mapping[str, Any]) -> PaymentIntent:
         cancellation_reason=None if reason is None else CancellationReason(reason),
         created_at_ns=row["created_at"],
         updated_at_ns=row["updated_at"],
+    )
+
+
+class _RefundUnfunded(Exception):
+    """Inside `_refund`: the merchant could not fund it; undo the fee's return."""
+
+
+def _share(fee_fen: int, part_fen: int, whole_fen: int) -> int:
+    """`fee_fen × part ÷ whole`, half a fen rounded up."""
+    assert 0 <= part_fen <= whole_fen and whole_fen > 0
+    return (2 * fee_fen * part_fen + whole_fen) // (2 * whole_fen)
+
+
+def _refunded_fen(conn: sa.Connection, intent_id: int) -> int:
+    done = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount_fen), 0)).where(
+            refunds.c.intent_id == id_to_bytes(intent_id),
+            refunds.c.status == RefundStatus.SUCCEEDED.value,
+        )
+    ).scalar_one()
+    return int(done)
+
+
+def _refund_value(row: Mapping[str, Any]) -> Refund:
+    return Refund(
+        id=id_from_bytes(row["id"]),
+        intent_id=id_from_bytes(row["intent_id"]),
+        merchant_id=id_from_bytes(row["merchant_id"]),
+        amount_fen=row["amount_fen"],
+        reason=row["reason"],
+        status=RefundStatus(row["status"]),
+        failure_code=row["failure_code"],
+        created_at_ns=row["created_at"],
     )
 
 

@@ -57,3 +57,15 @@ payment_intents = sa.table(
     sa.column("created_at", sa.BigInteger()),
     sa.column("updated_at", sa.BigInteger()),
 )
+refunds = sa.table(
+    "refunds",
+    sa.column("id", sa.LargeBinary()),
+    sa.column("intent_id", sa.LargeBinary()),
+    sa.column("merchant_id", sa.LargeBinary()),
+    sa.column("amount_fen", sa.BigInteger()),
+    sa.column("reason", sa.String()),
+    sa.column("status", sa.String()),
+    sa.column("failure_code", sa.String()),
+    sa.column("wallet_operation_id", sa.LargeBinary()),
+    sa.column("created_at", sa.BigInteger()),
+)

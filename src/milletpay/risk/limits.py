@@ -23,6 +23,7 @@ class OperationKind(StrEnum):
     WITHDRAW = "withdraw"  # wallet -> bank account
     P2P = "p2p"  # wallet -> another user's wallet: a balance payment
     MERCHANT_PAYMENT = "merchant_payment"  # wallet -> a merchant: a balance payment
+    MERCHANT_REFUND = "merchant_refund"  # a merchant -> wallet: money back, never limited
 
 
 class DeclineCode(StrEnum):
@@ -74,8 +75,17 @@ _NOTHING_ALLOWED = OperationLimits(0, 0)
 _BALANCE_PAYMENTS = frozenset({OperationKind.P2P, OperationKind.MERCHANT_PAYMENT})
 
 
+#: Money that comes back to the user by someone else's act: recorded in the history, but
+#: neither limited nor counted toward any limit (velocity included).
+_NOT_COUNTED = frozenset({OperationKind.MERCHANT_REFUND})
+
+
 def counts_as_balance_payment(kind: OperationKind) -> bool:
     return kind in _BALANCE_PAYMENTS
+
+
+def counts_toward_limits(kind: OperationKind) -> bool:
+    return kind not in _NOT_COUNTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ class TransferCode(enum.IntEnum):
     COIN_SHUTDOWN_REFUND = 10  # coins re-issued for an unfulfilled spend at a closed service
     MERCHANT_PAYMENT = 11  # wallet -> merchant; a hold's post and void keep the code
     MERCHANT_FEE = 12  # merchant -> fee revenue: the merchant discount on what was taken
+    MERCHANT_REFUND = 13  # merchant -> wallet: a refund of a payment
 
 
 @dataclass(frozen=True, slots=True)

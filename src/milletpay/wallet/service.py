@@ -51,6 +51,7 @@ from milletpay.risk import (
     OperationKind,
     decide,
 )
+from milletpay.risk.limits import APPROVED
 from milletpay.store.engine import read_transaction, write_transaction
 from milletpay.store.sql import Sql
 from milletpay.wallet import periods
@@ -105,6 +106,7 @@ _TRANSFER_CODE = {
     OperationKind.WITHDRAW: TransferCode.WITHDRAWAL,
     OperationKind.P2P: TransferCode.P2P,
     OperationKind.MERCHANT_PAYMENT: TransferCode.MERCHANT_PAYMENT,
+    OperationKind.MERCHANT_REFUND: TransferCode.MERCHANT_REFUND,
 }
 # The statements every operation runs.
 _LOCK_WALLET = Sql("SELECT 1 FROM wallets WHERE user_id = :user FOR UPDATE")
@@ -121,6 +123,8 @@ _FINISH_OPERATION = Sql(
     "UPDATE wallet_operations SET status = :status, decline_code = :decline_code, "
     "decline_reason = :decline_reason WHERE id = :id"
 )
+#: The kinds whose money comes into the user's own wallet.
+_INCOMING = frozenset({OperationKind.TOP_UP, OperationKind.MERCHANT_REFUND})
 # The legs of an operation: each gets its own derived transfer id.
 _LEG_MOVE, _LEG_POST, _LEG_VOID = 0, 1, 2
 
@@ -137,6 +141,7 @@ class WalletDeclineCode(StrEnum):
 
     INSUFFICIENT_BALANCE = "insufficient_balance"
     BANK_DECLINED = "bank_declined"
+    MERCHANT_BALANCE_INSUFFICIENT = "merchant_balance_insufficient"  # a refund
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +449,39 @@ class WalletService:
         if result == CreateTransferResult.EXCEEDS_CREDITS:
             return self._finish(tx, admitted, WalletDeclineCode.INSUFFICIENT_BALANCE)
         _require_applied(result, move)
+        return self._finish(tx, admitted, None)
+
+    def receive_refund_in(
+        self,
+        tx: LedgerTransaction,
+        user_id: int,
+        merchant_account: int,
+        amount_fen: int,
+        idempotency_key: str,
+    ) -> Outcome:
+        """A merchant's refund into the user's wallet, in the caller's transaction: an
+        operation in the user's history (`merchant_refund`, incoming, counted toward no
+        limit) and the transfer merchant → wallet. Declined `merchant_balance_insufficient`
+        when the merchant is owed less than the refund (it was paid out already)."""
+        _check_amount(amount_fen)
+        check_idempotency_key(idempotency_key)
+        self._open_wallet(tx, user_id)
+        request = _Request(
+            OperationKind.MERCHANT_REFUND, user_id, amount_fen, idempotency_key, None, None
+        )
+        key = id_to_bytes(user_id)
+        earlier = _find_operation(tx.connection, key, idempotency_key)
+        if earlier is not None:
+            _check_same_request(earlier, request)
+            return _outcome(earlier._asdict())
+        row = _new_row(self._ids.next_id(), request, APPROVED, self._clock.now_ns())
+        _INSERT_OPERATION.run(tx.connection, **row)
+        admitted = _outcome(row)
+        back = self._transfer(request, _LEG_MOVE, merchant_account, wallet_account_id(user_id))
+        (result,) = tx.create_transfers([back])
+        if result == CreateTransferResult.EXCEEDS_CREDITS:
+            return self._finish(tx, admitted, WalletDeclineCode.MERCHANT_BALANCE_INSUFFICIENT)
+        _require_applied(result, back)
         return self._finish(tx, admitted, None)
 
     def end_merchant_hold_in(
@@ -811,7 +849,7 @@ def _outcome(row: Mapping[str, Any]) -> Outcome:
 
 def _history_item(row: Any, user_key: bytes) -> HistoryItem:
     kind = OperationKind(row.kind)
-    incoming = kind is OperationKind.TOP_UP or row.user_id != user_key
+    incoming = kind in _INCOMING or row.user_id != user_key
     return HistoryItem(
         id_from_bytes(row.id),
         kind,

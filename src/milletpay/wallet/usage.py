@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from milletpay.core.clock import NS_PER_S
 from milletpay.identity.kyc import KycTier, limit_period_of
 from milletpay.risk import VELOCITY_WINDOW_S, OperationKind, Usage, counts_as_balance_payment
+from milletpay.risk.limits import counts_toward_limits
 from milletpay.store.sql import Sql
 from milletpay.wallet import periods
 from milletpay.wallet.accounts import FEN_PER_COIN
@@ -57,7 +58,8 @@ def usage(
     # velocity window) per kind of operation done
     done: list[tuple[OperationKind, int, int, int, int]] = []
     for kind_text, day, period, count in _WALLET_SINCE.run(conn, **params):
-        done.append((OperationKind(kind_text), 1, int(day), int(period), int(count)))
+        if counts_toward_limits(OperationKind(kind_text)):
+            done.append((OperationKind(kind_text), 1, int(day), int(period), int(count)))
     for coin_kind, day, period, count in _COINS_SINCE.run(conn, **params):
         risk_kind = RISK_KIND_OF_COIN.get(CoinOperationKind(coin_kind))
         if risk_kind is not None:  # spending coins is no money operation
