@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from milletpay.checkout.webhooks import verify_signature
+from milletpay.emv.qr import decode_cpm, decode_mpm
 
 from .wallet_world import PIN, Person, World
 
@@ -413,3 +414,118 @@ def test_a_refund_needs_a_key_and_a_succeeded_intent(world: World, merchant: Mer
         409,
         "payment_intent_unexpected_state",
     )
+
+
+# -- QR codes ------------------------------------------------------------------------------
+
+
+def test_a_dynamic_code_is_scanned_and_paid(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant, amount_fen=2_370)
+    code = world.client.post(f"/v1/payment-intents/{intent['id']}/qr", headers=merchant.secret)
+    assert code.status_code == 200, code.text
+    payload = code.json()["payload"]
+    assert code.json()["svg"].startswith("<svg")
+    decoded = decode_mpm(payload)  # what any EMV QR reader sees
+    assert (decoded.amount_minor, decoded.merchant_name) == (2_370, "Millet Books")
+    scanned = world.client.post("/v1/me/qr/scans", json={"payload": payload}, headers=payer.headers)
+    assert scanned.status_code == 200, scanned.text
+    assert scanned.json()["kind"] == "payment_intent"
+    assert scanned.json()["payment_intent"]["amount_fen"] == 2_370
+    shown = {"client_secret": scanned.json()["client_secret"]}
+    paid = confirm(world, payer, {**intent, **shown})
+    assert paid.json()["status"] == "succeeded"
+    again = world.client.post(f"/v1/payment-intents/{intent['id']}/qr", headers=merchant.secret)
+    assert again.status_code == 409  # a paid intent has no code to show
+
+
+def test_a_static_code_is_paid_the_amount_typed(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    code = world.client.get("/v1/merchant/qr", headers=merchant.secret).json()["payload"]
+    scanned = world.client.post("/v1/me/qr/scans", json={"payload": code}, headers=payer.headers)
+    assert scanned.json()["kind"] == "merchant"
+    assert scanned.json()["merchant"]["id"] == merchant.id
+    body = {"payload": code, "amount_fen": 1_500, "pin": PIN}
+    paid = world.post("/v1/me/qr/payments", payer, body, "qr-pay-1")
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "succeeded"
+    again = world.post("/v1/me/qr/payments", payer, body, "qr-pay-1")
+    assert again.json() == paid.json()
+    assert world.balance(payer) == 100_000 - 1_500
+
+
+def test_a_code_of_another_network_or_a_broken_one_is_422(world: World) -> None:
+    payer = world.person()
+    # The EMVCo specification's example code, with its CRC as published in
+    # ericsalim/exemvi test/mpm_test.exs and dongri/emv-qrcode README.md: well-formed,
+    # but not a Millet Pay merchant's.
+    emvco = (
+        "00020101021229300012D156000000000510A93FO3230Q31280012D15600000001030812345678"
+        "520441115802CN5914BEST TRANSPORT6007BEIJING64200002ZH0104最佳运输0202北京"
+        "540523.7253031565502016233030412340603***0708A60086670902ME"
+        "91320016A0112233449988770708123456786304A13A"
+    )
+    answer = world.client.post("/v1/me/qr/scans", json={"payload": emvco}, headers=payer.headers)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "qr_not_payable")
+    broken = emvco[:-4] + "0000"  # the CRC no longer matches
+    answer = world.client.post("/v1/me/qr/scans", json={"payload": broken}, headers=payer.headers)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "qr_invalid")
+    assert "63" in answer.json()["error"]["message"]
+
+
+def test_a_payment_code_is_collected_once(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    issued = world.client.post("/v1/me/payment-codes", headers=payer.headers)
+    assert issued.status_code == 201, issued.text
+    numeric, cpm = issued.json()["numeric"], issued.json()["cpm"]
+    assert len(numeric) == 18 and numeric.startswith("28")
+    assert decode_cpm(cpm).applications[0].pan == numeric
+    intent = new_intent(world, merchant, amount_fen=4_200)
+    path = f"/v1/payment-intents/{intent['id']}/collect"
+    headers = {**merchant.secret, "Idempotency-Key": "collect-1"}
+    collected = world.client.post(path, json={"payment_code": cpm}, headers=headers)
+    assert collected.status_code == 200, collected.text
+    assert collected.json()["status"] == "succeeded"
+    assert world.balance(payer) == 100_000 - 4_200
+    other = new_intent(world, merchant)
+    reused = world.client.post(
+        f"/v1/payment-intents/{other['id']}/collect",
+        json={"payment_code": numeric},
+        headers={**merchant.secret, "Idempotency-Key": "collect-2"},
+    )
+    assert (reused.status_code, reused.json()["error"]["code"]) == (422, "payment_code_used")
+
+
+def test_a_payment_code_lapses_and_is_replaced(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    first = world.client.post("/v1/me/payment-codes", headers=payer.headers).json()["numeric"]
+    second = world.client.post("/v1/me/payment-codes", headers=payer.headers).json()["numeric"]
+    intent = new_intent(world, merchant)
+    path = f"/v1/payment-intents/{intent['id']}/collect"
+
+    def collect(code: str, key: str) -> httpx.Response:
+        headers = {**merchant.secret, "Idempotency-Key": key}
+        return world.client.post(path, json={"payment_code": code}, headers=headers)
+
+    assert collect(first, "c1").json()["error"]["code"] == "payment_code_revoked"
+    world.clock.advance(seconds=60)
+    assert collect(second, "c2").json()["error"]["code"] == "payment_code_expired"
+    mistyped = second[:-1] + str((int(second[-1]) + 1) % 10)
+    assert collect(mistyped, "c3").json()["error"]["code"] == "payment_code_invalid"
+    assert world.balance(payer) == 100_000
+
+
+def test_a_large_amount_needs_the_payer_on_the_phone(world: World, merchant: Merchant) -> None:
+    payer = funded(world, 200_000)
+    code = world.client.post("/v1/me/payment-codes", headers=payer.headers).json()["numeric"]
+    intent = new_intent(world, merchant, amount_fen=100_001)
+    answer = world.client.post(
+        f"/v1/payment-intents/{intent['id']}/collect",
+        json={"payment_code": code},
+        headers={**merchant.secret, "Idempotency-Key": "big"},
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (
+        402,
+        "payer_confirmation_required",
+    )
+    assert world.balance(payer) == 200_000

@@ -509,6 +509,16 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("POST", "/v1/payment-intents/{intent_id}/cancel"): _MERCHANT_KEY,
     ("POST", "/v1/payment-intents/{intent_id}/refunds"): _MERCHANT_KEY,
     ("GET", "/v1/payment-intents/{intent_id}/refunds"): _MERCHANT_KEY,
+    ("GET", "/v1/merchant/qr"): _MERCHANT_KEY,
+    ("POST", "/v1/payment-intents/{intent_id}/qr"): _MERCHANT_KEY,
+    ("POST", "/v1/payment-intents/{intent_id}/collect"): (
+        "a merchant's key signs it; the payer is whoever's one-time payment code the "
+        "scanner read: a used, replaced, expired or mistyped code is 422 "
+        "(test_checkout_api: test_a_payment_code_lapses_and_is_replaced)"
+    ),
+    ("POST", "/v1/me/qr/scans"): "reads a merchant's code; no user's ids in it",
+    ("POST", "/v1/me/qr/payments"): "pays a merchant's static code from the session's wallet",
+    ("POST", "/v1/me/payment-codes"): "a code for the session's user's wallet; takes no input",
     ("POST", "/v1/merchant/webhook-endpoints"): _MERCHANT_KEY,
     ("GET", "/v1/merchant/webhook-endpoints"): _MERCHANT_KEY,
     ("POST", "/v1/merchant/webhook-endpoints/{endpoint_id}/disable"): _MERCHANT_KEY,

@@ -29,6 +29,7 @@ from milletpay.banks import BankKeys, Banks
 from milletpay.banks.keys import IssuerKeyStoreKeys, issuer_bins
 from milletpay.cards import PanVault, TokenService
 from milletpay.cards.luk import LimitedUseKeys
+from milletpay.checkout.codes import PaymentCodes
 from milletpay.checkout.intents import PaymentIntents
 from milletpay.checkout.merchants import MerchantService
 from milletpay.checkout.webhooks import Webhooks, WebhookWorker
@@ -226,6 +227,7 @@ def create_app(
     app.state.luks = LimitedUseKeys(engine, imks, clock)
     app.state.merchants = MerchantService(ledger, keyring, clock, committer=committer)
     app.state.webhooks = Webhooks(engine, keyring, clock, allow_http=webhooks_allow_http)
+    app.state.payment_codes = PaymentCodes(engine, keyring, clock)
     app.state.intents = PaymentIntents(
         ledger,
         app.state.wallet,

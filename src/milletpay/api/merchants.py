@@ -25,6 +25,13 @@ from pydantic import BaseModel, Field
 from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import check_key, request_hash
 from milletpay.api.wallet import Idempotency, IdempotencyKey
+from milletpay.checkout.codes import (
+    PaymentCodeRefused,
+    PaymentCodes,
+    QrNotPayable,
+    dynamic_code,
+    static_code,
+)
 from milletpay.checkout.errors import (
     ApiKeyLimitReached,
     ApiKeyNotFound,
@@ -44,6 +51,7 @@ from milletpay.checkout.intents import (
     TTL_S_MIN,
     CaptureMethod,
     IntentRequest,
+    IntentStatus,
     PaymentIntent,
     PaymentIntents,
     intent_object,
@@ -76,6 +84,8 @@ from milletpay.checkout.webhooks import (
     WebhookUrlInvalid,
 )
 from milletpay.core.errors import MilletError
+from milletpay.emv.qr import QrError
+from milletpay.emv.qr_render import render_svg
 from milletpay.ledger.committer import Committer
 from milletpay.ledger.engine import LedgerTransaction
 
@@ -91,6 +101,9 @@ CHECKOUT_STATUS: dict[type[MilletError], int] = {
     EndpointBusy: 409,
     ReplayLimitReached: 409,
     MerchantInvalid: 422,
+    PaymentCodeRefused: 422,
+    QrNotPayable: 422,
+    QrError: 422,
     PaymentIntentInvalid: 422,
     ApiKeyNotFound: 404,
     PaymentIntentNotFound: 404,
@@ -100,6 +113,8 @@ CHECKOUT_STATUS: dict[type[MilletError], int] = {
     PaymentIntentConflict: 409,
 }
 CLIENT_SECRET_CHARS_MAX = 80
+#: A CPM payment code's base64 text is about 100 characters; the digits 18.
+PAYMENT_CODE_CHARS_MAX = 512
 
 
 def merchant_service(request: Request) -> MerchantService:
@@ -176,6 +191,10 @@ class NewEndpoint(BaseModel):
         min_length=1, max_length=URL_CHARS_MAX, examples=["https://shop.example/hooks"]
     )
     event_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
+
+
+class Collection(BaseModel):
+    payment_code: str = Field(min_length=1, max_length=PAYMENT_CODE_CHARS_MAX)
 
 
 class NewRefund(BaseModel):
@@ -344,6 +363,61 @@ def list_refunds(intent_id: str, merchant: SignedMerchant, intents: Intents) -> 
     return {"items": [refund_object(r) for r in _run(lambda: intents.refunds(merchant.id, number))]}
 
 
+# -- QR codes -------------------------------------------------------------------------------
+
+
+@router.get("/merchant/qr")
+def merchant_qr(merchant: SignedMerchant) -> dict[str, Any]:
+    """The merchant's static code for the till: the payer scans it and types the amount."""
+    return qr_json(static_code(merchant))
+
+
+@router.post("/payment-intents/{intent_id}/qr")
+def intent_qr(intent_id: str, merchant: SignedMerchant, intents: Intents) -> dict[str, Any]:
+    """A dynamic code for one intent waiting for confirmation: the payer's wallet scans
+    it, shows the amount and pays it."""
+    number = _intent_id(intent_id)
+    intent = _run(lambda: intents.get(merchant.id, number))
+    if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
+        raise ApiError(409, "payment_intent_unexpected_state", f"{intent_id} is {intent.status}")
+    secret = intents.client_secret(merchant.id, number)
+    return qr_json(dynamic_code(merchant, secret, intent.amount_fen, intent.merchant_order_id))
+
+
+@router.post("/payment-intents/{intent_id}/collect")
+def collect_intent(
+    intent_id: str,
+    body: Collection,
+    request: Request,
+    merchant: SignedMerchant,
+    intents: Intents,
+    store: Idempotency,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Collect the intent with the payer's one-time payment code (18 digits, or the
+    scanned CPM text), `Idempotency-Key` required: 200 with the intent; 402 declined (or
+    `payer_confirmation_required` above the code's limit); 422 `payment_code_*`."""
+    number = _intent_id(intent_id)
+    key = check_key(idempotency_key)
+    codes: PaymentCodes = request.app.state.payment_codes
+    digest = request_hash(request.method, request.url.path, body.payment_code.encode())
+
+    def answer(tx: LedgerTransaction) -> tuple[int, dict[str, Any]]:
+        done = _run(
+            lambda: intents.collect_with_code_in(tx, merchant.id, number, codes, body.payment_code)
+        )
+        if done.decline_code is None:
+            return 200, intent_object(done.intent)
+        code = done.decline_code
+        error = {"code": code, "message": f"declined: {code}", "field": "payment_code"}
+        return 402, {"error": {**error, "intent_status": str(done.intent.status)}}
+
+    committer: Committer = request.app.state.committer
+    return committer.run(
+        lambda tx: store.run_in(tx, f"merchant:{merchant.id:032x}", key, digest, lambda: answer(tx))
+    )
+
+
 # -- webhooks ---------------------------------------------------------------------------------
 
 
@@ -464,6 +538,11 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
             for a in delivery.log
         ],
     }
+
+
+def qr_json(payload: str) -> dict[str, Any]:
+    """A code as its text (what the QR symbol encodes) and as an SVG image."""
+    return {"payload": payload, "svg": render_svg(payload)}
 
 
 def payer_view(intent: PaymentIntent, merchant: Merchant) -> dict[str, Any]:

@@ -12,11 +12,13 @@ another try unless it had its attempts. An intent that expired is 409
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import check_key
 from milletpay.api.merchants import (
     CLIENT_SECRET_CHARS_MAX,
@@ -34,10 +36,16 @@ from milletpay.api.wallet import (
     cny_text,
     pay_in_one_transaction,
 )
-from milletpay.checkout.intents import Confirmation, PaymentIntents, public_id
+from milletpay.checkout.codes import PaymentCodes, read_merchant_code
+from milletpay.checkout.errors import MerchantNotFound
+from milletpay.checkout.intents import Confirmation, IntentRequest, PaymentIntents, public_id
+from milletpay.checkout.merchants import MerchantService
 from milletpay.ledger.engine import LedgerTransaction
 
 router = APIRouter(prefix="/v1/me", tags=["payments"])
+
+#: The longest QR text read (EMV QR codes are at most 512 characters).
+QR_TEXT_CHARS_MAX = 1024
 
 
 class IntentConfirmation(Approval):
@@ -85,6 +93,101 @@ def confirm_intent(
         lambda tx: _answer(intents, tx, user_id, number, body.client_secret),
         lambda k: _payment(k, "payment_intent", target, intent.amount_fen),
     )
+
+
+class Scan(BaseModel):
+    payload: str = Field(min_length=1, max_length=QR_TEXT_CHARS_MAX)
+
+
+class QrPayment(Approval):
+    payload: str = Field(min_length=1, max_length=QR_TEXT_CHARS_MAX)
+    amount_fen: int = Field(gt=0)
+
+
+@router.post("/qr/scans")
+def scan(body: Scan, _signed_in: SignedIn, request: Request, intents: Intents) -> dict[str, Any]:
+    """What a scanned merchant code asks: one intent (a dynamic code: its payer's view
+    and client secret, to confirm), or a merchant (a static code: the user types the
+    amount and pays at `POST /v1/me/qr/payments`). 422 `qr_invalid` naming the tag, or
+    `qr_not_payable` for another network's code."""
+    code = _run(lambda: read_merchant_code(body.payload))
+    if code.client_secret is not None:
+        number = _intent_id(code.client_secret.partition("_secret_")[0])
+        intent, merchant = _run(lambda: intents.for_payer(number, code.client_secret))
+        return {
+            "kind": "payment_intent",
+            "payment_intent": payer_view(intent, merchant),
+            "client_secret": code.client_secret,
+        }
+    assert code.merchant_id is not None
+    merchants: MerchantService = request.app.state.merchants
+    try:
+        merchant = merchants.merchant(code.merchant_id)
+    except MerchantNotFound:
+        raise ApiError(422, "qr_not_payable", "the code's merchant is unknown") from None
+    return {
+        "kind": "merchant",
+        "merchant": {
+            "id": f"{merchant.id:032x}",
+            "display_name": merchant.display_name,
+            "city": merchant.city,
+            "mcc": merchant.mcc,
+        },
+    }
+
+
+@router.post("/qr/payments")
+def pay_static_code(
+    body: QrPayment,
+    request: Request,
+    signed_in: SignedIn,
+    identity: Identity,
+    store: Idempotency,
+    intents: Intents,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Pay a merchant's static code the amount the user typed (key and approval
+    required; quick pay: kind `merchant_qr`, `merchant_id`): an intent for it is created
+    and paid in one transaction. 200, 402 declined, 422 for a code that is not a static
+    Millet Pay merchant's."""
+    key = check_key(idempotency_key)
+    user_id = signed_in.user_id
+    code = _run(lambda: read_merchant_code(body.payload))
+    if code.merchant_id is None:
+        raise ApiError(
+            422, "qr_not_static", "a dynamic code is paid by confirming its intent", "payload"
+        )
+    merchant_id = code.merchant_id
+    order = hashlib.sha256(f"{user_id:032x}:{key}".encode()).hexdigest()[:40]
+    wanted = IntentRequest(body.amount_fen, f"qr-{order}", description="QR payment")
+
+    def work(tx: LedgerTransaction) -> tuple[int, dict[str, Any]]:
+        try:
+            created = intents.create_in(tx, merchant_id, wanted)
+        except MerchantNotFound:
+            raise ApiError(422, "qr_not_payable", "the code's merchant is unknown") from None
+        return _answer(intents, tx, user_id, created.intent.id, created.client_secret)
+
+    return pay_in_one_transaction(
+        request,
+        identity,
+        store,
+        user_id,
+        key,
+        body,
+        lambda tx: _run(lambda: work(tx)),
+        lambda k: _payment(k, "merchant_qr", f"{merchant_id:032x}", body.amount_fen),
+    )
+
+
+@router.post("/payment-codes", status_code=201)
+def new_payment_code(signed_in: SignedIn, request: Request) -> dict[str, Any]:
+    """A one-time payment code for the till's scanner, valid for a minute and once; it
+    replaces the user's earlier ones. `numeric` (18 digits, for a barcode or typing) and
+    `cpm` (EMV consumer-presented QR text) are the same code."""
+    codes: PaymentCodes = request.app.state.payment_codes
+    issued = codes.issue(signed_in.user_id)
+    return {"numeric": issued.numeric, "cpm": issued.cpm, "expires_at_ns": issued.expires_at_ns}
 
 
 def _answer(

@@ -108,7 +108,15 @@ class QuickPayChallenge(BaseModel):
 
     device_id: str = Field(min_length=1, max_length=64)
     idempotency_key: str = Field(min_length=1, max_length=KEY_LENGTH_MAX)
-    kind: Literal["top_up", "withdrawal", "p2p", "coin_purchase", "coin_spend", "payment_intent"]
+    kind: Literal[
+        "top_up",
+        "withdrawal",
+        "p2p",
+        "coin_purchase",
+        "coin_spend",
+        "payment_intent",
+        "merchant_qr",
+    ]
     amount_fen: int | None = Field(default=None, gt=0)
     coins: int | None = Field(default=None, gt=0)
     recipient_phone: str | None = Field(default=None, min_length=1, max_length=32)
@@ -126,6 +134,7 @@ _TARGET_FIELDS = {
     "p2p": "recipient_phone",
     "coin_spend": "merchant_id",
     "payment_intent": "payment_intent_id",
+    "merchant_qr": "merchant_id",
 }
 _COIN_KINDS = frozenset({"coin_purchase", "coin_spend"})
 

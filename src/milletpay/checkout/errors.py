@@ -9,8 +9,8 @@ from milletpay.core.errors import MilletError
 class CheckoutError(MilletError):
     code = "checkout_error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.field = field
 
 

@@ -40,6 +40,7 @@ from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 
+from milletpay.checkout.codes import PaymentCodes
 from milletpay.checkout.errors import (
     MerchantNotActive,
     MerchantOrderReused,
@@ -92,6 +93,8 @@ CAPTURE_WINDOW_S: Final = 7 * 86_400
 #: should the sweep not run, never the usual way a hold ends.
 HOLD_BACKSTOP_S: Final = 86_400
 REFUND_REASON_CHARS_MAX: Final = 64
+#: The most a payment code pays without the payer confirming on the phone (1,000 CNY).
+PAYMENT_CODE_LIMIT_FEN: Final = 100_000
 #: Declined confirmations after which the intent is `failed`.
 CONFIRM_ATTEMPTS_MAX: Final = 5
 #: Intents one `sweep` call ends, at most.
@@ -294,25 +297,26 @@ class PaymentIntents:
         """A new intent for the merchant's order, or the order's intent if it exists
         with the same amount, currency and capture method (`MerchantOrderReused`
         otherwise). `PaymentIntentInvalid` naming the field; `MerchantNotActive`."""
+        return self._committer.run(lambda tx: self.create_in(tx, merchant_id, request))
+
+    def create_in(self, tx: LedgerTransaction, merchant_id: int, request: IntentRequest) -> Created:
+        """`create` in the caller's transaction (a payment to a static QR code creates
+        its intent and pays it in one)."""
         merchant = self._merchants.merchant(merchant_id)
         if merchant.status is not MerchantStatus.ACTIVE:
             raise MerchantNotActive(f"merchant {merchant_id:032x} is {merchant.status}")
         _check_request(request)
-        now_ns = self._clock.now_ns()
+        existing = _order_row(tx.connection, merchant_id, request.merchant_order_id)
+        if existing is not None:
+            intent = _same_order(existing, request)
+            return Created(intent, self._client_secret(intent.id), created=False)
         intent_id = self._ids.next_id()
-        row = _new_row(intent_id, merchant_id, request, now_ns, self._client_secret(intent_id))
-
-        def unit(tx: LedgerTransaction) -> tuple[PaymentIntent, bool]:
-            existing = _order_row(tx.connection, merchant_id, request.merchant_order_id)
-            if existing is not None:
-                return _same_order(existing, request), False
-            tx.connection.execute(sa.insert(payment_intents).values(row))
-            intent = _intent(row)
-            self._emit(tx, intent, "payment_intent.created")
-            return intent, True
-
-        intent, created = self._committer.run(unit)
-        return Created(intent, self._client_secret(intent.id), created)
+        secret = self._client_secret(intent_id)
+        row = _new_row(intent_id, merchant_id, request, self._clock.now_ns(), secret)
+        tx.connection.execute(sa.insert(payment_intents).values(row))
+        intent = _intent(row)
+        self._emit(tx, intent, "payment_intent.created")
+        return Created(intent, secret, created=True)
 
     def get(self, merchant_id: int, intent_id: int) -> PaymentIntent:
         """`PaymentIntentNotFound` for an intent that is not the merchant's."""
@@ -486,6 +490,33 @@ class PaymentIntents:
         intent = self._locked(tx, None, intent_id)
         if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
             raise _conflict(intent, "confirmed")
+        return self._pay_from_wallet(tx, intent, user_id)
+
+    def collect_with_code_in(
+        self,
+        tx: LedgerTransaction,
+        merchant_id: int,
+        intent_id: int,
+        codes: PaymentCodes,
+        code_text: str,
+    ) -> Confirmation:
+        """The merchant collects the intent with the payer's one-time payment code (read
+        by its scanner), in the caller's transaction: the code is used and the code's
+        wallet pays, as a confirmation would. Above `PAYMENT_CODE_LIMIT_FEN` the code is
+        not enough (`payer_confirmation_required`, nothing used): the payer confirms on
+        the phone. `PaymentCodeRefused`, `PaymentIntentNotFound`, `PaymentIntentConflict`."""
+        intent = self._locked(tx, merchant_id, intent_id)
+        if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
+            raise _conflict(intent, "collected")
+        if intent.amount_fen > PAYMENT_CODE_LIMIT_FEN:
+            return Confirmation(intent, "payer_confirmation_required")
+        payer = codes.claim_in(tx, code_text, intent.id)
+        return self._pay_from_wallet(tx, intent, payer)
+
+    def _pay_from_wallet(
+        self, tx: LedgerTransaction, intent: PaymentIntent, user_id: int
+    ) -> Confirmation:
+        """Pay the locked intent, waiting for confirmation, from the user's wallet."""
         if self._clock.now_ns() >= intent.expires_at_ns:
             expired = self._cancel(tx, intent, CancellationReason.EXPIRED)
             return Confirmation(expired, "payment_intent_expired")

@@ -69,3 +69,14 @@ refunds = sa.table(
     sa.column("wallet_operation_id", sa.LargeBinary()),
     sa.column("created_at", sa.BigInteger()),
 )
+payment_codes = sa.table(
+    "payment_codes",
+    sa.column("id", sa.LargeBinary()),
+    sa.column("code_number", sa.BigInteger()),
+    sa.column("user_id", sa.LargeBinary()),
+    sa.column("issued_at", sa.BigInteger()),
+    sa.column("expires_at", sa.BigInteger()),
+    sa.column("used_at", sa.BigInteger()),
+    sa.column("revoked_at", sa.BigInteger()),
+    sa.column("intent_id", sa.LargeBinary()),
+)
