@@ -120,7 +120,9 @@ def _reference(acquirer: str, terminal: str, stan: str, transmitted: str) -> str
 def authorization_reference(message: Message) -> str:
     """The bank's reference for an authorization request: acquirer (32), terminal (41),
     STAN (11), transmission date and time (7), at most 54 visible characters."""
-    return _reference(_field(message, 32), _field(message, 41), _field(message, 11), _field(message, 7))
+    return _reference(
+        _field(message, 32), _field(message, 41), _field(message, 11), _field(message, 7)
+    )
 
 
 def original_reference(message: Message) -> str:
