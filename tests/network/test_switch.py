@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import sqlalchemy as sa
+
 from milletpay.banks.data import banks
 from milletpay.cards import Party, TokenDomain
 from milletpay.cards.detokenize import DetokenizeCode
 from milletpay.cards.luk import LUK_PROFILE, LukCode
 from milletpay.emv import crypto, tlv
-from milletpay.network.books import ClearingStatus
+from milletpay.network.books import ClearingStatus, MessageKey
 from milletpay.network.framing import read_frame, write_frame
 from milletpay.network.iso8583 import Message, encode, original_data_elements
+from milletpay.network.storage import network_database
 from milletpay.network.switch import (
     DETOKENIZE_CODES,
     LUK_CODES,
@@ -26,7 +29,7 @@ from milletpay.network.switch import (
     token_domain,
 )
 
-from .conftest import Acquirer, NetworkWorld, Running, running, tap, yuan
+from .conftest import ACQUIRER, Acquirer, NetworkWorld, Running, running, tap, yuan
 
 TEST_TIMEOUT_S = 60.0
 
@@ -354,3 +357,94 @@ def test_routing_and_domains_are_tables() -> None:
     assert token_domain(in_app.with_fields({62: "ecommerce"})) is TokenDomain.ECOMMERCE
     assert token_domain(tap_message.with_fields({62: "in_app"})) is None
     assert token_domain(tap_message.with_fields({22: "901"})) is None
+
+
+def test_no_stand_in_for_a_token_whose_cryptogram_failed(world: NetworkWorld) -> None:
+    _, card, _ = world.card("ICBC")
+    phone = world.phone(card)
+    authorization = tap(phone, yuan(10))
+    data = bytearray(authorization.icc_data)
+    data[data.index(bytes.fromhex("9F2608")) + 3] ^= 0x80
+    forged = Acquirer().tap_request(authorization, yuan(10), _55=bytes(data))
+
+    async def scenario(net: Running) -> None:
+        await net.stop_issuer("ICBC")
+        assert (await net.acquirer.request(forged)).fields[39] == "05"
+        assert (await net.switch.send_stand_in_advices()).pending == 0
+
+    run(world, scenario)
+    assert world.books.clearing_records() == []
+
+
+def test_a_token_stood_in_for_carries_the_arpc_and_a_purchase_is_posted_later(
+    world: NetworkWorld,
+) -> None:
+    bank, card, account_id = world.card("CCB")
+    phone = world.phone(card)
+    authorization = tap(phone, yuan(30))
+    purchase = Acquirer().tap_request(authorization, yuan(30), mti="0200")
+
+    async def scenario(net: Running) -> None:
+        port = await net.stop_issuer("CCB")
+        answer = await net.acquirer.request(purchase)
+        assert (answer.mti, answer.fields[39]) == ("0210", "00")
+        assert answer.text(2) == phone.token.number
+        icc = tlv.primitives(tlv.decode(authorization.icc_data))
+        issuer_data = tlv.primitives(tlv.decode(answer.binary(55)))["91"]
+        assert crypto.verify_arpc(
+            LUK_PROFILE, phone.grant.key, icc, icc["9F26"], b"00", issuer_data[:8]
+        )
+        await net.start_issuer(world, "CCB", port)
+        assert (await net.switch.send_stand_in_advices()).delivered == 2
+        assert [m.mti for m in net.seen["CCB"]] == ["0120", "0220"]
+        assert net.seen["CCB"][0].text(63) == phone.token.number
+
+    run(world, scenario)
+    balance = bank.balance(account_id)
+    assert (balance.posted_fen, balance.held_fen) == (yuan(970), 0)
+    (record,) = world.books.clearing_records()
+    assert (record.stand_in, record.status) == (True, ClearingStatus.COMPLETED)
+
+
+def test_a_reversal_that_overtakes_its_authorization_makes_the_issuer_decline_it(
+    world: NetworkWorld,
+) -> None:
+    bank, card, account_id = world.card("ICBC")
+    acquirer = Acquirer()
+    original = acquirer.request(card.pan, yuan(20))
+
+    async def scenario(net: Running) -> None:
+        reversal = follow_up(original, "0400", acquirer.next_stan())
+        assert (await net.acquirer.request(reversal)).fields[39] == "00"
+        assert (await net.acquirer.request(original)).fields[39] == "05"
+
+    run(world, scenario)
+    assert bank.balance(account_id).held_fen == 0
+    assert world.books.clearing_records() == []
+
+
+def test_the_network_keeps_its_own_database(world: NetworkWorld, database_url: str) -> None:
+    where = network_database(database_url)
+    if world.network_engine.dialect.name == "sqlite":
+        assert where.schema is None and where.url.endswith("-network.db")
+    else:
+        assert (where.schema, where.url) == ("network", database_url)
+    tables = set(sa.inspect(world.network_engine).get_table_names())
+    assert tables == {
+        "network_messages_seen",
+        "clearing_records",
+        "stand_in_advices",
+        "network_alembic_version",
+    }
+    assert "clearing_records" not in sa.inspect(world.engine).get_table_names()
+
+
+def test_seen_keys_are_forgotten_in_bounded_batches(world: NetworkWorld) -> None:
+    keys = [MessageKey(ACQUIRER, "T1      ", f"{n:06d}", "1126040000") for n in range(1, 6)]
+    assert all(world.books.claim(key, "0100") for key in keys)
+    assert not world.books.claim(keys[0], "0100")
+    world.clock.advance(seconds=1)
+    later = world.clock.now_ns()
+    assert world.books.forget_seen(later, limit=3) == 3
+    assert world.books.forget_seen(later, limit=3) == 2
+    assert world.books.claim(keys[0], "0100")
