@@ -27,8 +27,11 @@ from milletpay.store.engine import read_transaction, write_transaction
 
 __all__ = [
     "ADVICES_LISTED_MAX",
+    "FORGET_BATCH_MAX",
     "RECORDS_LISTED_MAX",
+    "SEEN_RETENTION_S",
     "AdviceStatus",
+    "Approval",
     "ClearingRecord",
     "ClearingStatus",
     "MessageKey",
@@ -40,6 +43,11 @@ __all__ = [
 RECORDS_LISTED_MAX: Final = 10_000
 ADVICES_LISTED_MAX: Final = 1_000
 FINGERPRINT_PURPOSE: Final = b"milletpay/network/card-fingerprint/v1"
+#: How long a duplicate key is kept: far beyond any retry, well within the year after
+#: which field 7 (MMDDhhmmss, no year) comes round again.
+SEEN_RETENTION_S: Final = 30 * 86_400
+#: Keys one `forget_seen` call removes at most.
+FORGET_BATCH_MAX: Final = 10_000
 
 
 class ClearingStatus(enum.StrEnum):
@@ -171,8 +179,9 @@ class NetworkBooks:
         return True
 
     def forget_seen(self, before_ns: int, limit: int) -> int:
-        """Forget at most `limit` keys first seen before `before_ns`; how many went."""
-        assert limit >= 1
+        """Forget at most `limit` keys first seen before `before_ns` (a maintenance run
+        passes now less `SEEN_RETENTION_S`); how many went."""
+        assert 1 <= limit <= FORGET_BATCH_MAX
         c = network_messages_seen.c
         with write_transaction(self._engine) as conn:
             old = conn.execute(
