@@ -448,3 +448,64 @@ def test_seen_keys_are_forgotten_in_bounded_batches(world: NetworkWorld) -> None
     assert world.books.forget_seen(later, limit=3) == 3
     assert world.books.forget_seen(later, limit=3) == 2
     assert world.books.claim(keys[0], "0100")
+
+
+def test_a_token_payment_with_broken_chip_data_is_a_format_error(world: NetworkWorld) -> None:
+    _, card, _ = world.card("ICBC")
+    phone = world.phone(card)
+    authorization = tap(phone, yuan(10))
+    icc = tlv.primitives(tlv.decode(authorization.icc_data))
+    no_atc = tlv.encode([tlv.Tlv(tag, value) for tag, value in icc.items() if tag != "9F36"])
+    no_arqc = tlv.encode([tlv.Tlv(tag, value) for tag, value in icc.items() if tag != "9F26"])
+    acquirer = Acquirer()
+    cases = {
+        b"\x9f\x26\x08\x01": "30",  # cut short: not BER-TLV
+        no_atc: "30",
+        no_arqc: "30",
+    }
+
+    async def scenario(net: Running) -> None:
+        for data, code in cases.items():
+            message = acquirer.tap_request(authorization, yuan(10), _55=data)
+            assert (await net.acquirer.request(message)).fields[39] == code
+        missing = acquirer.tap_request(authorization, yuan(10)).with_fields({55: None})
+        assert (await net.acquirer.request(missing)).fields[39] == "05"
+        assert net.seen["ICBC"] == []
+        # The genuine cryptogram was never spent: it still pays.
+        genuine = acquirer.tap_request(authorization, yuan(10))
+        assert (await net.acquirer.request(genuine)).fields[39] == "00"
+
+    run(world, scenario)
+
+
+def test_a_completion_without_field_90_is_a_format_error(world: NetworkWorld) -> None:
+    _, card, _ = world.card("ICBC")
+    acquirer = Acquirer()
+    original = acquirer.request(card.pan, yuan(10))
+
+    async def scenario(net: Running) -> None:
+        assert (await net.acquirer.request(original)).fields[39] == "00"
+        completion = follow_up(original, "0220", acquirer.next_stan()).with_fields({90: None})
+        assert (await net.acquirer.request(completion)).fields[39] == "30"
+        unknown = follow_up(acquirer.request(card.pan, 1), "0220", acquirer.next_stan())
+        assert (await net.acquirer.request(unknown)).fields[39] == "12"
+
+    run(world, scenario)
+    (record,) = world.books.clearing_records()
+    assert record.status is ClearingStatus.AUTHORIZED
+
+
+def test_a_link_the_issuer_closed_is_opened_again(world: NetworkWorld) -> None:
+    bank, card, account_id = world.card("ICBC")
+    acquirer = Acquirer()
+
+    async def scenario(net: Running) -> None:
+        assert (await net.acquirer.request(acquirer.request(card.pan, yuan(1)))).fields[39] == "00"
+        port = await net.stop_issuer("ICBC")  # the switch's link to it is now closed
+        await net.start_issuer(world, "ICBC", port)
+        answer = await net.acquirer.request(acquirer.request(card.pan, yuan(2)))
+        assert answer.fields[39] == "00"
+        assert not answer.text(38).startswith(STAND_IN_APPROVAL_PREFIX)  # the issuer's own
+
+    run(world, scenario)
+    assert bank.balance(account_id).held_fen == yuan(3)

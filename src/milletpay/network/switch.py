@@ -106,7 +106,7 @@ ROUTING_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "issuer_not_connected": "92",  # a bank with no host in the directory
         "duplicate": "94",  # the key (32, 41, 11, 7) was seen before
         "issuer_unavailable": "91",  # no answer, and stand-in refused
-        "format_error": "30",  # field 55 that is not EMV data, a tag missing
+        "format_error": "30",  # field 55 not EMV data or a tag missing; no field 90
         "not_supported": "12",  # an MTI the switch does not carry; nothing to complete
         "amount_invalid": "13",  # a completion above the authorization
         "cryptogram_missing": "05",  # a token payment without field 55
@@ -232,7 +232,10 @@ class IssuerDirectory:
             client = self._clients.get(bank_code)
             if client is not None:
                 return client
-            host, port = self._addresses[bank_code]
+            address = self._addresses.get(bank_code)
+            if address is None:
+                raise IssuerUnavailable(f"{bank_code}: no host in the directory")
+            host, port = address
             try:
                 client = await Iso8583Client.connect(host, port, timeout_s=self._connect_timeout_s)
             except (OSError, TimeoutError) as exc:
@@ -299,6 +302,7 @@ class CardNetwork:
         # Stand-in decisions of one switch are taken one at a time, so that two taps
         # of one card cannot both fit under its daily limit.
         self._stand_in_lock = asyncio.Lock()
+        self._advice_lock = asyncio.Lock()
         self._operations: Mapping[str, Callable[[Message], Awaitable[Message]]] = {
             "0100": self._authorize,
             "0200": self._authorize,
@@ -481,6 +485,10 @@ class CardNetwork:
     async def send_stand_in_advices(self) -> AdviceRun:
         """Send the advices owed to issuers, oldest first, at most `ADVICES_PER_RUN_MAX`;
         a bank that still does not take one keeps it and the ones after it (in order)."""
+        async with self._advice_lock:  # one run at a time: each advice sent once a run
+            return await self._send_advices()
+
+    async def _send_advices(self) -> AdviceRun:
         pending = await asyncio.to_thread(self._books.pending_advices, ADVICES_PER_RUN_MAX)
         stalled: set[str] = set()
         delivered = 0
@@ -503,6 +511,8 @@ class CardNetwork:
     # -- completion and reversal -------------------------------------------------------
 
     async def _original(self, message: Message) -> tuple[ClearingRecord | None, MessageKey]:
+        if 90 not in message.fields:  # may in a 0220, must in a reversal
+            raise _Decline(ROUTING_CODES["format_error"], "no field 90 to find the original")
         key = MessageKey.original_of(message)
         return await asyncio.to_thread(self._books.record, key), key
 
