@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
@@ -96,7 +96,6 @@ class NetworkWorld:
     luks: LimitedUseKeys
     books: NetworkBooks
     people: int = 0
-    stans: dict[str, int] = field(default_factory=dict)
 
     def card(
         self, code: str = "ICBC", *, deposit_fen: int = yuan(1_000)
@@ -206,7 +205,7 @@ class Acquirer:
             "_23": f"{authorization.psn or 0:03d}",
             "_55": authorization.icc_data,
         }
-        return self.request(authorization.pan, amount_fen, **(tapped | changes))
+        return self.request(authorization.pan, amount_fen, **(tapped | changes))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -230,7 +229,7 @@ class Running:
         self.issuers[code] = server
         self.directory.set_address(code, "127.0.0.1", server.port)
 
-    def _recording(self, bank: Bank):  # type: ignore[no-untyped-def]
+    def _recording(self, bank: Bank) -> Callable[[Message], Awaitable[Message]]:
         handler = issuer_handler(bank)
         seen = self.seen.setdefault(bank.code, [])
 
