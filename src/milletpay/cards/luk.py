@@ -364,6 +364,25 @@ class LimitedUseKeys:
         log.info("token %s: cryptogram with ATC %d refused: %s", token.number, atc, code)
         return Verdict(code, 0 if luk is None else luk.luk_index)
 
+    # -- answering -------------------------------------------------------------------
+
+    def arpc(self, token: Token, data: Mapping[str, bytes], arqc: bytes, arc: bytes) -> bytes:
+        """The issuer's ARPC for the phone's `arqc` (profile method 1: the ARC is the
+        2-byte authorization response code), under the session key of the LUK whose
+        window holds the ATC (9F36) of `data`: the key the applet made the ARQC with.
+        It reads the LUK whatever its use count, so an answer can follow `verify`, and
+        counts nothing. `LukUnknown` if no LUK of the token holds the ATC;
+        `EmvCryptoError` for a malformed tag. The LUK itself never leaves this object."""
+        atc = _atc(data)
+        key = id_to_bytes(token.id)
+        with read_transaction(self._engine) as conn:
+            row = _token_row(conn, key)
+            luk = _luk_for_atc(conn, key, atc)
+        if row is None or luk is None:
+            raise LukUnknown(f"token {token.number} has no LUK for ATC {atc}")
+        luk_key = self._luk(row.bank_code, row.token_number, row.psn, luk._asdict())
+        return crypto.generate_arpc(self._profile, luk_key, data, arqc, arc)
+
     # -- keys ------------------------------------------------------------------------
 
     def _imk(self, bank_code: str, token_number: str, version: int | None = None) -> Any:
