@@ -39,4 +39,5 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache millet.db millet.db-wal millet.db-shm \
-		millet-bank-*.db millet-bank-*.db-wal millet-bank-*.db-shm
+		millet-bank-*.db millet-bank-*.db-wal millet-bank-*.db-shm \
+		millet-network.db millet-network.db-wal millet-network.db-shm millet-acquirer.json

@@ -209,13 +209,15 @@ class WalletDay:
 def wallet_day(database_url: str) -> Iterator[WalletDay]:
     clock = ManualClock(time.time_ns())
     console = Console(file=io.StringIO(), width=100)
+    keyring = KeyRing.generate()
     with Ledger.open(database_url, clock=clock) as ledger:
-        scene = play_wallet_scene(ledger, clock, console)
+        scene = play_wallet_scene(ledger, clock, console, keyring)
         assert ledger.verify().ok
         output = console.file.getvalue()
         assert isinstance(output, str)
         bank = SimulatedBankGateway()
-        identity = IdentityService(ledger.engine, KeyRing.generate(), clock, SimulatedSms())
+        # The same key ring: the scene's users are readable by the platform afterwards.
+        identity = IdentityService(ledger.engine, keyring, clock, SimulatedSms())
         wallet = WalletService(ledger, identity, ledger.engine, clock, bank)
         coins = CoinService(ledger, wallet, identity, ledger.engine, clock, bank)
         yield WalletDay(scene, output, wallet, coins)

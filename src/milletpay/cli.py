@@ -24,7 +24,9 @@ app = typer.Typer(
 )
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks; each prints its figures.", no_args_is_help=True)
+pos_app = typer.Typer(help="A QuickPass POS terminal of the acquirer.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(pos_app, name="pos")
 app.add_typer(bench_app, name="bench")
 
 DatabaseUrl = Annotated[
@@ -75,6 +77,23 @@ def partner_key(
         )
         raise typer.Exit(2)
     print(partner_api_key(KeyRing.from_environment(), partner_id))
+
+
+@pos_app.command("tap")
+def pos_tap(
+    phone: Annotated[str, typer.Option(help="The paying Millet Pay user's phone number.")],
+    amount: Annotated[str, typer.Option(help="The amount in CNY, like 25.00.")],
+    merchant: Annotated[
+        str, typer.Option(help="The merchant id (ISO 8583 field 42) of the acquirer's data.")
+    ],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Tap the user's phone on the merchant's reader: every hop printed (APDUs, ISO 8583
+    fields, the bank's decision). The user's first tap adds a debit card as a token."""
+    from milletpay.sim.pos import run_pos_tap
+
+    code = run_pos_tap(resolve_database_url(database_url), phone, amount, merchant, Console())
+    raise typer.Exit(code)
 
 
 @ledger_app.command("verify")

@@ -346,7 +346,10 @@ class AcquirerHost:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         reversal_attempts_max: int = REVERSAL_ATTEMPTS_MAX,
         reversal_backoff_s: float = REVERSAL_BACKOFF_S,
+        last_stans: Mapping[str, int] | None = None,
     ) -> None:
+        """`last_stans`: each terminal's last STAN before this start (`last_stans()` of
+        the host before), so that a restarted acquirer never sends a STAN again."""
         assert response_timeout_s > 0 and connect_timeout_s > 0
         assert reversal_attempts_max >= 1 and reversal_backoff_s >= 0
         self._address = (switch_host, switch_port)
@@ -360,13 +363,18 @@ class AcquirerHost:
             tuple[Iso8583Client, asyncio.StreamReader, asyncio.StreamWriter] | None
         ) = None
         self._connecting = asyncio.Lock()
-        self._stans = {tid: StanSequence() for tid in merchants.terminal_ids()}
+        kept = last_stans or {}
+        self._stans = {tid: StanSequence(kept.get(tid, 0)) for tid in merchants.terminal_ids()}
         self._in_flight = 0
         self._pending: dict[tuple[str, str], _Authorized] = {}
         self._reversing: dict[tuple[str, str], _Reversing] = {}
         self._completed: deque[Completion] = deque(maxlen=COMPLETED_KEPT_MAX)
         self._reversed: deque[Reversal] = deque(maxlen=REVERSALS_KEPT_MAX)
         self._journal: deque[AcquirerResult] = deque(maxlen=JOURNAL_MAX)
+
+    def last_stans(self) -> dict[str, int]:
+        """Each terminal's last STAN sent: what to start the next host with."""
+        return {tid: sequence.last for tid, sequence in self._stans.items()}
 
     async def __aenter__(self) -> AcquirerHost:
         return self

@@ -520,6 +520,11 @@ class StanSequence:
         assert 0 <= last <= STAN_MAX
         self._last = last
 
+    @property
+    def last(self) -> int:
+        """The last number given (0: none yet): what a sender keeps across restarts."""
+        return self._last
+
     def next(self) -> str:
         self._last = self._last + 1 if self._last < STAN_MAX else STAN_MIN
         return f"{self._last:0{STAN_DIGITS}d}"

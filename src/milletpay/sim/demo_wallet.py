@@ -6,8 +6,9 @@ The amounts it asks for are the tables below; every figure it prints is a servic
 answer. It never touches a service's tables.
 
 Each run signs up a new cast: the phone numbers carry a cast number, the first one whose
-numbers are all free on the database. Names and ID numbers are sealed with a key made for
-the run (`KeyRing.generate()`), so the demo needs no key file; nothing reads them later.
+numbers are all free on the database. Names and ID numbers are sealed with the platform's
+key ring (the environment's, as `millet serve` has it), so the server and `millet pos tap`
+on the same database know the cast.
 """
 
 from __future__ import annotations
@@ -407,10 +408,12 @@ def history_table(day: WalletDay, member: Member) -> Table:
 # ---- the scene ----------------------------------------------------------------------
 
 
-def play_wallet_scene(ledger: Ledger, clock: Clock, console: Console) -> WalletScene:
+def play_wallet_scene(
+    ledger: Ledger, clock: Clock, console: Console, keyring: KeyRing
+) -> WalletScene:
     """Sign the cast up, play the steps, print the tables and check the books."""
     sms, bank = SimulatedSms(), SimulatedBankGateway()
-    identity = IdentityService(ledger.engine, KeyRing.generate(), clock, sms)
+    identity = IdentityService(ledger.engine, keyring, clock, sms)
     wallet = WalletService(ledger, identity, ledger.engine, clock, bank)
     coins = CoinService(ledger, wallet, identity, ledger.engine, clock, bank)
     day = WalletDay(identity, wallet, coins, bank)

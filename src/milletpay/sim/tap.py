@@ -1,0 +1,333 @@
+"""Tap to pay end to end, every party on its real protocol, in one process.
+
+`TapPlatform` is the platform's side on one database URL: the token service, the PAN
+vault, limited-use keys, the issuing banks (each its own books) and the card network's
+books. `TapNetwork` runs the network on 127.0.0.1: one issuer host per bank (ISO 8583
+over TCP, `banks.host`), the switch (`network.switch`) and the acquirer host
+(`acquiring.host`) connected to it. A `TapPhone` is a phone's HCE applet holding a
+contactless token and its limited-use key; `TapNetwork.tap` holds it to a merchant's
+reader (`acquiring.kernel` over an in-process NFC field) and sends the kernel's outcome
+through the acquirer, the switch and the issuer.
+
+Used by `millet pos tap`, the demo's shopping scene and the tap benchmark. Simulated
+parties reach the platform only through its protocols: the phone through the card API's
+services (provisioning, LUKs), the terminal through APDUs, the acquirer through ISO 8583.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import sqlalchemy as sa
+
+from milletpay.acquiring import ContactlessKernel, NfcField, OutcomeKind, Transaction
+from milletpay.acquiring.host import AcquirerHost, AcquirerResult
+from milletpay.acquiring.kernel import KernelOutcome
+from milletpay.acquiring.merchants import MerchantDirectory, merchants
+from milletpay.banks import Banks
+from milletpay.banks.host import issuer_handler
+from milletpay.banks.keys import IssuerKeyStoreKeys, issuer_bins
+from milletpay.banks.model import CST
+from milletpay.cards import (
+    Detokenizer,
+    Expiry,
+    PanVault,
+    ProvisionOutcome,
+    ProvisionRequest,
+    Token,
+    TokenDomain,
+    TokenService,
+    TokenState,
+    seal_card_for_tsp,
+)
+from milletpay.cards.luk import LimitedUseKeys
+from milletpay.core.clock import NS_PER_S, Clock, SystemClock
+from milletpay.core.keyring import KeyRing
+from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
+from milletpay.emv.keys import IssuerKeyStore
+from milletpay.identity import IdentityService, SimulatedSms
+from milletpay.network.books import NetworkBooks
+from milletpay.network.iso8583 import Message
+from milletpay.network.link import Handler, Iso8583Server
+from milletpay.network.storage import open_network_engine
+from milletpay.network.switch import CardNetwork, IssuerDirectory
+from milletpay.store import create_engine, upgrade
+from milletpay.store.engine import sqlite_path
+
+#: The card a phone gets when its user has none yet: a debit card of this bank, its
+#: account funded with this much.
+DEFAULT_BANK: Final = "ICBC"
+OPENING_DEPOSIT_FEN: Final = 500_000
+CARD_PIN: Final = "246810"
+#: What the network keeps of the switch's exchanges with the issuers, for printing.
+ISSUER_EXCHANGES_KEPT: Final = 16
+
+
+class TapSetupError(Exception):
+    """The tap cannot be set up: the message says what to do."""
+
+
+@dataclass
+class TapPlatform:
+    engine: sa.Engine
+    network_engine: sa.Engine
+    clock: Clock
+    keyring: KeyRing
+    identity: IdentityService
+    banks: Banks
+    vault: PanVault
+    tsp: TokenService
+    luks: LimitedUseKeys
+    detokenizer: Detokenizer
+    books: NetworkBooks
+    #: Where the simulated acquirer keeps its terminals' STANs between runs (a file of
+    #: its own beside a SQLite database); None: kept only while it runs.
+    acquirer_state: Path | None = None
+
+    @classmethod
+    def open(
+        cls,
+        database_url: str,
+        *,
+        clock: Clock | None = None,
+        keyring: KeyRing | None = None,
+        issuer_keys: IssuerKeyStore | None = None,
+    ) -> TapPlatform:
+        """The platform's services on `database_url` (migrated), with the key ring and the
+        issuer keys of the environment unless given."""
+        clock = clock or SystemClock()
+        keyring = keyring or KeyRing.from_environment()
+        issuer_keys = issuer_keys or IssuerKeyStore.from_environment(issuer_bins())
+        engine = create_engine(database_url)
+        upgrade(engine)
+        sms = SimulatedSms()
+        banks = Banks(database_url, keyring, IssuerKeyStoreKeys(issuer_keys), clock)
+        vault = PanVault(engine, keyring, clock)
+        network_engine = open_network_engine(database_url)
+        return cls(
+            engine=engine,
+            network_engine=network_engine,
+            clock=clock,
+            keyring=keyring,
+            identity=IdentityService(engine, keyring, clock, sms),
+            banks=banks,
+            vault=vault,
+            tsp=TokenService(engine, vault, keyring, banks, sms, clock),
+            luks=LimitedUseKeys(engine, issuer_keys, clock),
+            detokenizer=Detokenizer(engine, vault, clock),
+            books=NetworkBooks(network_engine, keyring, clock),
+            acquirer_state=_beside(database_url, "acquirer", ".json"),
+        )
+
+    def close(self) -> None:
+        self.banks.close()
+        self.network_engine.dispose()
+        self.engine.dispose()
+
+    def phone_of(self, phone_number: str, *, bank_code: str = DEFAULT_BANK) -> TapPhone:
+        """The phone of the Millet Pay user with `phone_number`, holding a contactless
+        token and a fresh limited-use key: the user's live contactless token on this
+        phone, or a new debit card of `bank_code` (a bank account in the user's name,
+        funded, with the user's phone on file) added as one."""
+        user_id = self.identity.user_id_by_phone(phone_number)
+        if user_id is None:
+            raise TapSetupError(
+                f"no Millet Pay user has the phone number {phone_number}: register one "
+                "(POST /v1/users), or run `millet demo` and use a phone number it prints"
+            )
+        user = self.identity.get_user(user_id)
+        device = f"pos-phone-{user_id:032x}"[:32]
+        live = [
+            t
+            for t in self.tsp.tokens_of(user_id, device)
+            if t.domain is TokenDomain.CONTACTLESS and t.state is TokenState.ACTIVE
+        ]
+        token = (
+            live[0]
+            if live
+            else self._enroll(user_id, user.real_name, user.phone, device, bank_code)
+        )
+        return self.load_phone(token)
+
+    def load_phone(self, token: Token) -> TapPhone:
+        """A phone applet holding `token` with a new limited-use key from the TSP."""
+        grant = self.luks.issue(token)
+        luk = HceLuk(
+            grant.key,
+            grant.luk_index,
+            grant.profile,
+            grant.atc_first,
+            grant.atc_last,
+            grant.uses_max,
+            grant.expires_at_ns,
+        )
+        card = HceCard(
+            token_pan=grant.token_number,
+            expiry_yymm=f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
+            psn=token.psn,
+            aid=UNIONPAY_AIDS["debit"],
+            label=self.banks.bank(token.bank_code).spec.name[:16],
+            priority=1,
+            luk=luk,
+        )
+        return TapPhone(token, PaymentApplet([card], self.clock))
+
+    def _enroll(self, user_id: int, name: str, phone: str, device: str, bank_code: str) -> Token:
+        bank = self.banks.bank(bank_code)
+        customer = bank.open_customer(name, phone=phone)
+        account = bank.open_account(customer, "debit").account.id
+        bank.deposit(account, OPENING_DEPOSIT_FEN, f"pos-opening-{account:032x}")
+        card = bank.issue_card(account, pin=CARD_PIN)
+        expiry = Expiry(2000 + int(card.expiry_yymm[:2]), int(card.expiry_yymm[2:]))
+        envelope = seal_card_for_tsp(self.tsp.public_key(), card.pan, expiry, card.cvn2)
+        request = ProvisionRequest(user_id, device, TokenDomain.CONTACTLESS, phone, envelope)
+        answer = self.tsp.provision(request)
+        if answer.outcome is not ProvisionOutcome.APPROVED or answer.token is None:
+            raise TapSetupError(f"the card was not added: {answer.outcome} {answer.reason}")
+        return answer.token
+
+
+def _beside(database_url: str, role: str, suffix: str) -> Path | None:
+    """`<stem>-<role><suffix>` beside a SQLite database file; None for a server."""
+    path = sqlite_path(database_url)
+    return None if path is None else path.with_name(f"{path.stem}-{role}{suffix}")
+
+
+@dataclass
+class TapPhone:
+    token: Token
+    applet: PaymentApplet
+
+    def touch_fingerprint(self, now_ns: int) -> None:
+        """The consumer device CVM: the applet may make one cryptogram above the
+        reader's CVM limit within its window."""
+        self.applet.confirm_cdcvm(now_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class TapResult:
+    outcome: KernelOutcome
+    result: AcquirerResult | None  # None: the reader decided without going online
+
+    @property
+    def approved(self) -> bool:
+        return self.result is not None and self.result.approved
+
+
+class TapNetwork:
+    """The issuer hosts, the switch and the acquirer on 127.0.0.1, while open."""
+
+    def __init__(
+        self,
+        platform: TapPlatform,
+        bank_codes: Iterable[str] | None = None,
+        *,
+        directory: MerchantDirectory | None = None,
+        seed: int = 1,
+    ) -> None:
+        self._platform = platform
+        self._codes = tuple(bank_codes or platform.banks.codes)
+        self.merchants = directory or merchants()
+        self._random = random.Random(seed)
+        self._servers: list[Iso8583Server] = []
+        self.issuer_exchanges: list[tuple[Message, Message | None]] = []
+        self.switch: CardNetwork | None = None
+        self.acquirer: AcquirerHost | None = None
+
+    async def __aenter__(self) -> TapNetwork:
+        platform = self._platform
+        directory = IssuerDirectory({})
+        for code in self._codes:
+            server = Iso8583Server(self._recorded(issuer_handler(platform.banks.bank(code))))
+            await server.start()
+            self._servers.append(server)
+            directory.set_address(code, "127.0.0.1", server.port)
+        self.switch = CardNetwork(
+            platform.books,
+            directory,
+            platform.detokenizer,
+            platform.luks,
+            platform.tsp,
+            platform.clock,
+        )
+        switch_server = Iso8583Server(self.switch.handle)
+        await switch_server.start()
+        self._servers.append(switch_server)
+        self.acquirer = AcquirerHost(
+            "127.0.0.1",
+            switch_server.port,
+            platform.clock,
+            self.merchants,
+            last_stans=self._load_stans(),
+        )
+        await self.acquirer.__aenter__()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.acquirer is not None:
+            self._save_stans(self.acquirer.last_stans())
+            await self.acquirer.close()
+        if self.switch is not None:
+            await self.switch.close()
+        for server in reversed(self._servers):
+            await server.close()
+
+    def _load_stans(self) -> dict[str, int]:
+        path = self._platform.acquirer_state
+        if path is None or not path.exists():
+            return {}
+        kept = json.loads(path.read_text())
+        return {str(tid): int(last) for tid, last in kept.get("last_stans", {}).items()}
+
+    def _save_stans(self, last_stans: Mapping[str, int]) -> None:
+        path = self._platform.acquirer_state
+        if path is not None:
+            path.write_text(json.dumps({"last_stans": dict(last_stans)}, sort_keys=True))
+
+    def _recorded(self, handler: Handler) -> Handler:
+        """`handler`, the switch's requests to the issuer and its answers kept (the last
+        `ISSUER_EXCHANGES_KEPT`) for printing each hop."""
+
+        async def handle(message: Message) -> Message | None:
+            answer = await handler(message)
+            self.issuer_exchanges.append((message, answer))
+            del self.issuer_exchanges[:-ISSUER_EXCHANGES_KEPT]
+            return answer
+
+        return handle
+
+    def read(self, phone: TapPhone, terminal_id: str, amount_fen: int) -> KernelOutcome:
+        """The reader's side of a tap: the kernel's dialogue with the phone's applet."""
+        _, terminal = self.merchants.terminal(terminal_id)
+        kernel = ContactlessKernel(terminal.config, self._random)
+        today = datetime.datetime.fromtimestamp(
+            self._platform.clock.now_ns() // NS_PER_S, CST
+        ).date()
+        with NfcField(phone.applet) as nfc:
+            return kernel.tap(nfc, Transaction(amount_fen, today))
+
+    async def tap(self, phone: TapPhone, terminal_id: str, amount_fen: int) -> TapResult:
+        """One tap at `terminal_id`: the reader's dialogue with the phone, then, if the
+        reader goes online, the authorization through the acquirer, the switch and the
+        user's bank."""
+        assert self.acquirer is not None, "open the network first (async with)"
+        outcome = self.read(phone, terminal_id, amount_fen)
+        if outcome.kind is not OutcomeKind.ONLINE_REQUEST:
+            return TapResult(outcome, None)
+        result = await self.acquirer.authorize(terminal_id, outcome, amount_fen)
+        return TapResult(outcome, result)
+
+
+__all__ = [
+    "TapNetwork",
+    "TapPhone",
+    "TapPlatform",
+    "TapResult",
+    "TapSetupError",
+]
