@@ -3,6 +3,7 @@ the reader, the acquirer, the switch and the issuer host, with every hop printed
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,11 @@ def test_bad_input_is_refused_naming_it(sandbox: str, changes: dict[str, str], s
     result = tap(sandbox, amount, **changes)
     assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
     assert says in result.output  # type: ignore[attr-defined]
+
+
+def test_the_tap_benchmark_reports_its_figures() -> None:
+    result = CliRunner().invoke(app, ["bench", "tap", "--json", "--taps", "40", "--terminals", "4"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["taps"], figures["declined"]) == (40, 0)
+    assert figures["taps_per_s"] > 0 and figures["latency_ms_p99"] >= figures["latency_ms_p50"]

@@ -46,7 +46,7 @@ from milletpay.cards import (
     TokenState,
     seal_card_for_tsp,
 )
-from milletpay.cards.luk import LimitedUseKeys
+from milletpay.cards.luk import DEFAULT_LUK_LIMITS, LimitedUseKeys, LukLimits
 from milletpay.core.clock import NS_PER_S, Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
@@ -98,6 +98,7 @@ class TapPlatform:
         clock: Clock | None = None,
         keyring: KeyRing | None = None,
         issuer_keys: IssuerKeyStore | None = None,
+        luk_limits: LukLimits = DEFAULT_LUK_LIMITS,
     ) -> TapPlatform:
         """The platform's services on `database_url` (migrated), with the key ring and the
         issuer keys of the environment unless given."""
@@ -119,7 +120,7 @@ class TapPlatform:
             banks=banks,
             vault=vault,
             tsp=TokenService(engine, vault, keyring, banks, sms, clock),
-            luks=LimitedUseKeys(engine, issuer_keys, clock),
+            luks=LimitedUseKeys(engine, issuer_keys, clock, limits=luk_limits),
             detokenizer=Detokenizer(engine, vault, clock),
             books=NetworkBooks(network_engine, keyring, clock),
             acquirer_state=_beside(database_url, "acquirer", ".json"),
