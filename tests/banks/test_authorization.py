@@ -314,12 +314,22 @@ def test_reverse_voids_the_hold_and_is_idempotent(world: BankWorld) -> None:
     assert holder.bank.verify().ok
 
 
-def test_a_completed_authorization_is_not_reversed(world: BankWorld) -> None:
-    holder = world.holder()
+def test_reversing_a_completed_authorization_gives_the_money_back_once(
+    world: BankWorld,
+) -> None:
+    # A single-message 0200 is completed at once; when its answer never reached the
+    # acquirer, the acquirer's 0400 must undo the payment, not only a hold.
+    holder = world.holder(deposit_fen=yuan(1_000))
     holder.bank.authorize(pin_request(holder, yuan(10), "rrn-1"))
     holder.bank.complete("rrn-1", yuan(10))
+    assert holder.bank.balance(holder.account_id).posted_fen == yuan(990)
     answer = holder.bank.reverse("rrn-1")
-    assert (answer.ok, answer.status) == (False, "completed")
+    assert (answer.ok, answer.status, answer.completed_fen) == (True, "reversed", yuan(10))
+    assert holder.bank.reverse("rrn-1").ok  # again: the same, nothing moves
+    balance = holder.bank.balance(holder.account_id)
+    assert (balance.posted_fen, balance.held_fen) == (yuan(1_000), 0)
+    assert holder.bank.complete("rrn-1", yuan(10)).status == "reversed"
+    assert holder.bank.verify().ok
 
 
 def test_a_reversal_before_its_authorization_makes_the_late_authorization_decline(

@@ -57,6 +57,10 @@ PIN_TRIES_MAX = 3
 CURRENCY = "CNY"
 APPROVAL_CODE_CHARS = 6
 
+#: The legs of an authorization's transfers: the hold (0), its post (1) or void (2), and
+#: the money given back when a completed one is reversed (3).
+_LEG_REVERSED = 3
+
 
 class Channel(enum.StrEnum):
     CARD_PRESENT_PIN = "pin"  # chip or magnetic stripe with online PIN
@@ -374,6 +378,31 @@ def reverse(bank: Bank, reference: str) -> HoldAnswer:
     return _resolve(bank, reference, None)
 
 
+def _reverse_completed(bank: Bank, tx: Any, row: Any, reference: str) -> HoldAnswer:
+    """A reversal of a completed authorization (a single-message 0200 whose answer the
+    acquirer never got): the amount taken goes back to the cardholder's account, by a
+    transfer the other way, and the authorization is reversed. Once: a repeat finds it
+    reversed."""
+    (taken,) = bank.ledger.lookup_transfers([id_from_bytes(row.hold_id)])
+    if row.completed_fen:
+        back = Transfer(
+            chart.transfer_id(bank.code, "authorization", reference, _LEG_REVERSED),
+            taken.credit_account_id,
+            taken.debit_account_id,
+            row.completed_fen,
+            LEDGER_CNY,
+            BankTransferCode.CARD_PURCHASE,
+        )
+        (result,) = tx.create_transfers([back])
+        assert result is CreateTransferResult.OK, result
+    tx.connection.execute(
+        sa.update(authorizations)
+        .where(authorizations.c.id == row.id)
+        .values(status=AuthStatus.REVERSED.value, resolved_at=bank.clock.now_ns())
+    )
+    return HoldAnswer(True, AuthStatus.REVERSED.value, row.completed_fen)
+
+
 def _resolve(bank: Bank, reference: str, amount_fen: int | None) -> HoldAnswer:
     auth_id = chart.request_id(bank.code, "authorization", reference)
     posting = amount_fen is not None
@@ -385,6 +414,8 @@ def _resolve(bank: Bank, reference: str, amount_fen: int | None) -> HoldAnswer:
             _tombstone(bank, tx.connection, auth_id)
             return HoldAnswer(True, AuthStatus.REVERSED.value)
         status = AuthStatus(row.status)
+        if status is AuthStatus.COMPLETED and not posting:
+            return _reverse_completed(bank, tx, row, reference)
         if status is not AuthStatus.HELD:
             done = status is (AuthStatus.COMPLETED if posting else AuthStatus.REVERSED)
             return HoldAnswer(done, status.value, row.completed_fen)

@@ -98,7 +98,7 @@ HOLD_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "amount_exceeds_authorization": "13",
         "declined": "12",  # the original was declined: nothing to complete
         "reversed": "12",  # completing a reversed authorization
-        "completed": "12",  # reversing a completed one: a refund, not a reversal
+        "completed": "12",  # completing again what another completion finished
         "expired": "12",  # the hold lapsed
     }
 )

@@ -16,6 +16,7 @@ services (provisioning, LUKs), the terminal through APDUs, the acquirer through 
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import random
@@ -51,7 +52,7 @@ from milletpay.core.clock import NS_PER_S, Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
 from milletpay.emv.keys import IssuerKeyStore
-from milletpay.identity import IdentityService, SimulatedSms
+from milletpay.identity import IdentityService, SimulatedSms, User
 from milletpay.network.books import NetworkBooks
 from milletpay.network.iso8583 import Message
 from milletpay.network.link import Handler, Iso8583Server
@@ -67,6 +68,8 @@ OPENING_DEPOSIT_FEN: Final = 500_000
 CARD_PIN: Final = "246810"
 #: What the network keeps of the switch's exchanges with the issuers, for printing.
 ISSUER_EXCHANGES_KEPT: Final = 16
+#: How long the simulated acquirer waits for the switch's answer before it reverses.
+ACQUIRER_TIMEOUT_S: Final = 2.0
 
 
 class TapSetupError(Exception):
@@ -131,7 +134,13 @@ class TapPlatform:
         self.network_engine.dispose()
         self.engine.dispose()
 
-    def phone_of(self, phone_number: str, *, bank_code: str = DEFAULT_BANK) -> TapPhone:
+    def phone_of(
+        self,
+        phone_number: str,
+        *,
+        bank_code: str = DEFAULT_BANK,
+        deposit_fen: int = OPENING_DEPOSIT_FEN,
+    ) -> TapPhone:
         """The phone of the Millet Pay user with `phone_number`, holding a contactless
         token and a fresh limited-use key: the user's live contactless token on this
         phone, or a new debit card of `bank_code` (a bank account in the user's name,
@@ -149,12 +158,10 @@ class TapPlatform:
             for t in self.tsp.tokens_of(user_id, device)
             if t.domain is TokenDomain.CONTACTLESS and t.state is TokenState.ACTIVE
         ]
-        token = (
-            live[0]
-            if live
-            else self._enroll(user_id, user.real_name, user.phone, device, bank_code)
-        )
-        return self.load_phone(token)
+        if not live:
+            enrolled = self._enroll(user_id, user, device, bank_code, deposit_fen)
+            return self.load_phone(enrolled)
+        return self.load_phone(live[0])
 
     def load_phone(self, token: Token) -> TapPhone:
         """A phone applet holding `token` with a new limited-use key from the TSP."""
@@ -179,11 +186,17 @@ class TapPlatform:
         )
         return TapPhone(token, PaymentApplet([card], self.clock))
 
-    def _enroll(self, user_id: int, name: str, phone: str, device: str, bank_code: str) -> Token:
+    def _enroll(
+        self, user_id: int, user: User, device: str, bank_code: str, deposit_fen: int
+    ) -> Token:
+        """A debit card of `bank_code` in the user's name (the user's phone on file, the
+        account funded with `deposit_fen`) added to `device` as a contactless token."""
+        name, phone = user.real_name, user.phone
         bank = self.banks.bank(bank_code)
         customer = bank.open_customer(name, phone=phone)
         account = bank.open_account(customer, "debit").account.id
-        bank.deposit(account, OPENING_DEPOSIT_FEN, f"pos-opening-{account:032x}")
+        if deposit_fen:
+            bank.deposit(account, deposit_fen, f"pos-opening-{account:032x}")
         card = bank.issue_card(account, pin=CARD_PIN)
         expiry = Expiry(2000 + int(card.expiry_yymm[:2]), int(card.expiry_yymm[2:]))
         envelope = seal_card_for_tsp(self.tsp.public_key(), card.pan, expiry, card.cvn2)
@@ -231,6 +244,7 @@ class TapNetwork:
         *,
         directory: MerchantDirectory | None = None,
         seed: int = 1,
+        acquirer_timeout_s: float = ACQUIRER_TIMEOUT_S,
     ) -> None:
         self._platform = platform
         self._codes = tuple(bank_codes or platform.banks.codes)
@@ -238,6 +252,9 @@ class TapNetwork:
         self._random = random.Random(seed)
         self._servers: list[Iso8583Server] = []
         self.issuer_exchanges: list[tuple[Message, Message | None]] = []
+        self._acquirer_timeout_s = acquirer_timeout_s
+        #: Fault injection: seconds each bank's host waits before it answers.
+        self.issuer_delay_s: dict[str, float] = {}
         self.switch: CardNetwork | None = None
         self.acquirer: AcquirerHost | None = None
 
@@ -245,7 +262,8 @@ class TapNetwork:
         platform = self._platform
         directory = IssuerDirectory({})
         for code in self._codes:
-            server = Iso8583Server(self._recorded(issuer_handler(platform.banks.bank(code))))
+            bank = platform.banks.bank(code)
+            server = Iso8583Server(self._recorded(code, issuer_handler(bank)))
             await server.start()
             self._servers.append(server)
             directory.set_address(code, "127.0.0.1", server.port)
@@ -266,6 +284,7 @@ class TapNetwork:
             platform.clock,
             self.merchants,
             last_stans=self._load_stans(),
+            response_timeout_s=self._acquirer_timeout_s,
         )
         await self.acquirer.__aenter__()
         return self
@@ -291,11 +310,14 @@ class TapNetwork:
         if path is not None:
             path.write_text(json.dumps({"last_stans": dict(last_stans)}, sort_keys=True))
 
-    def _recorded(self, handler: Handler) -> Handler:
+    def _recorded(self, code: str, handler: Handler) -> Handler:
         """`handler`, the switch's requests to the issuer and its answers kept (the last
-        `ISSUER_EXCHANGES_KEPT`) for printing each hop."""
+        `ISSUER_EXCHANGES_KEPT`) for printing each hop; slowed by `issuer_delay_s`."""
 
         async def handle(message: Message) -> Message | None:
+            delay_s = self.issuer_delay_s.get(code, 0.0)
+            if delay_s:
+                await asyncio.sleep(delay_s)
             answer = await handler(message)
             self.issuer_exchanges.append((message, answer))
             del self.issuer_exchanges[:-ISSUER_EXCHANGES_KEPT]
