@@ -133,9 +133,22 @@ def test_demo_balances_the_books_and_a_second_run_plays_a_new_day(database_url: 
     assert "exists ×11" in output, "the accounts are opened once"
     assert "(cast 2 on this database)" in output, "the wallet scene signs up a new cast"
     assert "through the token service (cast 2)" in output, "so does the banks scene"
+    assert "tap phones at shops (cast 2)" in output, "and the shopping scene"
     assert "ledger verify: ok" in output
     assert balances(database_url) == {i: 2 * amount for i, amount in after_one.items()}
     assert transfer_count(database_url) == 2 * transfers_one_day
+
+
+def test_demo_shopping_scene_taps_through_the_network_and_the_banks(tmp_path: Path) -> None:
+    ok, output = play(f"sqlite:///{tmp_path / 'millet.db'}")
+    assert ok, output
+    shopping = output.split("Shopping:")[1]
+    for answer in ("approved", "declined", "cdcvm_needed, approved", "timed_out_reversed"):
+        assert answer in shopping
+    assert "completed ×2" in shopping
+    assert "declined 51" in shopping  # the bank's own answer: insufficient funds
+    assert "every bank's books verified" in shopping and "✗" not in shopping
+    assert "answer no request awaits" not in output
 
 
 def test_demo_shows_every_scene_with_the_ledgers_answers(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from milletpay.ledger import (
     TransferFlags,
 )
 from milletpay.sim.demo_cards import play_banks_scene
+from milletpay.sim.demo_shop import play_shop_scene
 from milletpay.sim.demo_wallet import play_wallet_scene
 from milletpay.sim.scene import Outcome, scene_line
 
@@ -429,7 +430,11 @@ def run_demo(database_url: str, console: Console, *, keyring: KeyRing | None = N
         failed += sum(not line.as_expected for line in wallet_scene.lines)
         banks_scene = play_banks_scene(ledger, clock, console, database_url, keyring)
         failed += sum(not line.as_expected for line in banks_scene.lines)
-        scenes = len(SCENES) + len(wallet_scene.lines) + len(banks_scene.lines)
+        shop_scene = play_shop_scene(database_url, clock, console, keyring)
+        failed += sum(not line.as_expected for line in shop_scene.lines)
+        scenes = (
+            len(SCENES) + len(wallet_scene.lines) + len(banks_scene.lines) + len(shop_scene.lines)
+        )
         report = ledger.verify()
     summary = (
         f"{report.ledgers} ledgers, {report.accounts:,} accounts, {report.transfers:,} transfers"
