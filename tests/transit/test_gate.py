@@ -6,6 +6,7 @@ carries, so every scenario here starts from an empty card and builds its records
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import time
@@ -17,23 +18,37 @@ from hypothesis import strategies as st
 from milletpay.core.clock import NS_PER_S
 from milletpay.transit import purse_crypto as pc
 from milletpay.transit.blacklist import BlacklistService
-from milletpay.transit.fares import CST_OFFSET_S, DiscountName, Mode, Tap, fare_table
+from milletpay.transit.fares import (
+    CST_OFFSET_S,
+    DiscountName,
+    Mode,
+    OpenTrip,
+    PastRide,
+    Tap,
+    fare_table,
+)
 from milletpay.transit.gate import (
     RECORDS_MAX,
+    CardContextError,
+    CardTrip,
     Gate,
     GateDecision,
     GateError,
     Reason,
     TornDebits,
     TripKind,
+    card_context,
     decode_trip,
     station_numbers,
 )
 from milletpay.transit.purse import (
+    MAC_FAILURES_MAX,
     SFI_PUBLIC_DATA,
     Purse,
     PurseProfile,
     TearPoint,
+    debit_for_purchase_command,
+    initialize_for_purchase_command,
     read_binary_command,
     select_command,
     split_response,
@@ -463,7 +478,7 @@ _BEIJING_GATES = (
 _TEARS = (None, None, TearPoint.BEFORE_COMMIT, TearPoint.AFTER_COMMIT)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     balance_fen=st.integers(0, 20_000),
     taps=st.lists(
@@ -504,3 +519,108 @@ def test_random_taps_and_tears_move_exactly_the_recorded_fares(
     assert {r.offline_counter for r in records} == set(range(card.offline_counter))
     assert all(verify_purchase_tac(keys, r.card_number, r.purchase, r.tac) for r in records)
     assert all(r.purchase.transaction_type == pc.TRANSACTION_TYPE_COMPOSITE for r in records)
+
+
+# --- Torn debits the prove cannot settle, forged cards, the book's limit --------------
+
+
+def test_a_torn_debit_overtaken_by_another_purchase_is_settled_unproven(
+    keys: CityMasterKeys,
+) -> None:
+    """The card went on to a reader outside the book: its prove is of that purchase now,
+    but its transaction records still show the torn debit was committed."""
+    torn = TornDebits()
+    card = make_card(keys)
+    bus = make_gate(keys, "shanghai", Mode.BUS, Tap.ENTRY, torn=torn)
+    elsewhere = make_gate(keys, "shanghai", Mode.BUS, Tap.ENTRY)  # its own book
+    card.arm_tear(TearPoint.AFTER_COMMIT)
+    refused(bus.tap(card.process, T0), Reason.TORN)
+    opened(elsewhere.tap(card.process, T0 + MIN_NS))
+    decision = bus.tap(card.process, T0 + 2 * MIN_NS)
+    assert decision.resolved is None and opened(decision)
+    assert list(torn.unproven) == [(CARD_A, 0)] and len(torn) == 0
+
+
+def test_a_blacklisted_cards_torn_debit_stays_in_the_book(
+    keys: CityMasterKeys, service: BlacklistService
+) -> None:
+    torn = TornDebits()
+    card = make_card(keys)
+    bus = make_gate(keys, "shanghai", Mode.BUS, Tap.ENTRY, blacklist=service, torn=torn)
+    bus.refresh_blacklist(T0)
+    card.arm_tear(TearPoint.AFTER_COMMIT)
+    refused(bus.tap(card.process, T0), Reason.TORN)
+    service.add(CARD_A)
+    bus.refresh_blacklist(T0 + 20 * MIN_NS)
+    decision = bus.tap(card.process, T0 + 21 * MIN_NS)
+    refused(decision, Reason.BLACKLISTED)
+    assert decision.resolved is None and len(torn) == 1
+
+
+def test_the_torn_book_drops_its_oldest_at_the_limit(keys: CityMasterKeys) -> None:
+    torn = TornDebits(limit=1)
+    bus = make_gate(keys, "shanghai", Mode.BUS, Tap.ENTRY, torn=torn)
+    for number in (CARD_A, CARD_B):
+        card = make_card(keys, number)
+        card.arm_tear(TearPoint.BEFORE_COMMIT)
+        refused(bus.tap(card.process, T0), Reason.TORN)
+    assert len(torn) == 1 and torn.dropped == 1
+    assert torn.get(CARD_B) is not None and torn.get(CARD_A) is None
+
+
+def test_a_card_whose_tac_does_not_verify_is_refused_and_not_recorded(
+    keys: CityMasterKeys,
+) -> None:
+    genuine = keys.card_keys(CARD_A)
+    forged = dataclasses.replace(genuine, dtk=bytes(range(16)))
+    profile = PurseProfile(
+        card_number=CARD_A,
+        issuer_id=bytes(8),
+        start_date=bytes.fromhex("20260101"),
+        expiry_date=bytes.fromhex("20360101"),
+        keys=(forged,),
+    )
+    bus = make_gate(keys, "shanghai", Mode.BUS, Tap.ENTRY)
+    refused(bus.tap(Purse(profile, balance_fen=1_000).process, T0), Reason.TAC_INVALID)
+    assert bus.records_held == 0
+
+
+def test_a_card_locked_by_wrong_macs_is_refused(keys: CityMasterKeys) -> None:
+    card = make_card(keys)
+    card.process(select_command())
+    for _ in range(MAC_FAILURES_MAX):
+        card.process(initialize_for_purchase_command(1, 200, bytes(6)))
+        card.process(debit_for_purchase_command(1, bytes(4), bytes(3), bytes(4)))
+    bus = make_gate(keys, "shanghai", Mode.BUS, Tap.ENTRY)
+    refused(bus.tap(card.process, T0), Reason.CARD_LOCKED)
+
+
+# --- The context read from the card ----------------------------------------------------
+
+
+def test_the_months_spending_is_the_last_finished_ride_plus_metro_entries_since() -> None:
+    month = 202611
+    at = T0
+    trips = [
+        CardTrip(Mode.METRO, TripKind.ENTRY, 0x1234, at, month, 1_000),  # unclosed charge
+        CardTrip(Mode.BUS, TripKind.BOARDING, 8_000, at - MIN_NS, month, 200),
+        CardTrip(Mode.METRO, TripKind.EXIT, 8_000, at - 9 * MIN_NS, month, 500),
+        CardTrip(Mode.METRO, TripKind.ENTRY, 0x1234, at - 50 * MIN_NS, month, 0),
+    ]
+    context = card_context(3_000, trips, {0x1234: "xidan"}, month)
+    assert context.month_metro_spent_fen == 9_000
+    assert context.open_trips == (OpenTrip(Mode.METRO, at, "xidan"),)
+    assert context.last_ride == PastRide(Mode.BUS, at - MIN_NS, at - MIN_NS)
+    next_month = card_context(3_000, trips, {0x1234: "xidan"}, 202612)
+    assert next_month.month_metro_spent_fen == 0
+    exit_first = card_context(3_000, trips[2:], {0x1234: "xidan"}, month)
+    assert exit_first.last_ride == PastRide(Mode.METRO, at - 50 * MIN_NS, at - 9 * MIN_NS)
+    assert exit_first.open_trips == ()
+
+
+def test_a_trip_record_with_an_unknown_station_number_is_unreadable() -> None:
+    entry = CardTrip(Mode.METRO, TripKind.ENTRY, 0x0BAD, T0, 202611, 0)
+    with pytest.raises(CardContextError):
+        card_context(0, [entry], {}, 202611)
+    with pytest.raises(CardContextError):
+        decode_trip(bytes(16))  # kind 00, date 00000000

@@ -17,6 +17,7 @@ only by `refresh_blacklist`; every loop is bounded by the card's record files.
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import enum
 import zlib
@@ -223,7 +224,7 @@ def decode_trip(raw: bytes) -> CardTrip | None:
     mode = _MODES_BY_BYTE.get(record.mode)
     if mode is None:
         return None
-    at_ns = int((at - datetime.timedelta(seconds=CST_OFFSET_S)).timestamp()) * NS_PER_S
+    at_ns = (calendar.timegm(at.timetuple()) - CST_OFFSET_S) * NS_PER_S
     return CardTrip(
         mode,
         kind,
