@@ -317,6 +317,11 @@ def get_transaction_prove_command(transaction_type: int, offline_counter: int) -
     return bytes([0x80, 0x5A, 0x00, transaction_type, 2]) + counter + b"\x08"
 
 
+def read_binary_command(sfi: int, offset: int = 0, length: int = PUBLIC_DATA_BYTES) -> bytes:
+    """READ BINARY by short file identifier: P1 = 80 | SFI, P2 the offset, Le the length."""
+    return bytes([0x00, 0xB0, 0x80 | sfi, offset, length])
+
+
 def read_record_command(sfi: int, record_number: int) -> bytes:
     return bytes([0x00, 0xB2, record_number, (sfi << 3) | 0b100, 0x00])
 
