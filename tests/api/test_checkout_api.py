@@ -4,6 +4,7 @@ canceled; every refusal with its status and stable code."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import uuid
@@ -529,3 +530,20 @@ def test_a_large_amount_needs_the_payer_on_the_phone(world: World, merchant: Mer
         "payer_confirmation_required",
     )
     assert world.balance(payer) == 200_000
+
+
+def test_the_merchant_reads_its_payouts(world: World, merchant: Merchant) -> None:
+    payer = funded(world)
+    intent = new_intent(world, merchant, amount_fen=10_000)
+    assert confirm(world, payer, intent).status_code == 200
+    world.bank.open_account(
+        "ICBC", APPLICATION["settlement_account_number"], APPLICATION["legal_name"]
+    )
+    payouts = world.client.app.state.payouts  # type: ignore[attr-defined]
+    assert len(payouts.run_day(datetime.date(2026, 11, 26))) == 1
+    listed = world.client.get("/v1/merchant/payouts", headers=merchant.secret)
+    assert listed.status_code == 200, listed.text
+    (item,) = listed.json()["items"]
+    assert (item["status"], item["amount_fen"]) == ("paid", 10_000 - 60)
+    events = [json.loads(r.content)["type"] for r in world.webhooks_received]
+    assert events == []  # no endpoint: nothing delivered

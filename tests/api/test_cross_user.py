@@ -510,6 +510,7 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("POST", "/v1/payment-intents/{intent_id}/refunds"): _MERCHANT_KEY,
     ("GET", "/v1/payment-intents/{intent_id}/refunds"): _MERCHANT_KEY,
     ("GET", "/v1/merchant/qr"): _MERCHANT_KEY,
+    ("GET", "/v1/merchant/payouts"): _MERCHANT_KEY,
     ("POST", "/v1/payment-intents/{intent_id}/qr"): _MERCHANT_KEY,
     ("POST", "/v1/payment-intents/{intent_id}/collect"): (
         "a merchant's key signs it; the payer is whoever's one-time payment code the "

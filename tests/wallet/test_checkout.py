@@ -5,6 +5,7 @@ refusals that change nothing."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from milletpay.checkout.merchants import (
     MerchantApplication,
     MerchantService,
 )
+from milletpay.checkout.payouts import PAYOUT_MIN_FEN, Payouts, PayoutStatus
 from milletpay.core.keyring import KeyRing
 from milletpay.ledger import CreateTransferResult, Transfer
 from milletpay.wallet.accounts import (
@@ -559,3 +561,47 @@ def test_refunds_count_toward_no_limit(shop: Shop) -> None:
         shop.intents.refund(shop.merchant.id, intent.id, 1)
     another, secret = shop.intent(order="after-refunds")
     assert shop.confirm(user, another, secret).decline_code is None
+
+
+# -- payouts -----------------------------------------------------------------------------
+
+
+DAY = datetime.date(2026, 11, 26)
+
+
+def payouts(shop: Shop) -> Payouts:
+    return Payouts(shop.world.ledger, shop.merchants, shop.world.bank, shop.world.clock)
+
+
+def test_the_days_payout_pays_what_the_merchant_is_owed_once(shop: Shop) -> None:
+    bank = shop.world.bank
+    bank.open_account("ICBC", GROCER.settlement_account_number, GROCER.legal_name)
+    paid(shop)
+    run = payouts(shop)
+    (payout,) = run.run_day(DAY)
+    assert (payout.status, payout.amount_fen, payout.day) == (
+        PayoutStatus.PAID,
+        10_000 - 38,
+        20261126,
+    )
+    assert shop.owed_fen() == (0, 0)
+    assert bank.balance_fen("ICBC", GROCER.settlement_account_number) == 10_000 - 38
+    assert run.run_day(DAY) == [payout]  # the same day again: nothing moves
+    assert bank.balance_fen("ICBC", GROCER.settlement_account_number) == 10_000 - 38
+    assert run.run_day(DAY + datetime.timedelta(days=1)) == []  # owed nothing now
+
+
+def test_a_payout_the_bank_refuses_leaves_the_money_owed(shop: Shop) -> None:
+    paid(shop)  # no account at the bank: the link is refused
+    (payout,) = payouts(shop).run_day(DAY)
+    assert payout.status is PayoutStatus.FAILED and payout.failure_reason
+    assert shop.owed_fen() == (10_000 - 38, 0)
+
+
+def test_too_little_waits_for_another_day(shop: Shop) -> None:
+    shop.world.bank.open_account("ICBC", GROCER.settlement_account_number, GROCER.legal_name)
+    user = payer(shop)
+    intent, secret = shop.intent(PAYOUT_MIN_FEN - 1)
+    shop.confirm(user, intent, secret)
+    assert payouts(shop).run_day(DAY) == []
+    assert shop.owed_fen()[0] == PAYOUT_MIN_FEN - 1

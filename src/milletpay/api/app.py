@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 import logging
 import threading
@@ -27,13 +28,15 @@ from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
 from milletpay.banks import BankKeys, Banks
 from milletpay.banks.keys import IssuerKeyStoreKeys, issuer_bins
+from milletpay.banks.model import CST
 from milletpay.cards import PanVault, TokenService
 from milletpay.cards.luk import LimitedUseKeys
 from milletpay.checkout.codes import PaymentCodes
 from milletpay.checkout.intents import PaymentIntents
 from milletpay.checkout.merchants import MerchantService
+from milletpay.checkout.payouts import Payouts
 from milletpay.checkout.webhooks import Webhooks, WebhookWorker
-from milletpay.core.clock import Clock, SystemClock
+from milletpay.core.clock import NS_PER_S, Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.keys import ImkSource, IssuerKeyStore, VersionedKey
 from milletpay.identity import IdentityService, PinHashing, SimulatedSms, SmsChannel
@@ -52,17 +55,29 @@ MAINTENANCE_EVERY_S = 30.0
 REQUEST_BODY_MAX_BYTES = 64 * 1024
 
 
-async def _maintain(wallet: WalletService, tsp: TokenService, intents: PaymentIntents) -> None:
+async def _maintain(
+    wallet: WalletService,
+    tsp: TokenService,
+    intents: PaymentIntents,
+    payouts: Payouts,
+    clock: Clock,
+) -> None:
     """Every `MAINTENANCE_EVERY_S`: finish the wallet operations a crash or a silent bank
     left pending (`WalletService.resume_pending`), delete the tokens whose step-up code
-    lapsed unanswered (`TokenService.sweep_step_ups`), and end the payment intents that
-    expired or whose capture window lapsed (`PaymentIntents.sweep`)."""
+    lapsed unanswered (`TokenService.sweep_step_ups`), end the payment intents that
+    expired or whose capture window lapsed (`PaymentIntents.sweep`), and once a China-time
+    day is over, pay the merchants out for it (`Payouts.run_day`)."""
+    today = cst_date(clock.now_ns())
     while True:
         await asyncio.sleep(MAINTENANCE_EVERY_S)
         try:
             resumed = await run_in_threadpool(wallet.resume_pending)
             await run_in_threadpool(tsp.sweep_step_ups)
             await run_in_threadpool(intents.sweep)
+            now_day = cst_date(clock.now_ns())
+            if now_day != today:
+                await run_in_threadpool(payouts.run_day, today)
+                today = now_day
         except Exception:  # the database is away: the next pass tries again
             log.exception("server maintenance failed")
             continue
@@ -126,6 +141,11 @@ class BodyLimit:
         await self._app(scope, receive, send)
 
 
+def cst_date(instant_ns: int) -> datetime.date:
+    """The China-time calendar day of `instant_ns`."""
+    return datetime.datetime.fromtimestamp(instant_ns // NS_PER_S, CST).date()
+
+
 def create_app(
     database_url: str | None = None,
     *,
@@ -163,7 +183,9 @@ def create_app(
         # collector's full passes, which otherwise walk it all and stall every request
         # in flight for a hundred milliseconds or more, every second or two under load.
         gc.freeze()
-        sweeper = asyncio.create_task(_maintain(app.state.wallet, app.state.tsp, app.state.intents))
+        sweeper = asyncio.create_task(
+            _maintain(app.state.wallet, app.state.tsp, app.state.intents, app.state.payouts, clock)
+        )
         stop_webhooks = threading.Event()
         worker = WebhookWorker(engine, keyring, clock, transport=webhook_transport)
         sender = threading.Thread(
@@ -228,6 +250,14 @@ def create_app(
     app.state.merchants = MerchantService(ledger, keyring, clock, committer=committer)
     app.state.webhooks = Webhooks(engine, keyring, clock, allow_http=webhooks_allow_http)
     app.state.payment_codes = PaymentCodes(engine, keyring, clock)
+    app.state.payouts = Payouts(
+        ledger,
+        app.state.merchants,
+        app.state.bank,
+        clock,
+        committer=committer,
+        events=app.state.webhooks,
+    )
     app.state.intents = PaymentIntents(
         ledger,
         app.state.wallet,

@@ -69,6 +69,7 @@ from milletpay.checkout.merchants import (
     MerchantApplication,
     MerchantService,
 )
+from milletpay.checkout.payouts import Payouts, payout_object
 from milletpay.checkout.webhooks import (
     EVENT_ID_PREFIX,
     URL_CHARS_MAX,
@@ -361,6 +362,13 @@ def refund_intent(
 def list_refunds(intent_id: str, merchant: SignedMerchant, intents: Intents) -> dict[str, Any]:
     number = _intent_id(intent_id)
     return {"items": [refund_object(r) for r in _run(lambda: intents.refunds(merchant.id, number))]}
+
+
+@router.get("/merchant/payouts")
+def list_payouts(merchant: SignedMerchant, request: Request) -> dict[str, Any]:
+    """The merchant's daily payouts to its bank account, newest first."""
+    payouts: Payouts = request.app.state.payouts
+    return {"items": [payout_object(p) for p in payouts.payouts(merchant.id)]}
 
 
 # -- QR codes -------------------------------------------------------------------------------

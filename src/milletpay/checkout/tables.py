@@ -80,3 +80,14 @@ payment_codes = sa.table(
     sa.column("revoked_at", sa.BigInteger()),
     sa.column("intent_id", sa.LargeBinary()),
 )
+merchant_payouts = sa.table(
+    "merchant_payouts",
+    sa.column("id", sa.LargeBinary()),
+    sa.column("merchant_id", sa.LargeBinary()),
+    sa.column("day", sa.Integer()),
+    sa.column("amount_fen", sa.BigInteger()),
+    sa.column("status", sa.String()),
+    sa.column("failure_reason", sa.String()),
+    sa.column("created_at", sa.BigInteger()),
+    sa.column("updated_at", sa.BigInteger()),
+)

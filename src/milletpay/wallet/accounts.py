@@ -50,6 +50,7 @@ class TransferCode(enum.IntEnum):
     MERCHANT_PAYMENT = 11  # wallet -> merchant; a hold's post and void keep the code
     MERCHANT_FEE = 12  # merchant -> fee revenue: the merchant discount on what was taken
     MERCHANT_REFUND = 13  # merchant -> wallet: a refund of a payment
+    MERCHANT_PAYOUT = 14  # merchant -> settlement at its bank: what it was owed, paid out
 
 
 @dataclass(frozen=True, slots=True)
