@@ -199,6 +199,30 @@ def bench_wallet(
         Console().print_json(json.dumps(result))
 
 
+@bench_app.command("checkout")
+def bench_checkout(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    users: Annotated[int, typer.Option(min=1, help="Payers prepared with a wallet.")] = 256,
+    clients: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent HTTP clients.")] = 32,
+    payments: Annotated[int, typer.Option(min=1, help="Payments to make at most.")] = 3_000,
+    duration: Annotated[
+        float, typer.Option(min=1.0, max=3600.0, help="Seconds to pay for at most.")
+    ] = 60.0,
+) -> None:
+    """In-app payments per second through the HTTP API: a payment intent created by the
+    merchant and confirmed from the wallet (fresh SQLite file)."""
+    from milletpay.sim.bench_checkout import CheckoutBenchConfig, run_checkout_bench
+
+    config = CheckoutBenchConfig(
+        users=users, clients=clients, payments=payments, duration_s=duration
+    )
+    result = run_checkout_bench(config)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print_json(json.dumps(result))
+
+
 @bench_app.command("tap")
 def bench_tap(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

@@ -27,6 +27,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +57,12 @@ class WalletBenchConfig:
 
 
 @dataclass(frozen=True)
-class _User:
+class BenchUser:
     phone: str
     token: str
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -72,7 +74,7 @@ def _national_id(sequence: int) -> str:
     return body + ric.calc_check_digit(body + "0")
 
 
-def _prepare_users(app: Any, bank: SimulatedBankGateway, count: int) -> list[_User]:
+def prepare_users(app: Any, bank: SimulatedBankGateway, count: int) -> list[BenchUser]:
     identity = app.state.identity
     wallet: WalletService = app.state.wallet
     users = []
@@ -88,11 +90,11 @@ def _prepare_users(app: Any, bank: SimulatedBankGateway, count: int) -> list[_Us
         outcome = wallet.top_up(user.id, linked.id, TOP_UP_FEN, f"bench-top-up-{n}")
         assert outcome.approved, outcome
         token, _ = app.state.sessions.issue(user.id)
-        users.append(_User(phone, token))
+        users.append(BenchUser(phone, token))
     return users
 
 
-def _serve(url: str, keys_json: str, port: int) -> None:
+def serve_api(url: str, keys_json: str, port: int) -> None:
     """The API server process: the production app, but the fast PIN hashing."""
     import uvicorn
 
@@ -105,7 +107,7 @@ def _serve(url: str, keys_json: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def _wait_for_port(port: int, server: multiprocessing.process.BaseProcess) -> None:
+def wait_for_port(port: int, server: multiprocessing.process.BaseProcess) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if not server.is_alive():
@@ -118,13 +120,43 @@ def _wait_for_port(port: int, server: multiprocessing.process.BaseProcess) -> No
     raise RuntimeError("the API server did not start within 60 s")
 
 
-def _cpu_seconds(pid: int) -> float:
+@contextmanager
+def served_api(url: str, keys_json: str) -> Iterator[tuple[int, int]]:
+    """The API on `url` in a uvicorn process of its own, on a free port of 127.0.0.1:
+    (port, process id) while the block runs; stopped after it."""
+    port = free_port()
+    server = multiprocessing.get_context("spawn").Process(
+        target=serve_api, args=(url, keys_json, port), name="bench-api"
+    )
+    server.start()
+    try:
+        wait_for_port(port, server)
+        assert server.pid is not None
+        yield port, server.pid
+    finally:
+        server.terminate()  # SIGTERM: uvicorn finishes what it has and stops
+        server.join(timeout=30)
+
+
+def percentiles(latencies_s: list[float]) -> Callable[[float], float]:
+    """p -> the p-th quantile of `latencies_s` in milliseconds (0 for none)."""
+    ordered = sorted(latencies_s)
+
+    def percentile(p: float) -> float:
+        if not ordered:
+            return 0.0
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+
+    return percentile
+
+
+def cpu_seconds(pid: int) -> float:
     """CPU time (user and system) a process has used so far, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class _Connection:
+class KeepAliveConnection:
     """One HTTP/1.1 keep-alive connection: POST a JSON body, read status and body."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -132,7 +164,7 @@ class _Connection:
         self._writer = writer
 
     @classmethod
-    async def open(cls, port: int) -> _Connection:
+    async def open(cls, port: int) -> KeepAliveConnection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer)
 
@@ -155,7 +187,7 @@ class _Connection:
 
 
 async def _drive(
-    port: int, users: list[_User], config: WalletBenchConfig
+    port: int, users: list[BenchUser], config: WalletBenchConfig
 ) -> tuple[list[float], int, float]:
     per_user = VELOCITY_OPERATIONS_PER_HOUR_MAX - 1  # the top-up counted once
     jobs: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
@@ -169,7 +201,7 @@ async def _drive(
 
     async def client() -> None:
         nonlocal errors
-        connection = await _Connection.open(port)
+        connection = await KeepAliveConnection.open(port)
         try:
             while time.perf_counter() < deadline:
                 try:
@@ -213,35 +245,20 @@ def run_wallet_bench(config: WalletBenchConfig) -> dict[str, Any]:
             bank_gateway=bank,
         )
         prepare_start = time.perf_counter()
-        users = _prepare_users(app, bank, config.users)
+        users = prepare_users(app, bank, config.users)
         prepare_s = time.perf_counter() - prepare_start
         app.state.committer.close()
         app.state.engine.dispose()
-        port = _free_port()
-        server = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(url, keys_json, port), name="bench-wallet-api"
-        )
-        server.start()
-        try:
-            _wait_for_port(port, server)
-            assert server.pid is not None
-            cpu_before_s = _cpu_seconds(server.pid)
+        with served_api(url, keys_json) as (port, pid):
+            cpu_before_s = cpu_seconds(pid)
             client_before = time.process_time()
             latencies, errors, elapsed = asyncio.run(_drive(port, users, config))
-            server_cpu_s = _cpu_seconds(server.pid) - cpu_before_s
+            server_cpu_s = cpu_seconds(pid) - cpu_before_s
             client_cpu_s = time.process_time() - client_before
-        finally:
-            server.terminate()  # SIGTERM: uvicorn finishes what it has and stops
-            server.join(timeout=30)
         with Ledger.open(url) as ledger:
             verified = ledger.verify().ok
     done = len(latencies)
-    ordered = sorted(latencies)
-
-    def percentile(p: float) -> float:
-        if not ordered:
-            return 0.0
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+    percentile = percentiles(latencies)
 
     return {
         "transfers_per_s": round((done - errors) / elapsed, 1) if elapsed > 0 else 0.0,

@@ -1,0 +1,156 @@
+"""`millet bench checkout`: in-app payments per second through the HTTP API.
+
+Over a fresh SQLite file in a temporary directory it prepares Class II users with a
+topped-up wallet and one merchant (as `bench wallet` does its users), serves the API
+with uvicorn in a process of its own, and lets `clients` concurrent keep-alive
+connections pay: each payment is the merchant's server creating a payment intent with
+its secret key (`POST /v1/payment-intents`) and the payer's wallet confirming it with
+the PIN and an Idempotency-Key (`POST /v1/me/payment-intents/{id}/confirm`). A payment's
+latency is both requests. Both processes share the machine's cores. PINs are hashed with
+the cheap setting, as in `bench wallet`, and the velocity limit caps each user at 19
+payments, so the work is spread over many users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from milletpay.api import create_app
+from milletpay.checkout.merchants import MerchantApplication
+from milletpay.core.keyring import KeyRing
+from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
+from milletpay.ledger import Ledger
+from milletpay.risk.limits import VELOCITY_OPERATIONS_PER_HOUR_MAX
+from milletpay.sim.bench_wallet import (
+    PIN,
+    BenchUser,
+    KeepAliveConnection,
+    cpu_seconds,
+    percentiles,
+    prepare_users,
+    served_api,
+)
+from milletpay.wallet import SimulatedBankGateway
+
+PAYMENT_FEN = 1_990
+SHOP = MerchantApplication(
+    "Millet Bench Shop Co., Ltd.", "Bench Shop", "Beijing", "5311", "ICBC", "6222020077776666"
+)
+
+
+@dataclass(frozen=True)
+class CheckoutBenchConfig:
+    users: int = 256
+    clients: int = 32
+    payments: int = 3_000
+    duration_s: float = 60.0
+
+
+def run_checkout_bench(config: CheckoutBenchConfig) -> dict[str, Any]:
+    """Run the benchmark; the figures as one JSON-ready dict."""
+    keys_json = json.dumps({"1": base64.b64encode(os.urandom(32)).decode()})
+    with tempfile.TemporaryDirectory(prefix="millet-bench-checkout-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'checkout.db'}"
+        bank = SimulatedBankGateway()
+        app = create_app(
+            url,
+            keyring=KeyRing.from_json(keys_json, source="the benchmark"),
+            sms=SimulatedSms(),
+            pin_hashing=PIN_HASHING_FAST,
+            bank_gateway=bank,
+        )
+        prepare_start = time.perf_counter()
+        users = prepare_users(app, bank, config.users)
+        secret_key = app.state.merchants.onboard(SHOP).secret_key.text
+        prepare_s = time.perf_counter() - prepare_start
+        app.state.committer.close()
+        app.state.engine.dispose()
+        with served_api(url, keys_json) as (port, pid):
+            cpu_before_s = cpu_seconds(pid)
+            latencies, errors, elapsed = asyncio.run(_drive(port, users, secret_key, config))
+            server_cpu_s = cpu_seconds(pid) - cpu_before_s
+        with Ledger.open(url) as ledger:
+            verified = ledger.verify().ok
+    done = len(latencies)
+    percentile = percentiles(latencies)
+    return {
+        "benchmark": "checkout",
+        "intents_per_s": round((done - errors) / elapsed, 1) if elapsed > 0 else 0.0,
+        "latency_ms_p50": percentile(0.50),
+        "latency_ms_p99": percentile(0.99),
+        "latency_ms_mean": round(statistics.fmean(latencies) * 1000, 2) if latencies else 0.0,
+        "clients": config.clients,
+        "payments": done - errors,
+        "errors": errors,
+        "users": config.users,
+        "elapsed_s": round(elapsed, 3),
+        "server_cpu_ms_per_payment": round(server_cpu_s * 1000 / done, 3) if done else None,
+        "requests_per_payment": 2,
+        "prepare_s": round(prepare_s, 3),
+        "database": "sqlite (temporary file)",
+        "server": "uvicorn, one process of its own",
+        "pin_hashing": "fast: argon2id t=1, 8 KiB (not the production setting)",
+        "ledger_verify_ok": verified,
+    }
+
+
+async def _drive(
+    port: int, users: list[BenchUser], secret_key: str, config: CheckoutBenchConfig
+) -> tuple[list[float], int, float]:
+    per_user = VELOCITY_OPERATIONS_PER_HOUR_MAX - 1  # the top-up counted once
+    jobs: asyncio.Queue[int] = asyncio.Queue()
+    for _ in range(per_user):
+        for u in range(len(users)):
+            if jobs.qsize() < config.payments:
+                jobs.put_nowait(u)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + config.duration_s
+    merchant = {"Authorization": f"Bearer {secret_key}"}
+
+    async def client() -> None:
+        nonlocal errors
+        connection = await KeepAliveConnection.open(port)
+        try:
+            while time.perf_counter() < deadline:
+                try:
+                    payer = users[jobs.get_nowait()]
+                except asyncio.QueueEmpty:
+                    return
+                start = time.perf_counter()
+                order = {"amount_fen": PAYMENT_FEN, "merchant_order_id": uuid.uuid4().hex}
+                status, body = await connection.post(
+                    "/v1/payment-intents", merchant, json.dumps(order).encode()
+                )
+                if status != 201:
+                    errors += 1
+                    continue
+                intent = json.loads(body)
+                confirm = {"client_secret": intent["client_secret"], "pin": PIN}
+                headers = {
+                    "Authorization": f"Bearer {payer.token}",
+                    "Idempotency-Key": uuid.uuid4().hex,
+                }
+                status, _ = await connection.post(
+                    f"/v1/me/payment-intents/{intent['id']}/confirm",
+                    headers,
+                    json.dumps(confirm).encode(),
+                )
+                latencies.append(time.perf_counter() - start)
+                errors += 0 if status == 200 else 1
+        finally:
+            connection.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(config.clients)))
+    return latencies, errors, time.perf_counter() - start
