@@ -14,33 +14,26 @@ payments, so the work is spread over many users.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import statistics
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from milletpay.api import create_app
 from milletpay.checkout.merchants import MerchantApplication
-from milletpay.core.keyring import KeyRing
-from milletpay.identity import PIN_HASHING_FAST, SimulatedSms
 from milletpay.ledger import Ledger
 from milletpay.risk.limits import VELOCITY_OPERATIONS_PER_HOUR_MAX
 from milletpay.sim.bench_wallet import (
     PIN,
     BenchUser,
     KeepAliveConnection,
+    bench_database,
     cpu_seconds,
     percentiles,
     prepare_users,
     served_api,
 )
-from milletpay.wallet import SimulatedBankGateway
 
 PAYMENT_FEN = 1_990
 SHOP = MerchantApplication(
@@ -58,23 +51,13 @@ class CheckoutBenchConfig:
 
 def run_checkout_bench(config: CheckoutBenchConfig) -> dict[str, Any]:
     """Run the benchmark; the figures as one JSON-ready dict."""
-    keys_json = json.dumps({"1": base64.b64encode(os.urandom(32)).decode()})
-    with tempfile.TemporaryDirectory(prefix="millet-bench-checkout-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'checkout.db'}"
-        bank = SimulatedBankGateway()
-        app = create_app(
-            url,
-            keyring=KeyRing.from_json(keys_json, source="the benchmark"),
-            sms=SimulatedSms(),
-            pin_hashing=PIN_HASHING_FAST,
-            bank_gateway=bank,
-        )
+    with bench_database("checkout") as bench:
+        url, keys_json = bench.url, bench.keys_json
         prepare_start = time.perf_counter()
-        users = prepare_users(app, bank, config.users)
-        secret_key = app.state.merchants.onboard(SHOP).secret_key.text
+        users = prepare_users(bench.app, bench.bank, config.users)
+        secret_key = bench.app.state.merchants.onboard(SHOP).secret_key.text
         prepare_s = time.perf_counter() - prepare_start
-        app.state.committer.close()
-        app.state.engine.dispose()
+        bench.release()
         with served_api(url, keys_json) as (port, pid):
             cpu_before_s = cpu_seconds(pid)
             latencies, errors, elapsed = asyncio.run(_drive(port, users, secret_key, config))

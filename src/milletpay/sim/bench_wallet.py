@@ -231,11 +231,27 @@ async def _drive(
     return latencies, errors, time.perf_counter() - start
 
 
-def run_wallet_bench(config: WalletBenchConfig) -> dict[str, Any]:
-    """Run the benchmark; the figures as one JSON-ready dict."""
+@dataclass(frozen=True)
+class BenchDatabase:
+    """A fresh SQLite file with the key ring its server is given, and the app (in this
+    process) that prepares it through the services."""
+
+    url: str
+    keys_json: str
+    app: Any
+    bank: SimulatedBankGateway
+
+    def release(self) -> None:
+        """Done preparing: the app lets go of the file before the server opens it."""
+        self.app.state.committer.close()
+        self.app.state.engine.dispose()
+
+
+@contextmanager
+def bench_database(name: str) -> Iterator[BenchDatabase]:
     keys_json = json.dumps({"1": base64.b64encode(os.urandom(32)).decode()})
-    with tempfile.TemporaryDirectory(prefix="millet-bench-wallet-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'wallet.db'}"
+    with tempfile.TemporaryDirectory(prefix=f"millet-bench-{name}-") as tmp:
+        url = f"sqlite:///{Path(tmp) / f'{name}.db'}"
         bank = SimulatedBankGateway()
         app = create_app(
             url,
@@ -244,11 +260,17 @@ def run_wallet_bench(config: WalletBenchConfig) -> dict[str, Any]:
             pin_hashing=PIN_HASHING_FAST,
             bank_gateway=bank,
         )
+        yield BenchDatabase(url, keys_json, app, bank)
+
+
+def run_wallet_bench(config: WalletBenchConfig) -> dict[str, Any]:
+    """Run the benchmark; the figures as one JSON-ready dict."""
+    with bench_database("wallet") as bench:
+        url, keys_json = bench.url, bench.keys_json
         prepare_start = time.perf_counter()
-        users = prepare_users(app, bank, config.users)
+        users = prepare_users(bench.app, bench.bank, config.users)
         prepare_s = time.perf_counter() - prepare_start
-        app.state.committer.close()
-        app.state.engine.dispose()
+        bench.release()
         with served_api(url, keys_json) as (port, pid):
             cpu_before_s = cpu_seconds(pid)
             client_before = time.process_time()
