@@ -298,6 +298,17 @@ class TapNetwork:
         for server in reversed(self._servers):
             await server.close()
 
+    async def restart_switch(self) -> None:
+        """Fault injection: the switch's server stops (its connections dropped, answers
+        in flight lost) and starts again on the same port, its books as they were."""
+        assert self.switch is not None
+        server = self._servers.pop()
+        port = server.port
+        await server.close()
+        restarted = Iso8583Server(self.switch.handle, port=port)
+        await restarted.start()
+        self._servers.append(restarted)
+
     def _load_stans(self) -> dict[str, int]:
         path = self._platform.acquirer_state
         if path is None or not path.exists():
