@@ -18,6 +18,7 @@ from milletpay.transit.clearing import (
     ClearingInputError,
     RejectReason,
     TransitClearing,
+    clear_benchmark,
 )
 from milletpay.transit.fares import Mode
 from milletpay.transit.purse import Purse
@@ -226,3 +227,9 @@ def test_the_upload_tac_check_agrees_with_verify_purchase_tac() -> None:
     cached_key = pc.tac_key(pc.diversify(keys.tac_master_key, card_number))
     assert verify_purchase_tac(keys, card_number, data, tac)
     assert pc.purse_mac(cached_key, data.tac_input()) == tac
+
+
+def test_the_benchmark_uploads_and_clears_every_record(database_url: str) -> None:
+    result = clear_benchmark(2_000, database_url)
+    assert (result.records, result.cards, result.gaps_total) == (2_000, 200, 0)
+    assert result.total_s > 0

@@ -18,6 +18,7 @@ clearing; no per-record round trip.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -359,12 +360,12 @@ class TransitClearing:
         cur.fetchall()
         cur.execute(
             self._sql(
-                "UPDATE transit_cards SET cleared_fen = cleared_fen + (SELECT SUM(t.amount_fen) "
-                "FROM transit_taps t WHERE t.clearing_id = ? "
-                "AND t.card_number = transit_cards.card_number) "
-                "WHERE card_number IN (SELECT card_number FROM transit_taps WHERE clearing_id = ?)"
+                "UPDATE transit_cards SET cleared_fen = transit_cards.cleared_fen + s.amount "
+                "FROM (SELECT card_number, SUM(amount_fen) AS amount FROM transit_taps "
+                "WHERE clearing_id = ? GROUP BY card_number) AS s "
+                "WHERE transit_cards.card_number = s.card_number"
             ),
-            (clearing_id, clearing_id),
+            (clearing_id,),
         )
         count = sum(c for c, _ in totals.values())
         amount = sum(a for _, a in totals.values())
@@ -533,3 +534,132 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
 def _check_gate(gate_id: object) -> None:
     if not (isinstance(gate_id, str) and 0 < len(gate_id) <= GATE_ID_CHARS_MAX):
         raise ClearingInputError(f"gate_id is 1 to {GATE_ID_CHARS_MAX} characters")
+
+
+# -- benchmark ----------------------------------------------------------------------
+
+#: Taps per card in `clear_benchmark`: a rider's day or two.
+BENCHMARK_TAPS_PER_CARD: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class BenchmarkResult:
+    records: int
+    cards: int
+    upload_s: float
+    clear_s: float
+    gaps_total: int
+
+    @property
+    def total_s(self) -> float:
+        return self.upload_s + self.clear_s
+
+
+def clear_benchmark(n: int, url: str | None = None) -> BenchmarkResult:
+    """Upload `n` tap records (TACs made with a card's real keys) in uploads of
+    `UPLOAD_RECORDS_MAX` and clear their day; the timings are of upload and clearing only.
+
+    The cards and their loads are seeded straight into the tables of a throw-away
+    database (a temporary SQLite file unless `url` names another): issuing through the
+    wallet is not what is measured, and the ledger is touched only by the clearing."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from milletpay.core.clock import ManualClock
+
+    assert n > 0 and n % BENCHMARK_TAPS_PER_CARD == 0
+    city, day = "shanghai", dt.date(2026, 11, 26)
+    with tempfile.TemporaryDirectory(prefix="millet-clearing-") as tmp:
+        ledger = Ledger.open(url or f"sqlite:///{Path(tmp) / 'bench.db'}", clock=ManualClock())
+        keys = CityMasterKeys.generate()
+        clearing = TransitClearing(ledger, ledger.clock, {city: [keys]}, _NoBlacklist())
+        with ledger.transaction() as tx:
+            from milletpay.transit.accounts import city_accounts
+
+            tx.create_accounts(city_accounts(city))
+        cards = [bytes.fromhex(f"3100{i:016d}") for i in range(n // BENCHMARK_TAPS_PER_CARD)]
+        _seed_cards(clearing, cards, city)
+        records = _benchmark_records(keys, cards, city, day)
+        upload_s = 0.0
+        while batch := list(itertools.islice(records, UPLOAD_RECORDS_MAX)):
+            started = time.perf_counter()  # records are made between uploads, untimed
+            clearing.upload("bench-gate", batch)
+            upload_s += time.perf_counter() - started
+        uploaded = time.perf_counter()
+        report = clearing.clear_day(city, day)
+        cleared = time.perf_counter()
+        assert report.records_cleared == n and ledger.verify().ok
+        ledger.close()
+    return BenchmarkResult(n, len(cards), upload_s, cleared - uploaded, report.gaps_total)
+
+
+class _NoBlacklist:
+    def is_blacklisted(self, card_number: bytes) -> bool:
+        return False
+
+
+_BENCHMARK_LOAD_FEN: Final = 10_000
+
+
+def _seed_cards(clearing: TransitClearing, cards: list[bytes], city: str) -> None:
+    """Active cards, each with one confirmed load of `_BENCHMARK_LOAD_FEN`."""
+    user = bytes(16)
+    with clearing._write() as cur:
+        cur.executemany(
+            clearing._sql(
+                "INSERT INTO transit_cards (card_number, city, user_id, device_id, status, "
+                "key_index, key_version, deposit_fen, issuance_fee_fen, loaded_fen, spent_fen, "
+                "cleared_fen, refunded_fen, covered_fen, issue_key, issued_at) VALUES "
+                "(?, ?, ?, 'bench', 'active', 1, 1, 0, 0, ?, 0, 0, 0, 0, ?, 0)"
+            ),
+            [(card, city, user, _BENCHMARK_LOAD_FEN, card.hex()) for card in cards],
+        )
+        cur.executemany(
+            clearing._sql(
+                "INSERT INTO transit_loads (id, card_number, user_id, idempotency_key, "
+                "amount_fen, online_counter, old_balance_fen, terminal_id, load_date, "
+                "load_time, key_version, status, created_at) VALUES "
+                "(?, ?, ?, ?, ?, 0, 0, ?, ?, ?, 1, 'confirmed', 0)"
+            ),
+            [
+                (
+                    card + bytes(6),
+                    card,
+                    user,
+                    card.hex(),
+                    _BENCHMARK_LOAD_FEN,
+                    bytes(6),
+                    bytes(4),
+                    bytes(3),
+                )
+                for card in cards
+            ],
+        )
+
+
+def _benchmark_records(
+    keys: CityMasterKeys, cards: list[bytes], city: str, day: dt.date
+) -> Iterator[TapRecord]:
+    from milletpay.transit.fares import Tap
+
+    date = bytes.fromhex(day.strftime("%Y%m%d"))
+    fare_fen = 300
+    for card in cards:
+        tac_key = pc.tac_key(pc.diversify(keys.tac_master_key, card))
+        for counter in range(BENCHMARK_TAPS_PER_CARD):
+            data = pc.PurchaseData(fare_fen, 0x09, bytes(6), counter, date, bytes(3))
+            yield TapRecord(
+                city=city,
+                gate_id="bench-gate",
+                card_number=card,
+                offline_counter=counter,
+                purchase=data,
+                balance_after_fen=_BENCHMARK_LOAD_FEN - fare_fen * (counter + 1),
+                key_version=keys.key_version,
+                tac=pc.purse_mac(tac_key, data.tac_input()),
+                mode=Mode.METRO,
+                tap=Tap.EXIT,
+                station="xujiahui",
+                tapped_at_ns=1 + counter,
+            )
