@@ -455,7 +455,12 @@ class TransitCards:
         card = self.card(user_id, card_number)
         with self._ledger.transaction() as tx:
             row = self._live_load(tx, card, online_counter)
-            if row.status == LoadStatus.CONFIRMED or card_online_counter != online_counter:
+            if card_online_counter < online_counter:
+                raise TransitRequestInvalid(
+                    f"the card cannot be at online counter {card_online_counter}: a load at "
+                    f"{online_counter} was initialized on it"
+                )
+            if row.status == LoadStatus.CONFIRMED or card_online_counter > online_counter:
                 raise LoadReachedCard(
                     f"the card is at online counter {card_online_counter}: the load at "
                     f"{online_counter} reached it"
