@@ -25,15 +25,15 @@
 - `transit_clearings`: one row per clearing run of a (city, day): a re-run that finds
   records uploaded since gets the next `run`, and transfer ids derived from it.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
