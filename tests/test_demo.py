@@ -151,6 +151,17 @@ def test_demo_shopping_scene_taps_through_the_network_and_the_banks(tmp_path: Pa
     assert "answer no request awaits" not in output
 
 
+def test_demo_commute_scene_rides_uploads_and_clears_in_six_cities(tmp_path: Path) -> None:
+    ok, output = play(f"sqlite:///{tmp_path / 'millet.db'}")
+    assert ok, output
+    commute = output.split("Commute:")[1]
+    assert "✗" not in commute
+    for answer in ("balance_negative", "torn, resolved", "blacklisted", "gaps 0", "0 differ"):
+        assert answer in commute
+    for city in ("shanghai", "shenzhen", "beijing", "guangdong", "suzhou", "wuhan"):
+        assert city in commute
+
+
 def test_demo_shows_every_scene_with_the_ledgers_answers(tmp_path: Path) -> None:
     ok, output = play(f"sqlite:///{tmp_path / 'millet.db'}")
     assert ok, output

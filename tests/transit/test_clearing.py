@@ -233,3 +233,18 @@ def test_the_benchmark_uploads_and_clears_every_record(database_url: str) -> Non
     result = clear_benchmark(2_000, database_url)
     assert (result.records, result.cards, result.gaps_total) == (2_000, 200, 0)
     assert result.total_s > 0
+
+
+def test_a_torn_debit_settled_at_another_gate_comes_with_that_gates_upload(
+    world: World,
+) -> None:
+    rider = world.rider()
+    card, purse = _card(world, rider, "shenzhen")
+    paid_at, settled_by = world.gate("shenzhen"), world.gate("shenzhen")
+    torn = replace(world.tap(paid_at, card, purse, 300), resolved_torn=True)
+    report = world.clearing.upload(settled_by.gate_id, [torn])
+    assert (report.accepted, report.rejected) == (1, ())
+    # Only a settled torn debit may name another gate than the one uploading it.
+    other = world.tap(paid_at, card, purse, 200)
+    report = world.clearing.upload(settled_by.gate_id, [other])
+    assert [r.reason for r in report.rejected] == [RejectReason.GATE_MISMATCH]

@@ -61,7 +61,7 @@ class Blacklist(Protocol):
 
 
 class RejectReason(StrEnum):
-    GATE_MISMATCH = "gate_mismatch"  # the record names another gate than the upload
+    GATE_MISMATCH = "gate_mismatch"  # names another gate than the upload (and is not torn)
     KEY_VERSION_UNKNOWN = "key_version_unknown"  # no master keys of the city at that version
     TAC_INVALID = "tac_invalid"
     DATE_INVALID = "date_invalid"  # the TAC-covered date is not a BCD calendar date
@@ -211,7 +211,10 @@ class TransitClearing:
     def _reject_reason(
         self, gate_id: str, record: TapRecord, tac_keys: dict[tuple[str, int, bytes], bytes]
     ) -> RejectReason | None:
-        if record.gate_id != gate_id:
+        # A torn debit is completed by whichever gate of the city saw the card next: its
+        # record keeps the gate (and terminal) the card paid at, and comes with that
+        # later gate's upload. Any other record names the gate that uploads it.
+        if record.gate_id != gate_id and not record.resolved_torn:
             return RejectReason.GATE_MISMATCH
         keys = self._keys.get(record.city, {}).get(record.key_version)
         if keys is None:
