@@ -102,3 +102,22 @@ def test_the_tap_benchmark_reports_its_figures() -> None:
     figures = json.loads(result.output)
     assert (figures["taps"], figures["declined"]) == (40, 0)
     assert figures["taps_per_s"] > 0 and figures["latency_ms_p99"] >= figures["latency_ms_p50"]
+
+
+def test_the_transit_benchmark_reports_gates_and_clearing() -> None:
+    args = ["bench", "transit", "--json", "--taps", "300", "--clearing-records", "200"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["gate_taps"], figures["clearing_records"], figures["clearing_gaps"]) == (
+        300,
+        200,
+        0,
+    )
+    assert figures["gate_latency_ms_p99"] >= figures["gate_latency_ms_p50"] > 0
+
+
+def test_the_transit_benchmark_refuses_records_that_are_no_whole_cards() -> None:
+    result = CliRunner().invoke(app, ["bench", "transit", "--clearing-records", "15"])
+    assert result.exit_code == 2
+    assert "--clearing-records" in result.output

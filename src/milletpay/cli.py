@@ -223,6 +223,35 @@ def bench_checkout(
         Console().print_json(json.dumps(result))
 
 
+@bench_app.command("transit")
+def bench_transit(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    taps: Annotated[int, typer.Option(min=1, max=10_000_000, help="Gate taps.")] = 20_000,
+    clearing_records: Annotated[
+        int,
+        typer.Option(min=10, max=100_000_000, help="Tap records to upload and clear."),
+    ] = 1_000_000,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Gate tap decisions per second (APDUs, MACs, the fare) and clearing throughput."""
+    from milletpay.sim.bench_transit import TransitBenchConfig, run_transit_bench
+    from milletpay.transit.clearing import BENCHMARK_TAPS_PER_CARD
+
+    if clearing_records % BENCHMARK_TAPS_PER_CARD:
+        raise typer.BadParameter(
+            f"a multiple of {BENCHMARK_TAPS_PER_CARD} (each card taps that often)",
+            param_hint="--clearing-records",
+        )
+
+    result = run_transit_bench(
+        TransitBenchConfig(taps=taps, clearing_records=clearing_records, url=database_url)
+    )
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print_json(json.dumps(result))
+
+
 @bench_app.command("tap")
 def bench_tap(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
