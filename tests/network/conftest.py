@@ -43,7 +43,7 @@ from milletpay.cards import (
 from milletpay.cards.luk import LimitedUseKeys, LukGrant
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
-from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
+from milletpay.emv.applet import HceCard, PaymentApplet
 from milletpay.emv.keys import IssuerKeyStore
 from milletpay.identity.otp import SimulatedSms
 from milletpay.network.books import NetworkBooks
@@ -51,6 +51,7 @@ from milletpay.network.iso8583 import FieldValue, Message
 from milletpay.network.link import Iso8583Client, Iso8583Server
 from milletpay.network.storage import open_network_engine
 from milletpay.network.switch import CardNetwork, IssuerDirectory, StandInLimits
+from milletpay.sim.tap import hce_card
 from milletpay.store import create_engine, upgrade
 
 BANK_CODES = ("ICBC", "CCB")
@@ -123,24 +124,7 @@ class NetworkWorld:
         """A phone holding a contactless token of `card` and its first LUK."""
         token = self.token(card)
         grant = self.luks.issue(token)
-        luk = HceLuk(
-            grant.key,
-            grant.luk_index,
-            grant.profile,
-            grant.atc_first,
-            grant.atc_last,
-            grant.uses_max,
-            grant.expires_at_ns,
-        )
-        held = HceCard(
-            token_pan=grant.token_number,
-            expiry_yymm=f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
-            psn=token.psn,
-            aid=UNIONPAY_AIDS["debit"],
-            label="Debit",
-            priority=1,
-            luk=luk,
-        )
+        held = hce_card(token, grant, "Debit")
         return Phone(token, grant, PaymentApplet([held], self.clock), held, self.clock)
 
     def verify_books(self) -> None:

@@ -47,7 +47,7 @@ from milletpay.cards import (
     TokenState,
     seal_card_for_tsp,
 )
-from milletpay.cards.luk import DEFAULT_LUK_LIMITS, LimitedUseKeys, LukLimits
+from milletpay.cards.luk import DEFAULT_LUK_LIMITS, LimitedUseKeys, LukGrant, LukLimits
 from milletpay.core.clock import NS_PER_S, Clock, SystemClock
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
@@ -166,25 +166,8 @@ class TapPlatform:
     def load_phone(self, token: Token) -> TapPhone:
         """A phone applet holding `token` with a new limited-use key from the TSP."""
         grant = self.luks.issue(token)
-        luk = HceLuk(
-            grant.key,
-            grant.luk_index,
-            grant.profile,
-            grant.atc_first,
-            grant.atc_last,
-            grant.uses_max,
-            grant.expires_at_ns,
-        )
-        card = HceCard(
-            token_pan=grant.token_number,
-            expiry_yymm=f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
-            psn=token.psn,
-            aid=UNIONPAY_AIDS["debit"],
-            label=self.banks.bank(token.bank_code).spec.name[:16],
-            priority=1,
-            luk=luk,
-        )
-        return TapPhone(token, PaymentApplet([card], self.clock))
+        label = self.banks.bank(token.bank_code).spec.name[:16]
+        return TapPhone(token, PaymentApplet([hce_card(token, grant, label)], self.clock))
 
     def _enroll(
         self, user_id: int, user: User, device: str, bank_code: str, deposit_fen: int
@@ -205,6 +188,29 @@ class TapPlatform:
         if answer.outcome is not ProvisionOutcome.APPROVED or answer.token is None:
             raise TapSetupError(f"the card was not added: {answer.outcome} {answer.reason}")
         return answer.token
+
+
+def hce_card(token: Token, grant: LukGrant, label: str) -> HceCard:
+    """What the phone's applet holds of a contactless token and the LUK it was granted:
+    the token as a debit card of the UnionPay AID."""
+    luk = HceLuk(
+        grant.key,
+        grant.luk_index,
+        grant.profile,
+        grant.atc_first,
+        grant.atc_last,
+        grant.uses_max,
+        grant.expires_at_ns,
+    )
+    return HceCard(
+        token_pan=grant.token_number,
+        expiry_yymm=f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
+        psn=token.psn,
+        aid=UNIONPAY_AIDS["debit"],
+        label=label,
+        priority=1,
+        luk=luk,
+    )
 
 
 def _beside(database_url: str, role: str, suffix: str) -> Path | None:
