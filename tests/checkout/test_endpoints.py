@@ -234,4 +234,9 @@ def test_concurrent_creations_never_pass_the_maximum(
     assert len(outcomes) == 30
     assert len(Webhooks(engine, keyring, clock).endpoints(MERCHANT)) == created
     assert created <= ENDPOINTS_PER_MERCHANT_MAX
-    assert outcomes.count("webhook_endpoint_limit_reached") >= 30 - ENDPOINTS_PER_MERCHANT_MAX - 3
+    # Every request was answered: made, refused at the limit, or told to try again
+    # (`webhook_endpoint_busy`, after losing every race for a free slot); how many of
+    # the last two depends on the timing, never the sum.
+    refused = outcomes.count("webhook_endpoint_limit_reached")
+    busy = outcomes.count("webhook_endpoint_busy")
+    assert created + refused + busy == 30 and refused > 0

@@ -61,11 +61,11 @@ def test_a_bank_that_answers_too_late_leaves_no_hold_and_no_charge(
     phone = shopper(platform)
 
     async def run() -> ResultStatus:
-        async with TapNetwork(platform, ("ICBC",), acquirer_timeout_s=0.3) as network:
-            network.issuer_delay_s["ICBC"] = 0.6
+        async with TapNetwork(platform, ("ICBC",), acquirer_timeout_s=1.0) as network:
+            network.issuer_delay_s["ICBC"] = 2.0
             tapped = await network.tap(phone, terminal, 4_200)
             network.issuer_delay_s.clear()
-            await asyncio.sleep(0.8)  # the late answer, then the reversal, reach the bank
+            await asyncio.sleep(2.5)  # the late answer, then the reversal, reach the bank
             assert tapped.result is not None
             return tapped.result.status
 
@@ -77,17 +77,17 @@ def test_a_switch_restarted_mid_traffic_charges_nothing_twice(platform: TapPlatf
     phone = shopper(platform)
 
     async def run() -> list[ResultStatus]:
-        async with TapNetwork(platform, ("ICBC",), acquirer_timeout_s=0.5) as network:
+        async with TapNetwork(platform, ("ICBC",), acquirer_timeout_s=3.0) as network:
             statuses = []
             for n in range(6):
                 if n == 3:  # the switch goes away with a tap in flight, and comes back
-                    network.issuer_delay_s["ICBC"] = 0.3
+                    network.issuer_delay_s["ICBC"] = 1.0
                     tap = asyncio.create_task(network.tap(phone, SUPERMARKET, 1_000))
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.5)
                     await network.restart_switch()
                     network.issuer_delay_s.clear()
                     statuses.append((await tap).result.status)  # type: ignore[union-attr]
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(1.5)  # the bank's late answer, then the reversal
                     continue
                 tapped = await network.tap(phone, SUPERMARKET, 1_000)
                 assert tapped.result is not None

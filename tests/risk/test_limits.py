@@ -15,6 +15,7 @@ from milletpay.risk import (
     Usage,
     decide,
 )
+from milletpay.risk.limits import counts_toward_limits
 
 CLASS_I, CLASS_II, CLASS_III = (TIER_BY_LEVEL[level] for level in (1, 2, 3))
 NOTHING_YET = Usage(today_fen=0, operations_last_window=0, tier_period_fen=0)
@@ -25,14 +26,23 @@ def usage(**changes: int) -> Usage:
     return Usage(**fields)
 
 
+#: The kinds the limits judge (a refund coming back to the wallet is judged by none).
+LIMITED_KINDS = [kind for kind in OperationKind if counts_toward_limits(kind)]
+
+
 def test_every_kind_has_limits_at_every_tier() -> None:
-    for kind in OperationKind:
+    for kind in LIMITED_KINDS:
         for level in (1, 2, 3):
             limits = LIMITS[(kind, level)]
             assert 0 < limits.per_transaction_fen <= limits.daily_fen
 
 
-@pytest.mark.parametrize("kind", list(OperationKind))
+def test_a_refund_counts_toward_no_limit() -> None:
+    assert [k for k in OperationKind if k is not OperationKind.MERCHANT_REFUND] == LIMITED_KINDS
+    assert not any(kind is OperationKind.MERCHANT_REFUND for kind, _ in LIMITS)
+
+
+@pytest.mark.parametrize("kind", LIMITED_KINDS)
 def test_the_per_transaction_limit_allows_exactly_the_limit(kind: OperationKind) -> None:
     limit = LIMITS[(kind, 2)].per_transaction_fen
 
