@@ -33,7 +33,7 @@ from milletpay.transit.purse import (
     split_response,
 )
 
-from .world import LOAD_TERMINAL_ID, World, ok, open_world, yuan
+from .world import BANK, LOAD_TERMINAL_ID, World, ok, open_world, yuan
 
 
 @pytest.fixture
@@ -98,6 +98,41 @@ def test_a_top_up_moves_wallet_money_to_the_float_and_credits_the_purse(world: W
     assert world.account_fen(float_account_id("shanghai")) == yuan(50)
     assert world.cards.card(rider.user_id, card.card_number).shadow.balance_fen == yuan(50)
     assert world.cards.unconfirmed_loads() == []
+
+
+def test_a_top_up_paid_by_the_linked_bank_account_leaves_the_balance_as_it_was(
+    world: World,
+) -> None:
+    rider = world.rider(yuan(20))
+    card = world.cards.issue(rider.user_id, "shanghai", rider.device_id, "issue-1")
+    purse = world.purse(card)
+    wallet_after_issue = world.wallet_fen(rider)
+    bank_before = world.bank.balance_fen(BANK, rider.account_number)
+    request = world.load_request(purse, card, yuan(80))  # more than the wallet holds
+    top_up = world.cards.top_up_from_bank(
+        rider.user_id, card.card_number, yuan(80), request, rider.linked_account_id, "load-b"
+    )
+    assert top_up.status is LoadStatus.AUTHORIZED and top_up.mac2 is not None
+    again = world.cards.top_up_from_bank(
+        rider.user_id, card.card_number, yuan(80), request, rider.linked_account_id, "load-b"
+    )
+    assert (again.load_id, again.mac2) == (top_up.load_id, top_up.mac2)  # once
+    assert world.wallet_fen(rider) == wallet_after_issue
+    assert world.bank.balance_fen(BANK, rider.account_number) == bank_before - yuan(80)
+    assert world.account_fen(float_account_id("shanghai")) == yuan(80)
+
+
+def test_a_top_up_the_bank_declines_moves_nothing(world: World) -> None:
+    rider = world.rider(yuan(20))
+    card = world.cards.issue(rider.user_id, "shanghai", rider.device_id, "issue-1")
+    purse = world.purse(card)
+    world.bank.close_account(BANK, rider.account_number)
+    request = world.load_request(purse, card, yuan(30))
+    declined = world.cards.top_up_from_bank(
+        rider.user_id, card.card_number, yuan(30), request, rider.linked_account_id, "load-c"
+    )
+    assert declined.status is LoadStatus.DECLINED and declined.decline_code
+    assert world.account_fen(float_account_id("shanghai")) == 0
 
 
 def test_a_replayed_top_up_answers_the_same_mac2_and_moves_money_once(world: World) -> None:

@@ -64,6 +64,7 @@ class Rider:
     user_id: int
     linked_account_id: int
     device_id: str
+    account_number: str  # at `BANK`, linked to the wallet
 
 
 @dataclass
@@ -113,7 +114,7 @@ class World:
         if wallet_fen:
             outcome = self.wallet.top_up(user.id, linked.id, wallet_fen, f"fund-{n}")
             assert outcome.approved
-        return Rider(user.id, linked.id, f"phone-{n}")
+        return Rider(user.id, linked.id, f"phone-{n}", account_number)
 
     def wallet_fen(self, rider: Rider) -> int:
         return self.wallet.balance(rider.user_id).posted_fen

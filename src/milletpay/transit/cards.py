@@ -16,6 +16,7 @@ with `CityMasterKeys.card_keys(card_number)` and credited only by its own CREDIT
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -425,6 +426,33 @@ class TransitCards:
                 self._resolve(tx, row, LoadStatus.REFUSED, refusal=decision.refusal.value)
             return _top_up(_LOAD_LOCKED.run(tx.connection, id=row.id).first())
 
+    def top_up_from_bank(
+        self,
+        user_id: int,
+        card_number: bytes,
+        amount_fen: int,
+        request: LoadRequest,
+        linked_account_id: int,
+        idempotency_key: str,
+    ) -> TopUp:
+        """`top_up` paid by the user's linked bank account instead of the balance: the
+        wallet first takes the amount from the bank (a wallet top-up, with its limits),
+        then the load is paid from the balance as `top_up` pays it. A bank that declines
+        moves nothing (`declined`, with the wallet's code). The same key again answers
+        the first outcome of each step: no money moves twice."""
+        check_idempotency_key(idempotency_key)
+        _check_load(card_number, amount_fen, request)
+        self.card(user_id, card_number)  # the user's card, or an error before any money
+        topped = self._wallet.top_up(
+            user_id, linked_account_id, amount_fen, _bank_key(idempotency_key)
+        )
+        if topped.decline_code is not None:
+            return TopUp(
+                0, card_number, request.init.online_counter, amount_fen,
+                LoadStatus.DECLINED, decline_code=topped.decline_code,
+            )  # fmt: skip
+        return self.top_up(user_id, card_number, amount_fen, request, idempotency_key)
+
     def confirm_load(
         self, user_id: int, card_number: bytes, online_counter: int, tac: bytes
     ) -> TopUp:
@@ -748,6 +776,11 @@ def _check_device(device_id: object) -> None:
         raise TransitRequestInvalid(
             f"device_id is 1 to {DEVICE_ID_CHARS_MAX} visible ASCII characters"
         )
+
+
+def _bank_key(idempotency_key: str) -> str:
+    """The wallet top-up's key of a load paid by the bank: derived, within 64 characters."""
+    return "transit-bank:" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 
 def _check_load(card_number: bytes, amount_fen: int, request: LoadRequest) -> None:
