@@ -87,6 +87,7 @@ def test_above_the_readers_cvm_limit_the_phone_asks_for_the_fingerprint(sandbox:
         ({"amount": "0"}, "must be above 0"),
         ({"merchant": "999999999999999"}, "no merchant"),
         ({"phone": "13900000000"}, "no Millet Pay user"),
+        ({"phone": "not a phone"}, "phone number"),
     ],
 )
 def test_bad_input_is_refused_naming_it(sandbox: str, changes: dict[str, str], says: str) -> None:

@@ -65,19 +65,20 @@ async def _maintain(
     """Every `MAINTENANCE_EVERY_S`: finish the wallet operations a crash or a silent bank
     left pending (`WalletService.resume_pending`), delete the tokens whose step-up code
     lapsed unanswered (`TokenService.sweep_step_ups`), end the payment intents that
-    expired or whose capture window lapsed (`PaymentIntents.sweep`), and once a China-time
-    day is over, pay the merchants out for it (`Payouts.run_day`)."""
-    today = cst_date(clock.now_ns())
+    expired or whose capture window lapsed (`PaymentIntents.sweep`), and pay the merchants
+    out for the China-time day before today (`Payouts.run_day`, once per day: a day the
+    server was down for is paid when it starts again)."""
+    paid_day: datetime.date | None = None
     while True:
         await asyncio.sleep(MAINTENANCE_EVERY_S)
         try:
             resumed = await run_in_threadpool(wallet.resume_pending)
             await run_in_threadpool(tsp.sweep_step_ups)
             await run_in_threadpool(intents.sweep)
-            now_day = cst_date(clock.now_ns())
-            if now_day != today:
-                await run_in_threadpool(payouts.run_day, today)
-                today = now_day
+            yesterday = cst_date(clock.now_ns()) - datetime.timedelta(days=1)
+            if yesterday != paid_day:
+                await run_in_threadpool(payouts.run_day, yesterday)
+                paid_day = yesterday
         except Exception:  # the database is away: the next pass tries again
             log.exception("server maintenance failed")
             continue

@@ -895,6 +895,16 @@ class WebhookWorker:
         now_ns = self._clock.now_ns()
         lease_ns = now_ns + LEASE_S * NS_PER_S
         d = webhook_deliveries
+        # Most passes find nothing due: look first without the write lock, which every
+        # payment on a SQLite file needs too.
+        with self._engine.connect() as conn:
+            anything_due = conn.execute(
+                sa.select(d.c.id)
+                .where(d.c.status == DeliveryStatus.PENDING.value, d.c.next_attempt_at <= now_ns)
+                .limit(1)
+            ).first()
+        if anything_due is None:
+            return []
         with write_transaction(self._engine) as conn:
             due = conn.execute(
                 sa.select(d.c.id, d.c.endpoint_id, d.c.next_attempt_at)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from milletpay.cards.pan import mask_pan
+from milletpay.core.errors import MilletError
 from milletpay.core.money import Money
 from milletpay.network.iso8583 import FIELDS, RESPONSE_CODES, Message
 from milletpay.sim.tap import TapNetwork, TapPlatform, TapResult, TapSetupError
@@ -46,7 +47,7 @@ def run_pos_tap(
             return 2
         try:
             held = platform.phone_of(phone)
-        except TapSetupError as error:
+        except (TapSetupError, MilletError) as error:
             console.print(f"[red]{error}[/red]")
             return 2
         terminal = merchant.terminals[0].terminal_id
