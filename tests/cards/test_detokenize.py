@@ -28,7 +28,7 @@ def _refused(code: DetokenizeCode) -> Detokenized:
 def test_an_active_token_in_its_domain_detokenizes_to_its_card(tsp_world: TspWorld) -> None:
     card = tsp_world.card()
     token = tsp_world.active_token(card, domain=TokenDomain.IN_APP)
-    answer = tsp_world.detokenizer.detokenize(token.number, TokenDomain.IN_APP)
+    answer = tsp_world.detokenizer.detokenize(token.number, TokenDomain.IN_APP, token.device_id)
     assert answer.ok
     assert answer.pan == Pan(card.pan) and answer.expiry == card_expiry(card)
     assert (answer.bank_code, answer.token_id) == ("ICBC", token.id)
@@ -99,3 +99,21 @@ def test_a_card_number_sent_as_a_token_is_logged_masked(
         tsp_world.detokenizer.detokenize(card.pan, TokenDomain.CONTACTLESS)
     assert card.pan not in caplog.text
     assert Pan(card.pan).masked in caplog.text
+
+
+def test_a_wallet_token_pays_in_app_only_from_its_own_device(tsp_world: TspWorld) -> None:
+    token = tsp_world.active_token(tsp_world.card(), domain=TokenDomain.CONTACTLESS)
+    detokenize = tsp_world.detokenizer.detokenize
+    assert detokenize(token.number, TokenDomain.IN_APP, token.device_id).ok
+    mismatch = _refused(DetokenizeCode.DOMAIN_MISMATCH)
+    assert detokenize(token.number, TokenDomain.IN_APP, "another-phone") == mismatch
+    assert detokenize(token.number, TokenDomain.IN_APP) == mismatch
+    assert detokenize(token.number, TokenDomain.ECOMMERCE, token.device_id) == mismatch
+
+
+def test_an_in_app_token_never_pays_at_a_terminal(tsp_world: TspWorld) -> None:
+    token = tsp_world.active_token(tsp_world.card(), domain=TokenDomain.IN_APP)
+    answer = tsp_world.detokenizer.detokenize(
+        token.number, TokenDomain.CONTACTLESS, token.device_id
+    )
+    assert answer == _refused(DetokenizeCode.DOMAIN_MISMATCH)

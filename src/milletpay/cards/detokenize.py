@@ -21,7 +21,7 @@ from milletpay.banks.model import cst_now
 from milletpay.cards.lifecycle import TokenState
 from milletpay.cards.pan import PAN_DIGITS_MAX, PAN_DIGITS_MIN, Expiry, Pan, mask_pan
 from milletpay.cards.tables import tokens
-from milletpay.cards.tokens import TokenDomain
+from milletpay.cards.tokens import TokenDomain, domain_allows
 from milletpay.cards.vault import PanVault, VaultRef
 from milletpay.core.clock import Clock
 from milletpay.core.ids import id_from_bytes
@@ -60,9 +60,12 @@ class Detokenizer:
         self._vault = vault
         self._clock = clock
 
-    def detokenize(self, token_number: str, domain: TokenDomain) -> Detokenized:
-        """The card behind `token_number` if the token is active, not expired, and bound
-        to `domain`; otherwise a refusal code."""
+    def detokenize(
+        self, token_number: str, domain: TokenDomain, device_id: str | None = None
+    ) -> Detokenized:
+        """The card behind `token_number` if the token is active, not expired, and may
+        pay in `domain` (`tokens.domain_allows`: an in-app payment from the token's own
+        device `device_id`); otherwise a refusal code."""
         row = None
         if len(token_number) <= PAN_DIGITS_MAX:
             row = self._row(token_number)
@@ -70,7 +73,7 @@ class Detokenizer:
             # What was sent may be anything, a card number too: only its mask is logged.
             log.info("detokenization of %s refused: token_unknown", _masked(token_number))
             return Detokenized(DetokenizeCode.TOKEN_UNKNOWN)
-        refusal = self._refusal(row, domain)
+        refusal = self._refusal(row, domain, device_id)
         if refusal is not None:
             log.info("detokenization of %s refused: %s", token_number, refusal)
             return Detokenized(refusal)
@@ -89,17 +92,20 @@ class Detokenizer:
                     tokens.c.state,
                     tokens.c.domain,
                     tokens.c.expiry,
+                    tokens.c.device_id,
                 ).where(tokens.c.token_number == token_number)
             ).first()
 
-    def _refusal(self, row: Any, domain: TokenDomain) -> DetokenizeCode | None:
+    def _refusal(
+        self, row: Any, domain: TokenDomain, device_id: str | None
+    ) -> DetokenizeCode | None:
         if row.state != TokenState.ACTIVE:
             return DetokenizeCode.TOKEN_NOT_ACTIVE
         now = cst_now(self._clock)
         expiry = str(row.expiry)
         if (now.year, now.month) > (int(expiry[:4]), int(expiry[4:])):
             return DetokenizeCode.TOKEN_EXPIRED
-        if row.domain != TokenDomain(domain):
+        if not domain_allows(TokenDomain(row.domain), row.device_id, domain, device_id):
             return DetokenizeCode.DOMAIN_MISMATCH
         return None
 

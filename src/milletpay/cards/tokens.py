@@ -11,8 +11,9 @@ range), so a token number is never a card number and may be shown and logged in 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from stdnum import luhn
@@ -38,6 +39,34 @@ class TokenDomain(enum.StrEnum):
     CONTACTLESS = "contactless"  # tap at a POS terminal
     IN_APP = "in_app"  # in-app payments on the phone
     ECOMMERCE = "ecommerce"  # on the web
+
+
+#: The token's own domain → every domain it may pay in (EMV token domain restriction
+#: controls). The phone's wallet token (contactless) also pays in apps on the phone it
+#: is bound to: an in-app payment names its device (`DEVICE_BOUND_DOMAINS`), and the
+#: network compares it with the token's. Nothing pays on the web but a web token.
+DOMAINS_ALLOWED: Final[Mapping[TokenDomain, frozenset[TokenDomain]]] = MappingProxyType(
+    {
+        TokenDomain.CONTACTLESS: frozenset({TokenDomain.CONTACTLESS, TokenDomain.IN_APP}),
+        TokenDomain.IN_APP: frozenset({TokenDomain.IN_APP}),
+        TokenDomain.ECOMMERCE: frozenset({TokenDomain.ECOMMERCE}),
+    }
+)
+#: Domains where a payment must come from the token's bound device (its device id).
+DEVICE_BOUND_DOMAINS: Final = frozenset({TokenDomain.IN_APP})
+
+
+def domain_allows(
+    token_domain: TokenDomain,
+    token_device: str,
+    used_in: TokenDomain,
+    device_id: str | None,
+) -> bool:
+    """Whether a token of `token_domain`, bound to `token_device`, may pay in `used_in`
+    from `device_id` (None: the payment names no device)."""
+    if used_in not in DOMAINS_ALLOWED[token_domain]:
+        return False
+    return used_in not in DEVICE_BOUND_DOMAINS or device_id == token_device
 
 
 @dataclass(frozen=True, slots=True)
