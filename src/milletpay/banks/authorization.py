@@ -74,6 +74,7 @@ class AuthStatus(enum.StrEnum):
     COMPLETED = "completed"
     REVERSED = "reversed"
     EXPIRED = "expired"
+    REFUNDED = "refunded"  # a refund credited to the card (never counted as spending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +417,8 @@ def _resolve(bank: Bank, reference: str, amount_fen: int | None) -> HoldAnswer:
         status = AuthStatus(row.status)
         if status is AuthStatus.COMPLETED and not posting:
             return _reverse_completed(bank, tx, row, reference)
+        if status is AuthStatus.REFUNDED and not posting:
+            return _reverse_refund(bank, tx, row, reference)
         if status is not AuthStatus.HELD:
             done = status is (AuthStatus.COMPLETED if posting else AuthStatus.REVERSED)
             return HoldAnswer(done, status.value, row.completed_fen)
@@ -456,6 +459,113 @@ def _resolve(bank: Bank, reference: str, amount_fen: int | None) -> HoldAnswer:
 
 
 _TOMBSTONE_CHANNEL = ""
+
+
+def refund(bank: Bank, request: AuthorizationRequest) -> AuthorizationAnswer:
+    """Credit `request.amount_fen` to the card's account: a merchant's refund through the
+    network (ISO 8583 processing code 20), from the bank's network settlement account.
+    Keyed like an authorization by its reference, so a retry credits once and a
+    reversal (`reverse`) takes it back. Declines: 14 (no such card), 62 (account not
+    open), 57 (currency); 91 while the bank is offline."""
+    check_reference(request.reference)
+    check_amount(request.amount_fen)
+    if not bank.online:
+        return AuthorizationAnswer(R.ISSUER_INOPERATIVE, reason="issuer_offline")
+    auth_id = chart.request_id(bank.code, "authorization", request.reference)
+    fingerprint = bank.fingerprint(request.pan) if is_pan(request.pan) else None
+    with bank.ledger.transaction() as tx:
+        row = _authorization_row(tx.connection, auth_id)
+        if row is not None:
+            if not _same_request(tx.connection, row, request, fingerprint):
+                return AuthorizationAnswer(R.DUPLICATE_TRANSMISSION, reason="reference_reused")
+            return _answer(row)
+        decision = _refund_decision(bank, tx.connection, request, fingerprint)
+        return _record_refund(bank, tx, request, auth_id, decision)
+
+
+def _refund_decision(
+    bank: Bank, conn: sa.Connection, request: AuthorizationRequest, fingerprint: bytes | None
+) -> _Decision:
+    card = None
+    if fingerprint is not None and bank.spec.issues_iin(request.pan[:6]):
+        card = conn.execute(sa.select(cards).where(cards.c.pan_fingerprint == fingerprint)).first()
+    if card is None:
+        return _Decision(R.INVALID_CARD, "card_unknown")
+    ids = {"card_id": card.id, "account_id": card.account_id}
+    account = conn.execute(
+        sa.select(bank_accounts).where(bank_accounts.c.id == card.account_id)
+    ).one()
+    if account.status == AccountStatus.CLOSED:
+        return _Decision(R.RESTRICTED_CARD, "account_closed", **ids)
+    if request.currency != CURRENCY:
+        return _Decision(R.NOT_PERMITTED_TO_CARDHOLDER, "currency_not_supported", **ids)
+    return _Decision(R.APPROVED, "", **ids)
+
+
+def _record_refund(
+    bank: Bank,
+    tx: LedgerTransaction,
+    request: AuthorizationRequest,
+    auth_id: int,
+    decision: _Decision,
+) -> AuthorizationAnswer:
+    credit_id = 0
+    if decision.code is R.APPROVED:
+        assert decision.account_id is not None
+        credit_id = chart.transfer_id(bank.code, "authorization", request.reference, 0)
+        credit = Transfer(
+            credit_id,
+            bank.own_account_id(BankAccountCode.NETWORK_SETTLEMENT),
+            id_from_bytes(decision.account_id),
+            request.amount_fen,
+            LEDGER_CNY,
+            BankTransferCode.CARD_REFUND,
+        )
+        (result,) = tx.create_transfers([credit])
+        assert result is CreateTransferResult.OK, result
+    approval_code = _approval_code(auth_id) if credit_id else ""
+    now = bank.clock.now_ns()
+    tx.connection.execute(
+        sa.insert(authorizations).values(
+            id=id_to_bytes(auth_id),
+            card_id=decision.card_id,
+            account_id=decision.account_id,
+            amount_fen=request.amount_fen,
+            channel=Channel(request.channel).value,
+            response_code=decision.code.value,
+            approval_code=approval_code,
+            hold_id=id_to_bytes(credit_id) if credit_id else None,
+            status=(AuthStatus.REFUNDED if credit_id else AuthStatus.DECLINED).value,
+            completed_fen=request.amount_fen if credit_id else 0,
+            created_at=now,
+            resolved_at=now if credit_id else None,
+        )
+    )
+    return AuthorizationAnswer(decision.code, approval_code, auth_id, credit_id, decision.reason)
+
+
+def _reverse_refund(bank: Bank, tx: Any, row: Any, reference: str) -> HoldAnswer:
+    """A reversal of a refund (its answer never reached the acquirer): the credit goes
+    back to the network settlement account, once. Refused (`refund_spent`) when the
+    cardholder has spent it since: the account may not go below zero."""
+    back = Transfer(
+        chart.transfer_id(bank.code, "authorization", reference, _LEG_REVERSED),
+        id_from_bytes(row.account_id),
+        bank.own_account_id(BankAccountCode.NETWORK_SETTLEMENT),
+        row.completed_fen,
+        LEDGER_CNY,
+        BankTransferCode.CARD_REFUND,
+    )
+    (result,) = tx.create_transfers([back])
+    if result is CreateTransferResult.EXCEEDS_CREDITS:
+        return HoldAnswer(False, "refund_spent")
+    assert result is CreateTransferResult.OK, result
+    tx.connection.execute(
+        sa.update(authorizations)
+        .where(authorizations.c.id == row.id)
+        .values(status=AuthStatus.REVERSED.value, resolved_at=bank.clock.now_ns())
+    )
+    return HoldAnswer(True, AuthStatus.REVERSED.value, row.completed_fen)
 
 
 def _tombstone(bank: Bank, conn: sa.Connection, auth_id: int) -> None:

@@ -435,8 +435,12 @@ class Bank:
         return authorization.complete(self, reference, amount_fen)
 
     def reverse(self, reference: str) -> HoldAnswer:
-        """Void the authorization's hold."""
+        """Void the authorization's hold (or take a refund back)."""
         return authorization.reverse(self, reference)
+
+    def refund(self, request: AuthorizationRequest) -> AuthorizationAnswer:
+        """Credit a merchant's refund to the card's account, once per reference."""
+        return authorization.refund(self, request)
 
     def link(self, account_number: str, holder_name: str) -> LinkAnswer:
         return linked.link(self, account_number, holder_name)

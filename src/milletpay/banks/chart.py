@@ -45,6 +45,7 @@ class BankTransferCode(enum.IntEnum):
     LINKED_CREDIT = 4  # money from Millet Pay: a wallet withdrawal
     REPAYMENT = 5  # a credit account repaid in cash
     CREDIT_LINE = 6  # a credit limit granted (or changed)
+    CARD_REFUND = 7  # a merchant's refund to the card, through the network (and its reversal)
 
 
 ACCOUNT_FLAGS: dict[BankAccountCode, AccountFlags] = {

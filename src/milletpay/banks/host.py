@@ -8,6 +8,7 @@ network's switch connects to it and sends
 | 0100 authorization | `authorize` (a hold) | 0110 |
 | 0120 authorization advice (the switch stood in) | `authorize` (the hold, if funds allow) | 0130 |
 | 0200 financial request | `authorize`, then `complete` at once | 0210 |
+| 0200 with processing code 20 (refund) | `refund`: a credit to the card's account | 0210 |
 | 0220 completion advice | `complete` the hold for field 4 | 0230 |
 | 0400 / 0420 reversal | `reverse` the hold | 0410 / 0430 |
 
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Message], Awaitable[Message]]
 
 PURCHASE: Final = "000000"  # field 3: the one processing code the bank authorizes
+REFUND: Final = "200000"  # field 3: returns (a refund to the card), default accounts
 #: Field 22's first two digits → how the bank authorizes. A tap or a token payment
 #: carries a cryptogram the network has checked (`Channel.CONTACTLESS`). Key entry and
 #: the magnetic stripe need a CVN2 or a clear PIN, which the network does not carry.
@@ -86,7 +88,7 @@ class HostRefusal(Exception):
 HOST_CODES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "format_error": "30",  # a field missing, malformed, or one the bank cannot use
-        "processing_code_not_supported": "12",  # field 3 other than purchase
+        "processing_code_not_supported": "12",  # field 3 other than purchase (or refund)
         "amount_invalid": "13",  # zero, or more than the bank's books take
         "unexpected": "96",  # anything else inside the host (logged, no card data)
     }
@@ -100,6 +102,7 @@ HOLD_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "reversed": "12",  # completing a reversed authorization
         "completed": "12",  # completing again what another completion finished
         "expired": "12",  # the hold lapsed
+        "refund_spent": "12",  # reversing a refund the cardholder has spent since
     }
 )
 
@@ -159,8 +162,8 @@ def _channel(message: Message) -> Channel:
     return channel
 
 
-def _authorization_request(message: Message) -> AuthorizationRequest:
-    if _field(message, 3) != PURCHASE:
+def _authorization_request(message: Message, processing: str = PURCHASE) -> AuthorizationRequest:
+    if _field(message, 3) != processing:
         raise HostRefusal(HOST_CODES["processing_code_not_supported"], "field 3")
     expiry = message.fields.get(14)
     return AuthorizationRequest(
@@ -214,6 +217,25 @@ def _purchase(bank: Bank, message: Message) -> Message:
     return _authorization_answer(message, answer)
 
 
+def _refund(bank: Bank, message: Message) -> Message:
+    """A merchant's refund to the card: credited at once (a single message)."""
+    request = _authorization_request(message, REFUND)
+    return _authorization_answer(message, bank.refund(request))
+
+
+#: Field 3 of a 0200 → what the bank does with it.
+_FINANCIAL: Final[Mapping[str, Callable[[Bank, Message], Message]]] = MappingProxyType(
+    {PURCHASE: _purchase, REFUND: _refund}
+)
+
+
+def _financial(bank: Bank, message: Message) -> Message:
+    operation = _FINANCIAL.get(_field(message, 3))
+    if operation is None:
+        raise HostRefusal(HOST_CODES["processing_code_not_supported"], "field 3")
+    return operation(bank, message)
+
+
 def _complete(bank: Bank, message: Message) -> Message:
     answer = bank.complete(original_reference(message), _amount_fen(message))
     return _hold_answer(message, answer)
@@ -228,7 +250,7 @@ _OPERATIONS: Final[Mapping[str, Callable[[Bank, Message], Message]]] = MappingPr
     {
         "0100": _authorize,
         "0120": _advise,
-        "0200": _purchase,
+        "0200": _financial,
         "0220": _complete,
         "0400": _reverse,
         "0420": _reverse,

@@ -63,6 +63,7 @@ __all__ = [
     "ISSUER_TIMEOUT_S",
     "LUK_CODES",
     "NETWORK_INSTITUTION_ID",
+    "REFUND_TRANSACTION_TYPE",
     "ROUTING_CODES",
     "STAND_IN_APPROVAL_PREFIX",
     "AdviceRun",
@@ -98,6 +99,11 @@ ENTRY_MODE_DOMAINS: Final[Mapping[str, TokenDomain]] = MappingProxyType(
     {"07": TokenDomain.CONTACTLESS, "91": TokenDomain.CONTACTLESS, "81": TokenDomain.IN_APP}
 )
 CARD_NOT_PRESENT_ENTRY: Final = "81"
+#: Field 3's first two digits of a refund (ISO 8583 "returns"): a credit to the card.
+#: It carries no cryptogram (the cardholder is given money, not asked for it), is never
+#: stood in for (only the issuer can credit the account), and a token in it must still
+#: detokenize in the domain its entry mode names.
+REFUND_TRANSACTION_TYPE: Final = "20"
 
 #: The switch's own answers on routing and format.
 ROUTING_CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -349,8 +355,10 @@ class CardNetwork:
             return await self._stand_in_or_decline(message, forwarded, card)
         code = _relayed_code(answer)
         approval = answer.fields.get(38) if code == APPROVED else None
-        if approval is not None:
-            assert isinstance(approval, str)
+        assert approval is None or isinstance(approval, str)
+        # A refund has no clearing record yet (records are debits); its reversal finds
+        # the card through the token, as a reversal of nothing recorded does.
+        if approval is not None and not is_refund(message):
             await asyncio.to_thread(
                 self._books.record_approval, self._approval(message, card, approval, False)
             )
@@ -373,10 +381,15 @@ class CardNetwork:
         domain = token_domain(message)
         if domain is None:
             raise _Decline(DETOKENIZE_CODES[DetokenizeCode.DOMAIN_MISMATCH], "entry mode")
-        found = await asyncio.to_thread(self._detokenizer.detokenize, number, domain)
+        device = message.fields.get(61)
+        device_id = device if isinstance(device, str) else None
+        found = await asyncio.to_thread(self._detokenizer.detokenize, number, domain, device_id)
         if not found.ok:
             raise _Decline(DETOKENIZE_CODES[found.code], found.code.value)
         assert found.pan is not None and found.expiry is not None
+        expiry = f"{found.expiry.year % 100:02d}{found.expiry.month:02d}"
+        if is_refund(message):  # a credit: no cryptogram to check, no ARPC to give
+            return _Card(found.bank_code, found.pan.clear_digits(), number, None, expiry)
         icc = _icc_data(message)
         token = await asyncio.to_thread(self._tokens.token, found.token_id)
         try:
@@ -385,7 +398,6 @@ class CardNetwork:
             raise _Decline(ROUTING_CODES["format_error"], str(exc)) from None
         if not verdict.ok:
             raise _Decline(LUK_CODES[verdict.code], verdict.code.value)
-        expiry = f"{found.expiry.year % 100:02d}{found.expiry.month:02d}"
         return _Card(found.bank_code, found.pan.clear_digits(), number, token, expiry, icc)
 
     def _forwarded(self, message: Message, card: _Card) -> Message:
@@ -436,7 +448,7 @@ class CardNetwork:
         case it did place a hold it could not tell of."""
         amount_fen = int(message.text(4))
         async with self._stand_in_lock:
-            allowed = await asyncio.to_thread(self._stand_in_allowed, card.pan, amount_fen)
+            allowed = await asyncio.to_thread(self._stand_in_allowed, message, card.pan, amount_fen)
             if not allowed:
                 reversal = self._advice(forwarded, "0420", {90: original_data_elements(forwarded)})
                 await asyncio.to_thread(self._books.queue_advice, card.bank_code, reversal, None)
@@ -459,8 +471,8 @@ class CardNetwork:
         log.info("stood in for %s: approved %d fen", card.bank_code, amount_fen)
         return await self._answer(message, card, APPROVED, approval)
 
-    def _stand_in_allowed(self, pan: str, amount_fen: int) -> bool:
-        if amount_fen > self._stand_in.per_transaction_fen:
+    def _stand_in_allowed(self, message: Message, pan: str, amount_fen: int) -> bool:
+        if is_refund(message) or amount_fen > self._stand_in.per_transaction_fen:
             return False
         spent_fen = self._books.stand_in_spent_fen(pan, day_start_ns(self._clock))
         return spent_fen + amount_fen <= self._stand_in.per_card_daily_fen
@@ -608,6 +620,12 @@ def token_domain(message: Message) -> TokenDomain | None:
     if mode == CARD_NOT_PRESENT_ENTRY and stated in (TokenDomain.IN_APP, TokenDomain.ECOMMERCE):
         return TokenDomain(stated)
     return domain if stated == domain else None
+
+
+def is_refund(message: Message) -> bool:
+    """Whether `message` is a refund (field 3's transaction type 20)."""
+    processing = message.fields.get(3)
+    return isinstance(processing, str) and processing[:2] == REFUND_TRANSACTION_TYPE
 
 
 def stand_in_approval_code(key: MessageKey) -> str:
