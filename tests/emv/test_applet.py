@@ -4,6 +4,8 @@ in any order, gets anything but a status word of the table."""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,11 +15,13 @@ from milletpay.emv import apdu, crypto, tlv
 from milletpay.emv.apdu import MEANINGS, parse_response
 from milletpay.emv.applet import (
     CDCVM_VALID_S,
+    IN_APP_FIELD_55_TAGS,
     PDOL,
     UNIONPAY_AIDS,
     AppletError,
     HceCard,
     HceLuk,
+    InAppTransaction,
     PaymentApplet,
 )
 from milletpay.emv.profiles import profile
@@ -408,3 +412,45 @@ def _split(values: bytes) -> list[bytes]:
         out.append(values[offset : offset + length])
         offset += length
     return out
+
+
+# -- in-app payments ----------------------------------------------------------------------
+
+
+def in_app(amount_fen: int = 12_300, un: bytes = b"\x0a\x1b\x2c\x3d") -> InAppTransaction:
+    return InAppTransaction(amount_fen, 156, datetime.date(2026, 11, 26), un)
+
+
+def test_an_in_app_cryptogram_is_the_taps_arqc_over_the_platforms_data(
+    applet: PaymentApplet,
+) -> None:
+    field_55 = applet.in_app_cryptogram(DEBIT_PAN, in_app())
+    items = tlv.decode(field_55)
+    assert [item.tag for item in items] == list(IN_APP_FIELD_55_TAGS)
+    data = tlv.primitives(items)
+    assert data["9F02"] == bytes.fromhex("000000012300") and data["9F37"] == bytes.fromhex(
+        "0A1B2C3D"
+    )
+    assert (data["9A"], data["9C"], data["5F2A"]) == (bytes.fromhex("261126"), b"\x00", b"\x01\x56")
+    assert data["9F36"] == b"\x00\x01" and data["9F27"] == b"\x80"
+    expected = crypto.generate_ac(profile("unionpay-cvn01"), LUK_KEY, data)
+    assert data["9F26"] == expected
+    again = tlv.primitives(tlv.decode(applet.in_app_cryptogram(DEBIT_PAN, in_app())))
+    assert again["9F36"] == b"\x00\x02"  # each cryptogram spends an ATC
+
+
+def test_an_in_app_cryptogram_needs_a_usable_key(clock: ManualClock) -> None:
+    applet = PaymentApplet([card(clock, key=luk(clock, uses=1))], clock)
+    applet.in_app_cryptogram(DEBIT_PAN, in_app())
+    with pytest.raises(AppletError, match="replenish"):
+        applet.in_app_cryptogram(DEBIT_PAN, in_app())
+    with pytest.raises(AppletError, match="no card"):
+        applet.in_app_cryptogram(CREDIT_PAN, in_app())
+
+
+@pytest.mark.parametrize(
+    ("amount_fen", "un"), [(0, b"\x00" * 4), (100, b"\x00" * 3), (10**12, b"\x00" * 4)]
+)
+def test_in_app_data_out_of_range_is_refused(amount_fen: int, un: bytes) -> None:
+    with pytest.raises(AppletError):
+        in_app(amount_fen, un)

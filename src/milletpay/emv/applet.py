@@ -31,6 +31,7 @@ the token service to find the key, which it checks again against the ATC's windo
 from __future__ import annotations
 
 import calendar
+import datetime
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -128,6 +129,57 @@ class AppletError(MilletError):
     """A card or key handed to the applet is malformed or does not fit; nothing changed."""
 
     code = "hce_applet_invalid"
+
+
+# -- in-app payments ------------------------------------------------------------------------
+
+#: The in-app entry point's own transaction qualifiers (9F66), in place of a terminal's:
+#: qPBOC, online cryptogram required, consumer device CVM supported; no CVM required of
+#: the card (the payer approves in the wallet, with the PIN or quick pay, first).
+IN_APP_TTQ: Final = bytes.fromhex("20804000")
+IN_APP_COUNTRY: Final = bytes.fromhex("0156")  # 9F1A: the platform's country, China
+IN_APP_TVR: Final = bytes(5)  # 95: no terminal, nothing for it to record
+IN_APP_UN_BYTES: Final = 4
+#: Field 55 of an in-app payment, in this order: the tap's tags a terminal has no part in
+#: are left out (9F33, 9F34, 9F35, 84, 9F09).
+IN_APP_FIELD_55_TAGS: Final = (
+    "9F26", "9F27", "9F10", "9F37", "9F36", "95", "9A", "9C", "9F02", "5F2A", "82",
+    "9F1A", "9F03", "9F66", "9F6C", "5F34",
+)  # fmt: skip
+_TRANSACTION_TYPE = re.compile(r"\A[0-9]{2}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class InAppTransaction:
+    """What an in-app cryptogram covers, as the platform gave it for one payment: the
+    amount, the currency (ISO 4217 numeric), the date, the transaction type (9C, "00"
+    goods and services) and the platform's unpredictable number for this payment."""
+
+    amount_fen: int
+    currency_numeric: int
+    date: datetime.date
+    unpredictable_number: bytes
+    transaction_type: str = "00"
+
+    def __post_init__(self) -> None:
+        _require(0 < self.amount_fen < 10**12, "amount must be 1 to 12 digits of fen")
+        _require(0 < self.currency_numeric < 1000, "currency must be ISO 4217 numeric")
+        _require(len(self.unpredictable_number) == IN_APP_UN_BYTES, "UN must be 4 bytes")
+        _require(bool(_TRANSACTION_TYPE.match(self.transaction_type)), "type is 2 digits")
+
+    def terminal_data(self) -> dict[str, bytes]:
+        """The values a terminal would give in GPO (`PDOL`), from the platform instead."""
+        return {
+            "9F66": IN_APP_TTQ,
+            "9F02": bytes.fromhex(f"{self.amount_fen:012d}"),
+            "9F03": bytes(6),
+            "9F1A": IN_APP_COUNTRY,
+            "95": IN_APP_TVR,
+            "5F2A": bytes.fromhex(f"{self.currency_numeric:04d}"),
+            "9A": bytes.fromhex(self.date.strftime("%y%m%d")),
+            "9C": bytes.fromhex(self.transaction_type),
+            "9F37": self.unpredictable_number,
+        }
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -260,6 +312,25 @@ class PaymentApplet:
             expires_at_ns=state.luk.expires_at_ns,
             usable=self._key_usable(state),
         )
+
+    def in_app_cryptogram(self, token_pan: str, transaction: InAppTransaction) -> bytes:
+        """An in-app payment's ICC data (ISO 8583 field 55, `IN_APP_FIELD_55_TAGS`): the
+        ARQC over `transaction` under the card's current LUK, exactly as a tap's GPO
+        makes it (one ATC and one use of the LUK spent; a valid fingerprint is spent
+        and said in the CVR). `AppletError` for an unknown card or a LUK used up
+        (replenish it, then ask again): no ATC is spent then."""
+        state = self._cards.get(token_pan)
+        if state is None:
+            raise AppletError("no card with this token PAN")
+        if not self._key_usable(state):
+            raise AppletError("the card's limited-use key is used up: replenish it")
+        terminal = transaction.terminal_data()
+        cvm = CardCvm.CDCVM if self._cdcvm_valid() else CardCvm.NONE
+        answer = self._arqc_answer(state, terminal, cvm)
+        assert isinstance(answer.value, tuple)
+        card = {item.tag: item.value for item in answer.value if isinstance(item.value, bytes)}
+        data = terminal | card | {"5F34": bytes.fromhex(f"{state.card.psn:02d}")}
+        return tlv.encode(Tlv(tag, data[tag]) for tag in IN_APP_FIELD_55_TAGS)
 
     def deactivate(self) -> None:
         """The field is gone: the selection and the session are forgotten."""
