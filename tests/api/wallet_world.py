@@ -108,11 +108,22 @@ class World:
         return int(answer.json()["posted_fen"])
 
 
-def make_world(database_url: str) -> Iterator[World]:
-    """The world, torn down with the ledger verified and the coin liability checked."""
-    bank, clock, keyring = SimulatedBankGateway(), ManualClock(), KeyRing.generate()
+def make_world(
+    database_url: str,
+    *,
+    clock: ManualClock | None = None,
+    keyring: KeyRing | None = None,
+    banks: Banks | None = None,
+    issuer_keys: IssuerKeyStore | None = None,
+    card_network: Any = None,
+) -> Iterator[World]:
+    """The world, torn down with the ledger verified and the coin liability checked;
+    the keywords share a clock, key ring, banks and issuer keys with a card network."""
+    bank = SimulatedBankGateway()
+    clock = clock or ManualClock()
+    keyring = keyring or KeyRing.generate()
     received: list[httpx.Request] = []
-    banks = Banks(database_url, keyring, GeneratedBankKeys(), clock)
+    banks = banks or Banks(database_url, keyring, GeneratedBankKeys(), clock)
     app = create_app(
         database_url,
         clock=clock,
@@ -121,9 +132,10 @@ def make_world(database_url: str) -> Iterator[World]:
         pin_hashing=PIN_HASHING_FAST,
         bank_gateway=bank,
         banks=banks,
-        issuer_keys=IssuerKeyStore.generate(issuer_bins()),
+        issuer_keys=issuer_keys or IssuerKeyStore.generate(issuer_bins()),
         webhooks_allow_http=True,
         webhook_transport=httpx.MockTransport(lambda r: _receive(received, r)),
+        card_network=card_network,
     )
     with TestClient(app) as client:
         world = World(client, clock, sms, bank, app.state.ledger, banks, received)

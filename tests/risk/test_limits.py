@@ -100,3 +100,12 @@ def test_a_user_below_class_i_may_do_nothing() -> None:
         declined = decide(kind, None, 1, NOTHING_YET)
         assert not declined.approved and declined.limit == 0
     assert decide(OperationKind.P2P, None, 1, NOTHING_YET).code is DeclineCode.TIER_LIMIT_EXCEEDED
+
+
+def test_card_payments_ignore_the_tier_limit_but_keep_their_own() -> None:
+    spent_all = usage(tier_period_fen=CLASS_I.limit_fen)
+    limit = LIMITS[(OperationKind.CARD_PAYMENT, 1)].per_transaction_fen
+
+    assert decide(OperationKind.CARD_PAYMENT, CLASS_I, limit, spent_all).approved
+    over = decide(OperationKind.CARD_PAYMENT, CLASS_I, limit + 1, spent_all)
+    assert over.code is DeclineCode.PER_TRANSACTION_LIMIT_EXCEEDED

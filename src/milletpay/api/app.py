@@ -22,7 +22,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from milletpay import __version__
-from milletpay.api import cards, coins, merchants, partners, payments, users, wallet
+from milletpay.api import (
+    card_payments,
+    cards,
+    coins,
+    merchants,
+    partners,
+    payments,
+    users,
+    wallet,
+)
 from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
 from milletpay.api.sessions import SessionTokens
@@ -31,6 +40,8 @@ from milletpay.banks.keys import IssuerKeyStoreKeys, issuer_bins
 from milletpay.banks.model import CST
 from milletpay.cards import PanVault, TokenService
 from milletpay.cards.luk import LimitedUseKeys
+from milletpay.checkout.card_funding import CardFunding
+from milletpay.checkout.card_link import CardNetworkLink, SwitchLink
 from milletpay.checkout.codes import PaymentCodes
 from milletpay.checkout.intents import PaymentIntents
 from milletpay.checkout.merchants import MerchantService
@@ -61,11 +72,13 @@ async def _maintain(
     intents: PaymentIntents,
     payouts: Payouts,
     clock: Clock,
+    card_funding: CardFunding | None = None,
 ) -> None:
     """Every `MAINTENANCE_EVERY_S`: finish the wallet operations a crash or a silent bank
     left pending (`WalletService.resume_pending`), delete the tokens whose step-up code
     lapsed unanswered (`TokenService.sweep_step_ups`), end the payment intents that
-    expired or whose capture window lapsed (`PaymentIntents.sweep`), and pay the merchants
+    expired or whose capture window lapsed (`PaymentIntents.sweep`), reverse the card
+    payments a dead server left in flight (`CardFunding.resume_stuck`), and pay the merchants
     out for the China-time day before today (`Payouts.run_day`, once per day: a day the
     server was down for is paid when it starts again)."""
     paid_day: datetime.date | None = None
@@ -75,6 +88,8 @@ async def _maintain(
             resumed = await run_in_threadpool(wallet.resume_pending)
             await run_in_threadpool(tsp.sweep_step_ups)
             await run_in_threadpool(intents.sweep)
+            if card_funding is not None:
+                await run_in_threadpool(card_funding.resume_stuck)
             yesterday = cst_date(clock.now_ns()) - datetime.timedelta(days=1)
             if yesterday != paid_day:
                 await run_in_threadpool(payouts.run_day, yesterday)
@@ -159,6 +174,7 @@ def create_app(
     issuer_keys: IssuerKeyStore | None = None,
     webhooks_allow_http: bool = False,
     webhook_transport: httpx.BaseTransport | None = None,
+    card_network: SwitchLink | tuple[str, int] | None = None,
 ) -> FastAPI:
     """The API on the database at `database_url`; the keyword arguments replace the
     production parts (system clock, key ring from the environment, the SMS gateway, the
@@ -168,7 +184,10 @@ def create_app(
     banks' keys: from the environment).
     The app closes the banks when it shuts down, given ones too. Webhook endpoints must be
     https on public hosts unless `webhooks_allow_http` (a sandbox); a thread delivers
-    them while the server runs (through `webhook_transport`, httpx's by default)."""
+    them while the server runs (through `webhook_transport`, httpx's by default).
+    `card_network`: the card network switch's (host, port), or a link to it, for payment
+    intents paid with a tokenized bank card; without it, card funding answers 409
+    `card_funding_unavailable`. The app closes the link when it shuts down."""
     url = resolve_database_url(database_url)
     engine = create_engine(url)
     upgrade(engine)
@@ -185,7 +204,14 @@ def create_app(
         # in flight for a hundred milliseconds or more, every second or two under load.
         gc.freeze()
         sweeper = asyncio.create_task(
-            _maintain(app.state.wallet, app.state.tsp, app.state.intents, app.state.payouts, clock)
+            _maintain(
+                app.state.wallet,
+                app.state.tsp,
+                app.state.intents,
+                app.state.payouts,
+                clock,
+                app.state.card_funding,
+            )
         )
         stop_webhooks = threading.Event()
         worker = WebhookWorker(engine, keyring, clock, transport=webhook_transport)
@@ -200,6 +226,8 @@ def create_app(
         stop_webhooks.set()
         sender.join()
         worker.close()
+        if app.state.card_funding is not None:
+            app.state.card_funding.close()
         committer.close()
         app.state.banks.close()
         engine.dispose()  # the pool's connections go now, not when the process ends
@@ -268,6 +296,18 @@ def create_app(
         committer=committer,
         events=app.state.webhooks,
     )
+    app.state.card_funding = None
+    if card_network is not None:
+        link = CardNetworkLink(*card_network) if isinstance(card_network, tuple) else card_network
+        app.state.card_funding = CardFunding(
+            app.state.intents,
+            app.state.identity,
+            app.state.tsp,
+            link,
+            keyring,
+            clock,
+            committer=committer,
+        )
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit)
@@ -289,4 +329,5 @@ def create_app(
     app.include_router(cards.router)
     app.include_router(merchants.router)
     app.include_router(payments.router)
+    app.include_router(card_payments.router)
     return app

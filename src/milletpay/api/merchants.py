@@ -50,6 +50,7 @@ from milletpay.checkout.intents import (
     TTL_S_MAX,
     TTL_S_MIN,
     CaptureMethod,
+    Funding,
     IntentRequest,
     IntentStatus,
     PaymentIntent,
@@ -334,10 +335,17 @@ def refund_intent(
     """Refund a succeeded payment to the payer, all that is left or `amount_fen`
     (`Idempotency-Key` required): 201 with the refund; 402
     `merchant_balance_insufficient` when the merchant is owed less than the refund (the
-    refund is recorded as failed, nothing moves)."""
+    refund is recorded as failed, nothing moves). A card payment's refund goes back to
+    the card through the card network (`api/card_payments.py`)."""
     number = _intent_id(intent_id)
     key = check_key(idempotency_key)
     wanted = body or NewRefund()
+    if _run(lambda: intents.get(merchant.id, number)).funding is Funding.CARD:
+        from milletpay.api import card_payments  # it builds on this module's helpers
+
+        return card_payments.refund_to_card(
+            request, store, merchant.id, number, key, wanted.model_dump()
+        )
     digest = request_hash(
         request.method, request.url.path, json.dumps(wanted.model_dump(), sort_keys=True).encode()
     )

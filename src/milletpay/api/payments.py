@@ -13,11 +13,13 @@ another try unless it had its attempts. An intent that expired is 409
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from milletpay.api import card_payments
+from milletpay.api.card_payments import CardCredentials
 from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import check_key
 from milletpay.api.merchants import (
@@ -32,6 +34,7 @@ from milletpay.api.wallet import (
     Approval,
     Idempotency,
     IdempotencyKey,
+    _move,
     _payment,
     cny_text,
     pay_in_one_transaction,
@@ -50,6 +53,9 @@ QR_TEXT_CHARS_MAX = 1024
 
 class IntentConfirmation(Approval):
     client_secret: str = Field(min_length=1, max_length=CLIENT_SECRET_CHARS_MAX)
+    #: `card`: a tokenized bank card through the card network (`api/card_payments.py`).
+    funding: Literal["wallet", "card"] = "wallet"
+    card: CardCredentials | None = None
 
 
 @router.get("/payment-intents/{intent_id}")
@@ -76,13 +82,31 @@ def confirm_intent(
     intents: Intents,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Pay the intent from the wallet balance (key and approval required): 200 with the
-    intent, 402 declined, 409 expired or not waiting for confirmation."""
+    """Pay the intent from the wallet balance, or with `funding: "card"` and `card` from
+    a tokenized bank card (key and approval required): 200 with the intent, 402
+    declined, 409 expired or not waiting for confirmation."""
     key = check_key(idempotency_key)
     user_id = signed_in.user_id
     number = _intent_id(intent_id)
     intent, _merchant = _run(lambda: intents.for_payer(number, body.client_secret))
     target = public_id(intent.id)
+    describe = lambda k: _payment(k, "payment_intent", target, intent.amount_fen)  # noqa: E731
+    if body.funding == "card":
+        funding = card_payments.card_funding(request)
+        card = body.card
+        if card is None:
+            raise ApiError(422, "invalid_request", "card: required for card funding", "card")
+        secret = body.client_secret
+        return _move(
+            request,
+            signed_in,
+            identity,
+            store,
+            key,
+            body,
+            lambda _k: card_payments.confirm_answer(funding, user_id, number, secret, card),
+            describe,
+        )
     return pay_in_one_transaction(
         request,
         identity,
@@ -91,7 +115,7 @@ def confirm_intent(
         key,
         body,
         lambda tx: _answer(intents, tx, user_id, number, body.client_secret),
-        lambda k: _payment(k, "payment_intent", target, intent.amount_fen),
+        describe,
     )
 
 

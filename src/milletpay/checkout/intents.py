@@ -121,6 +121,7 @@ class CaptureMethod(enum.StrEnum):
 
 class Funding(enum.StrEnum):
     WALLET = "wallet"
+    CARD = "card"  # a tokenized bank card through the card network (`card_funding.py`)
 
 
 class CancellationReason(enum.StrEnum):

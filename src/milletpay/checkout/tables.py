@@ -91,3 +91,30 @@ merchant_payouts = sa.table(
     sa.column("created_at", sa.BigInteger()),
     sa.column("updated_at", sa.BigInteger()),
 )
+card_payments = sa.table(
+    "card_payments",
+    sa.column("id", sa.LargeBinary()),
+    sa.column("intent_id", sa.LargeBinary()),
+    sa.column("kind", sa.String()),
+    sa.column("refund_id", sa.LargeBinary()),
+    sa.column("refund_key", sa.String()),
+    sa.column("user_id", sa.LargeBinary()),
+    sa.column("token_id", sa.LargeBinary()),
+    sa.column("token_number", sa.String()),
+    sa.column("device_id", sa.String()),
+    sa.column("terminal_id", sa.String()),
+    sa.column("stan", sa.String()),
+    sa.column("transmitted", sa.String()),
+    sa.column("rrn", sa.String()),
+    sa.column("amount_fen", sa.BigInteger()),
+    sa.column("status", sa.String()),
+    sa.column("response_code", sa.String()),
+    sa.column("approval_code", sa.String()),
+    sa.column("created_at", sa.BigInteger()),
+    sa.column("updated_at", sa.BigInteger()),
+)
+acquirer_stans = sa.table(
+    "acquirer_stans",
+    sa.column("terminal_id", sa.String()),
+    sa.column("last_stan", sa.Integer()),
+)

@@ -180,6 +180,7 @@ class SignatureTimestampOutsideTolerance(SignatureError):
 
 class EventType(StrEnum):
     PAYMENT_INTENT_CREATED = "payment_intent.created"
+    PAYMENT_INTENT_PROCESSING = "payment_intent.processing"  # a card payment sent
     PAYMENT_INTENT_REQUIRES_CAPTURE = "payment_intent.requires_capture"
     PAYMENT_INTENT_SUCCEEDED = "payment_intent.succeeded"
     PAYMENT_INTENT_PAYMENT_FAILED = "payment_intent.payment_failed"

@@ -24,6 +24,7 @@ class OperationKind(StrEnum):
     P2P = "p2p"  # wallet -> another user's wallet: a balance payment
     MERCHANT_PAYMENT = "merchant_payment"  # wallet -> a merchant: a balance payment
     MERCHANT_REFUND = "merchant_refund"  # a merchant -> wallet: money back, never limited
+    CARD_PAYMENT = "card_payment"  # a tokenized bank card -> a merchant, in-app
 
 
 class DeclineCode(StrEnum):
@@ -66,6 +67,11 @@ LIMITS: dict[tuple[OperationKind, int], OperationLimits] = {
     (OperationKind.MERCHANT_PAYMENT, 1): OperationLimits(_yuan(1_000),  _yuan(1_000)),
     (OperationKind.MERCHANT_PAYMENT, 2): OperationLimits(_yuan(20_000), _yuan(50_000)),
     (OperationKind.MERCHANT_PAYMENT, 3): OperationLimits(_yuan(50_000), _yuan(100_000)),
+    # Card payments are the bank's money, not a balance payment: no PBOC tier limit,
+    # but the platform's own ceiling on what one in-app card payment may be.
+    (OperationKind.CARD_PAYMENT, 1): OperationLimits(_yuan(2_000),  _yuan(5_000)),
+    (OperationKind.CARD_PAYMENT, 2): OperationLimits(_yuan(20_000), _yuan(50_000)),
+    (OperationKind.CARD_PAYMENT, 3): OperationLimits(_yuan(50_000), _yuan(100_000)),
 }
 # fmt: on
 _NOTHING_ALLOWED = OperationLimits(0, 0)

@@ -304,6 +304,12 @@ class TapNetwork:
         for server in reversed(self._servers):
             await server.close()
 
+    @property
+    def switch_port(self) -> int:
+        """The port of the switch's server on 127.0.0.1 (other acquirers connect to it)."""
+        assert self.switch is not None, "open the network first (async with)"
+        return self._servers[-1].port
+
     async def restart_switch(self) -> None:
         """Fault injection: the switch's server stops (its connections dropped, answers
         in flight lost) and starts again on the same port, its books as they were."""

@@ -37,6 +37,7 @@ class AccountCode(enum.IntEnum):
     COIN_PURSE = 7  # a user's coins
     MERCHANT = 8  # what Millet Pay owes a merchant: its takings, less fees and payouts
     FEE_REVENUE = 9  # the merchant discount Millet Pay has earned
+    CARD_NETWORK = 10  # what the card network owes Millet Pay: card payments less refunds
 
 
 class TransferCode(enum.IntEnum):
@@ -51,6 +52,8 @@ class TransferCode(enum.IntEnum):
     MERCHANT_FEE = 12  # merchant -> fee revenue: the merchant discount on what was taken
     MERCHANT_REFUND = 13  # merchant -> wallet: a refund of a payment
     MERCHANT_PAYOUT = 14  # merchant -> settlement at its bank: what it was owed, paid out
+    CARD_PAYMENT = 15  # card network -> merchant: a card payment the network approved
+    CARD_REFUND = 16  # merchant -> card network: a refund the network took to the card
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,11 @@ CHART: dict[AccountCode, AccountKind] = {
         AccountCode.MERCHANT, "merchant", AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
     ),
     AccountCode.FEE_REVENUE: AccountKind(AccountCode.FEE_REVENUE, "fee revenue", AccountFlags.NONE),
+    # A receivable: debited by the card payments the network approved, credited by the
+    # refunds it took back to the cards (and, later, by its settlement).
+    AccountCode.CARD_NETWORK: AccountKind(
+        AccountCode.CARD_NETWORK, "card network receivable", AccountFlags.NONE
+    ),
 }
 
 
@@ -118,8 +126,13 @@ def merchant_account_id(merchant_id: int) -> int:
 
 def platform_account_id(code: AccountCode) -> int:
     """The one account of `code` Millet Pay keeps for itself (coin sales, coins issued,
-    fee revenue)."""
-    assert code in (AccountCode.COIN_SALES, AccountCode.COINS_ISSUED, AccountCode.FEE_REVENUE)
+    fee revenue, the card network receivable)."""
+    assert code in (
+        AccountCode.COIN_SALES,
+        AccountCode.COINS_ISSUED,
+        AccountCode.FEE_REVENUE,
+        AccountCode.CARD_NETWORK,
+    )
     return _derive_u128(b"account", bytes([code]), b"millet-pay")
 
 

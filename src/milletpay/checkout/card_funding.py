@@ -1,0 +1,950 @@
+"""Payment intents paid with a tokenized bank card, in-app, card-not-present through the
+card network: Millet Pay acts as the acquirer of its own checkout.
+
+The payer's phone makes an ARQC over this intent's transaction data (`card_data`: the
+amount, CNY, the China-time date, type 00 and an unpredictable number the platform
+derives for the intent and its attempt) with its limited-use key
+(`emv.applet.PaymentApplet.in_app_cryptogram`); the wallet sends that field 55 with the
+token id. The platform checks that the data is this intent's, then sends a 0200 (single
+message: the issuer posts at once) to the switch over `SwitchLink`, entry mode 812 (81:
+e-commerce / in-app with chip credentials; 2: no PIN entry), the token in field 2 and
+its device in 61. Each confirmation runs in three steps, never holding a database
+transaction across the network:
+
+1. admit (one transaction): the intent locked and `processing`, the card's own risk
+   limits (`OperationKind.CARD_PAYMENT`; a refusal sends nothing), a STAN taken, the
+   request recorded `sending` in `card_payments`;
+2. the exchange with the switch; no answer → a reversal (0400), sent up to
+   `REVERSAL_ATTEMPTS_MAX` times, so that no hold or charge is left at the issuer;
+3. settle (one transaction): approved → the card network owes the platform the amount
+   (`CARD_NETWORK` receivable → merchant) and the merchant discount is taken, the
+   intent `succeeded`; otherwise the intent waits for another try (`payment_failed`,
+   with the ISO 8583 response code mapped by `DECLINE_REASONS`).
+
+Refunds of a card payment go back to the card: a 0200 with processing code 20 through
+the switch to the issuer, which credits the account. The merchant's part is held in
+the ledger (merchant → receivable, pending) while the refund is in flight, then posted
+or voided. A refund is named by the merchant's key: asked again, it is the same refund.
+
+It never sends a card number (only the token), never succeeds an intent the network did
+not approve, and never sends a second request for one admitted attempt.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final, Protocol
+
+import sqlalchemy as sa
+
+from milletpay.banks.model import CST
+from milletpay.cards.tokens import Token, TokenDomain
+from milletpay.checkout.card_link import NoAnswer, SwitchLink, SwitchUnreachable
+from milletpay.checkout.errors import (
+    MerchantNotActive,
+    PaymentIntentConflict,
+    PaymentIntentInvalid,
+    PaymentIntentNotFound,
+)
+from milletpay.checkout.intents import (
+    REFUND_REASON_CHARS_MAX,
+    CancellationReason,
+    CaptureMethod,
+    Confirmation,
+    Funding,
+    IntentStatus,
+    PaymentIntent,
+    PaymentIntents,
+    Refund,
+    RefundStatus,
+    _conflict,
+    _is_int,
+    _refund_value,
+    _refunded_fen,
+    _require_ok,
+    _share,
+    _transfer_id,
+    public_id,
+    refund_object,
+)
+from milletpay.checkout.merchants import Merchant, MerchantStatus
+from milletpay.checkout.tables import acquirer_stans, card_payments, refunds
+from milletpay.core.clock import NS_PER_S, Clock
+from milletpay.core.errors import MilletError
+from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
+from milletpay.core.keyring import KeyRing
+from milletpay.emv import tlv
+from milletpay.emv.tlv import TlvError
+from milletpay.identity import IdentityService
+from milletpay.ledger import (
+    AMOUNT_MAX,
+    Account,
+    CreateAccountResult,
+    CreateTransferResult,
+    Transfer,
+    TransferFlags,
+)
+from milletpay.ledger.committer import Committer
+from milletpay.ledger.engine import LedgerTransaction
+from milletpay.network.iso8583 import (
+    APPROVED,
+    FieldValue,
+    Message,
+    original_data_elements,
+    retrieval_reference,
+    transmission_date_time,
+    validate,
+)
+from milletpay.risk import VELOCITY_WINDOW_S, OperationKind, Usage, decide
+from milletpay.wallet import periods
+from milletpay.wallet.accounts import (
+    CHART,
+    LEDGER_CNY,
+    AccountCode,
+    TransferCode,
+    platform_account_id,
+)
+
+__all__ = [
+    "DECLINE_REASONS",
+    "ENTRY_IN_APP",
+    "PLATFORM_ACQUIRER_ID",
+    "PLATFORM_TERMINAL_ID",
+    "REVERSAL_ATTEMPTS_MAX",
+    "CardData",
+    "CardFunding",
+    "CardPaymentRefused",
+    "TokenSource",
+    "card_merchant_id",
+]
+
+#: Field 32: Millet Pay's acquiring institution id for its own checkout.
+PLATFORM_ACQUIRER_ID: Final = "88880001"
+#: Field 41: the checkout's one virtual terminal (8 characters).
+PLATFORM_TERMINAL_ID: Final = "MPAYAPP1"
+#: Field 22: 81 PAN entry via e-commerce / in-app with chip (remote) credentials, then
+#: 2: no PIN entry capability.
+ENTRY_IN_APP: Final = "812"
+#: Field 25: 01 customer not present (ISO 8583:1987).
+CONDITION_NOT_PRESENT: Final = "01"
+PROCESSING_PURCHASE: Final = "000000"
+PROCESSING_REFUND: Final = "200000"  # 20: returns
+CURRENCY_NUMERIC: Final = 156
+REVERSAL_REASON_NO_ANSWER: Final = "68"
+#: Sends of one reversal before it is left `reversal_pending` for `resume_stuck`.
+REVERSAL_ATTEMPTS_MAX: Final = 3
+#: A request left `sending` this long (its server died mid-exchange) is reversed by
+#: `resume_stuck`.
+STUCK_AFTER_S: Final = 60
+#: Requests one `resume_stuck` call finishes, at most.
+RESUME_BATCH_MAX: Final = 100
+#: The date in 9A may be the platform's China-time day or the day before (a payment
+#: confirmed across midnight).
+DATE_SKEW_DAYS: Final = 1
+_UN_PURPOSE: Final = b"milletpay/checkout/card-unpredictable-number/v1"
+
+#: ISO 8583 response code (field 39) → the decline reason the merchant and the payer see.
+DECLINE_REASONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "05": "card_declined",  # do not honour; a cryptogram refused
+        "12": "card_transaction_invalid",
+        "13": "card_amount_invalid",
+        "14": "card_invalid",
+        "30": "card_data_invalid",
+        "51": "insufficient_funds",
+        "54": "card_expired_or_keys_used_up",  # replenish the LUK, then pay again
+        "57": "card_not_permitted",  # the token's domain or device
+        "61": "card_limit_exceeded",
+        "62": "card_restricted",
+        "91": "issuer_unavailable",
+        "92": "issuer_unavailable",
+        "94": "card_duplicate_transmission",
+        "96": "card_network_error",
+    }
+)
+DECLINE_REASON_OTHER: Final = "card_declined"
+
+
+class CardPaymentRefused(MilletError):
+    """The card payment cannot be sent as asked; nothing was sent. `field` names what."""
+
+    code = "card_payment_invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class _Kind(enum.StrEnum):
+    PAYMENT = "payment"
+    REFUND = "refund"
+
+
+class _Status(enum.StrEnum):
+    SENDING = "sending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    NOT_SENT = "not_sent"  # no connection to the switch
+    REVERSED = "reversed"  # no answer; the reversal was answered
+    REVERSAL_PENDING = "reversal_pending"  # no answer; the reversal waits to be resent
+
+
+class TokenSource(Protocol):
+    """Where card funding reads a token (`cards.TokenService` is one)."""
+
+    def token(self, token_id: int) -> Token: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CardData:
+    """What the phone's applet signs for this intent's current attempt."""
+
+    amount_fen: int
+    currency_numeric: int
+    date: datetime.date
+    transaction_type: str
+    unpredictable_number: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """An admitted request: its row and the message to send."""
+
+    row_id: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: _Status
+    response: Message | None = None
+
+    @property
+    def response_code(self) -> str | None:
+        return None if self.response is None else self.response.text(39)
+
+
+def card_merchant_id(merchant_id: int) -> str:
+    """Field 42 for a Millet Pay merchant: the last 15 hex digits of its id (the random
+    part of a time-ordered id; the full id stays in the platform's books)."""
+    return f"{merchant_id:032x}"[-15:].upper()
+
+
+class CardFunding:
+    """Card payments and card refunds of payment intents; thread-safe."""
+
+    def __init__(
+        self,
+        intents: PaymentIntents,
+        identity: IdentityService,
+        tokens: TokenSource,
+        link: SwitchLink,
+        keyring: KeyRing,
+        clock: Clock,
+        *,
+        committer: Committer,
+    ) -> None:
+        self._intents = intents
+        self._identity = identity
+        self._tokens = tokens
+        self._link = link
+        self._un_key = keyring.derive(_UN_PURPOSE)
+        self._clock = clock
+        self._committer = committer
+        self._ids = IdGenerator(clock)
+
+    def close(self) -> None:
+        self._link.close()
+
+    # -- what the phone signs -----------------------------------------------------------
+
+    def card_data(self, intent_id: int, client_secret: str) -> CardData:
+        """The transaction data the phone's applet makes its ARQC over, for the intent's
+        current attempt. `PaymentIntentNotFound` for a wrong secret."""
+        intent, _ = self._intents.for_payer(intent_id, client_secret)
+        return CardData(
+            intent.amount_fen,
+            CURRENCY_NUMERIC,
+            _cst_date(self._clock.now_ns()),
+            "00",
+            self._unpredictable_number(intent),
+        )
+
+    def _unpredictable_number(self, intent: PaymentIntent) -> bytes:
+        message = id_to_bytes(intent.id) + intent.confirm_attempts.to_bytes(2, "big")
+        return hmac.new(self._un_key, message, hashlib.sha256).digest()[:4]
+
+    # -- paying -------------------------------------------------------------------------
+
+    def confirm(
+        self,
+        user_id: int,
+        intent_id: int,
+        client_secret: str,
+        token_id: int,
+        icc_data: bytes,
+    ) -> Confirmation:
+        """Pay the intent with the user's token and the phone's field 55. A decline is an
+        answer (`decline_code`); `CardPaymentRefused` (nothing sent) for a token or data
+        that is not this payer's or this intent's; `PaymentIntentNotFound`,
+        `PaymentIntentConflict` (not waiting for confirmation)."""
+        self._intents._check_secret(intent_id, client_secret)
+        admitted = self._committer.run(
+            lambda tx: self._admit(tx, user_id, intent_id, token_id, icc_data)
+        )
+        if isinstance(admitted, Confirmation):
+            return admitted
+        result = self._send(admitted)
+        return self._committer.run(lambda tx: self._settle(tx, intent_id, admitted, result))
+
+    def _admit(
+        self,
+        tx: LedgerTransaction,
+        user_id: int,
+        intent_id: int,
+        token_id: int,
+        icc_data: bytes,
+    ) -> Confirmation | _Sent:
+        intents = self._intents
+        intent = intents._locked(tx, None, intent_id)
+        if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
+            raise _conflict(intent, "confirmed")
+        if self._clock.now_ns() >= intent.expires_at_ns:
+            expired = intents._cancel(tx, intent, CancellationReason.EXPIRED)
+            return Confirmation(expired, "payment_intent_expired")
+        if intent.capture_method is CaptureMethod.MANUAL:
+            raise CardPaymentRefused(
+                "a card pays intents with automatic capture only",
+                code="card_manual_capture_unsupported",
+            )
+        merchant = intents._merchants.merchant(intent.merchant_id)
+        if merchant.status is not MerchantStatus.ACTIVE:
+            raise MerchantNotActive(f"merchant {merchant.id:032x} is {merchant.status}")
+        token = self._payer_token(user_id, token_id)
+        self._check_icc(intent, icc_data)
+        decision = decide(
+            OperationKind.CARD_PAYMENT,
+            self._identity.current_tier(user_id, conn=tx.connection),
+            intent.amount_fen,
+            self._usage(tx.connection, user_id),
+        )
+        if not decision.approved:
+            assert decision.code is not None
+            failed = intents._declined(tx, intent, user_id, decision.code.value)
+            return Confirmation(failed, decision.code.value, decision.limit, decision.remaining)
+        message = self._request(tx, merchant, token, intent.amount_fen, PROCESSING_PURCHASE)
+        message = message.with_fields({55: icc_data})
+        validate(message)
+        row_id = self._record(tx, intent, _Kind.PAYMENT, user_id, token, message)
+        processing = intents._update(
+            tx,
+            intent,
+            status=IntentStatus.PROCESSING.value,
+            payer_user_id=id_to_bytes(user_id),
+            funding=Funding.CARD.value,
+        )
+        intents._emit(tx, processing, "payment_intent.processing")
+        return _Sent(row_id, message)
+
+    def _payer_token(self, user_id: int, token_id: int) -> Token:
+        try:
+            token = self._tokens.token(token_id)
+        except MilletError:
+            token = None
+        if token is None or token.user_id != user_id:
+            raise CardPaymentRefused(
+                "no such card in the wallet", code="card_not_found", field="token_id"
+            )
+        return token
+
+    def _check_icc(self, intent: PaymentIntent, icc_data: bytes) -> None:
+        """The phone's data must be this intent's: its amount, CNY, a date of today (or
+        yesterday), goods and services, and this attempt's unpredictable number."""
+        try:
+            icc = tlv.primitives(tlv.decode(icc_data))
+        except TlvError as exc:
+            raise CardPaymentRefused(
+                f"icc_data is not EMV data: {exc}", code="card_cryptogram_invalid", field="icc_data"
+            ) from None
+        today = _cst_date(self._clock.now_ns())
+        dates = {
+            bytes.fromhex((today - datetime.timedelta(days=d)).strftime("%y%m%d"))
+            for d in range(DATE_SKEW_DAYS + 1)
+        }
+        expected = {
+            "9F02": {bytes.fromhex(f"{intent.amount_fen:012d}")},
+            "5F2A": {bytes.fromhex(f"{CURRENCY_NUMERIC:04d}")},
+            "9C": {b"\x00"},
+            "9F37": {self._unpredictable_number(intent)},
+            "9A": dates,
+        }
+        for tag in ("9F26", "9F36", "9F10", *expected):
+            if tag not in icc:
+                raise CardPaymentRefused(
+                    f"icc_data lacks tag {tag}", code="card_cryptogram_invalid", field="icc_data"
+                )
+        for tag, allowed in expected.items():
+            if icc[tag] not in allowed:
+                raise CardPaymentRefused(
+                    f"icc_data tag {tag} is not this payment's (ask for the card data again)",
+                    code="card_cryptogram_invalid",
+                    field="icc_data",
+                )
+
+    def _usage(self, conn: sa.Connection, user_id: int) -> Usage:
+        """The user's card payments today (approved or in flight) and in the velocity
+        window, from `card_payments`."""
+        now_ns = self._clock.now_ns()
+        c = card_payments.c
+        counted = (_Status.SENDING.value, _Status.APPROVED.value)
+        base = sa.and_(
+            c.user_id == id_to_bytes(user_id),
+            c.kind == _Kind.PAYMENT.value,
+            c.status.in_(counted),
+        )
+        today = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(c.amount_fen), 0)).where(
+                base, c.created_at >= periods.day_start_ns(now_ns)
+            )
+        ).scalar_one()
+        window = conn.execute(
+            sa.select(sa.func.count()).where(
+                base, c.created_at > now_ns - VELOCITY_WINDOW_S * NS_PER_S
+            )
+        ).scalar_one()
+        return Usage(int(today), int(window), 0)
+
+    # -- the messages ---------------------------------------------------------------------
+
+    def _request(
+        self,
+        tx: LedgerTransaction,
+        merchant: Merchant,
+        token: Token,
+        amount_fen: int,
+        processing: str,
+    ) -> Message:
+        """A 0200 from the checkout's terminal for `token`, without field 55."""
+        now_ns = self._clock.now_ns()
+        stan = _next_stan(tx.connection, PLATFORM_TERMINAL_ID)
+        local = datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST)
+        fields: dict[int, FieldValue] = {
+            2: token.number,
+            3: processing,
+            4: f"{amount_fen:012d}",
+            7: transmission_date_time(now_ns),
+            11: stan,
+            12: local.strftime("%H%M%S"),
+            13: local.strftime("%m%d"),
+            14: f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
+            18: merchant.mcc,
+            22: ENTRY_IN_APP,
+            23: f"{token.psn:03d}",
+            25: CONDITION_NOT_PRESENT,
+            32: PLATFORM_ACQUIRER_ID,
+            37: retrieval_reference(now_ns, stan),
+            41: PLATFORM_TERMINAL_ID,
+            42: card_merchant_id(merchant.id),
+            43: _name_location(merchant),
+            49: f"{CURRENCY_NUMERIC:03d}",
+            61: token.device_id,
+            62: TokenDomain.IN_APP.value,
+        }
+        return Message("0200", fields)
+
+    def _record(
+        self,
+        tx: LedgerTransaction,
+        intent: PaymentIntent,
+        kind: _Kind,
+        user_id: int,
+        token: Token,
+        message: Message,
+        *,
+        refund_id: int | None = None,
+        refund_key: str | None = None,
+    ) -> int:
+        row_id = self._ids.next_id()
+        now_ns = self._clock.now_ns()
+        tx.connection.execute(
+            sa.insert(card_payments).values(
+                id=id_to_bytes(row_id),
+                intent_id=id_to_bytes(intent.id),
+                kind=kind.value,
+                refund_id=None if refund_id is None else id_to_bytes(refund_id),
+                refund_key=refund_key,
+                user_id=id_to_bytes(user_id),
+                token_id=id_to_bytes(token.id),
+                token_number=token.number,
+                device_id=token.device_id,
+                terminal_id=message.text(41),
+                stan=message.text(11),
+                transmitted=message.text(7),
+                rrn=message.text(37),
+                amount_fen=int(message.text(4)),
+                status=_Status.SENDING.value,
+                response_code=None,
+                approval_code=None,
+                created_at=now_ns,
+                updated_at=now_ns,
+            )
+        )
+        return row_id
+
+    # -- the exchange ---------------------------------------------------------------------
+
+    def _send(self, sent: _Sent) -> _Result:
+        """The switch's answer, or what became of a request with no answer: reversed
+        (or left to `resume_stuck`)."""
+        try:
+            answer = self._link.exchange(sent.message)
+        except SwitchUnreachable:
+            return _Result(_Status.NOT_SENT)
+        except NoAnswer:
+            return self._reverse(sent.message)
+        code = answer.text(39)
+        return _Result(_Status.APPROVED if code == APPROVED else _Status.DECLINED, answer)
+
+    def _reverse(self, original: Message) -> _Result:
+        """Send the 0400 of `original` up to `REVERSAL_ATTEMPTS_MAX` times (the same
+        message each time: the switch and the issuer know a repeat)."""
+        reversal = self._committer.run(lambda tx: _reversal_of(tx, original, self._clock))
+        for _ in range(REVERSAL_ATTEMPTS_MAX):
+            try:
+                self._link.exchange(reversal)
+            except (SwitchUnreachable, NoAnswer):
+                continue
+            return _Result(_Status.REVERSED)
+        return _Result(_Status.REVERSAL_PENDING)
+
+    # -- settling -------------------------------------------------------------------------
+
+    def _settle(
+        self, tx: LedgerTransaction, intent_id: int, sent: _Sent, result: _Result
+    ) -> Confirmation:
+        intents = self._intents
+        intent = intents._locked(tx, None, intent_id)
+        assert intent.status is IntentStatus.PROCESSING, intent.status
+        _finish_row(tx, sent.row_id, result, self._clock.now_ns())
+        if result.status is _Status.APPROVED:
+            return Confirmation(self._paid(tx, intent))
+        code = _decline_reason(result)
+        waiting = intents._update(tx, intent, status=IntentStatus.REQUIRES_CONFIRMATION.value)
+        failed = intents._declined(tx, waiting, _payer(intent), code)
+        return Confirmation(failed, code)
+
+    def _paid(self, tx: LedgerTransaction, intent: PaymentIntent) -> PaymentIntent:
+        """The network owes the platform the amount; the merchant is owed it, less the
+        merchant discount. One transaction with the intent and its event."""
+        intents = self._intents
+        merchant = intents._merchants.merchant(intent.merchant_id)
+        receivable = _card_network_account(tx)
+        payment = Transfer(
+            _transfer_id(intent.id, "card"),
+            receivable,
+            merchant.account_id,
+            intent.amount_fen,
+            LEDGER_CNY,
+            TransferCode.CARD_PAYMENT,
+            user_data_128=intent.id,
+        )
+        _require_ok(tx.create_transfers([payment]), payment)
+        fee = intents._take_fee(tx, intent, merchant, intent.amount_fen)
+        done = intents._update(
+            tx,
+            intent,
+            status=IntentStatus.SUCCEEDED.value,
+            amount_received_fen=intent.amount_fen,
+            fee_fen=fee,
+            payment_transfer_id=id_to_bytes(payment.id),
+        )
+        intents._emit(tx, done, "payment_intent.succeeded")
+        return done
+
+    # -- refunds --------------------------------------------------------------------------
+
+    def refund(
+        self,
+        merchant_id: int,
+        intent_id: int,
+        key: str,
+        amount_fen: int | None = None,
+        reason: str | None = None,
+    ) -> Refund:
+        """Give back `amount_fen` (by default all that is left) of a card payment to the
+        card, through the network; several refunds may follow each other up to what the
+        intent received. The same `key` answers the same refund. A refund the merchant
+        cannot fund, or the issuer declines, is `failed` and moves nothing."""
+        admitted = self._committer.run(
+            lambda tx: self._admit_refund(tx, merchant_id, intent_id, key, amount_fen, reason)
+        )
+        if isinstance(admitted, Refund):
+            return admitted
+        sent, refund_id = admitted
+        result = self._send(sent)
+        return self._committer.run(
+            lambda tx: self._settle_refund(tx, intent_id, sent, refund_id, reason, result)
+        )
+
+    def _admit_refund(
+        self,
+        tx: LedgerTransaction,
+        merchant_id: int,
+        intent_id: int,
+        key: str,
+        amount_fen: int | None,
+        reason: str | None,
+    ) -> Refund | tuple[_Sent, int]:
+        intents = self._intents
+        intent = intents._locked(tx, merchant_id, intent_id)
+        if intent.status is not IntentStatus.SUCCEEDED or intent.funding is not Funding.CARD:
+            raise _conflict(intent, "refunded to a card")
+        earlier = _refund_row(tx.connection, intent.id, key)
+        if earlier is not None:
+            return self._earlier_refund(tx.connection, earlier)
+        left = intent.amount_received_fen - _refunded_fen(tx.connection, intent.id)
+        left -= _refunds_in_flight_fen(tx.connection, intent.id)
+        amount = left if amount_fen is None else amount_fen
+        if not (_is_int(amount) and 0 < amount <= left):
+            raise PaymentIntentInvalid(
+                f"amount_fen to refund is 1 to {left}, what is left of the payment",
+                field="amount_fen",
+            )
+        if reason is not None and len(reason) > REFUND_REASON_CHARS_MAX:
+            raise PaymentIntentInvalid(
+                f"reason is at most {REFUND_REASON_CHARS_MAX} characters", field="reason"
+            )
+        merchant = intents._merchants.merchant(intent.merchant_id)
+        refund_id = self._ids.next_id()
+        before = intent.amount_received_fen - left  # refunded, and in flight
+        fee_back = _share(intent.fee_fen, before + amount, intent.amount_received_fen)
+        fee_back -= _share(intent.fee_fen, before, intent.amount_received_fen)
+        holds = _refund_holds(tx, intent.id, refund_id, merchant, amount, fee_back)
+        results = tx.create_transfers(holds)
+        if CreateTransferResult.EXCEEDS_CREDITS in results:
+            return self._refund_done(
+                tx, intent, refund_id, amount, reason, "merchant_balance_insufficient"
+            )
+        for held, hold in zip(results, holds, strict=True):
+            _require_ok([held], hold)
+        row = _original_payment(tx.connection, intent.id)
+        token = self._tokens.token(id_from_bytes(row.token_id))
+        message = self._request(tx, merchant, token, amount, PROCESSING_REFUND)
+        validate(message)
+        row_id = self._record(
+            tx,
+            intent,
+            _Kind.REFUND,
+            id_from_bytes(row.user_id),
+            token,
+            message,
+            refund_id=refund_id,
+            refund_key=key,
+        )
+        return _Sent(row_id, message), refund_id
+
+    def _earlier_refund(self, conn: sa.Connection, row: Any) -> Refund:
+        """The refund a key already made; `PaymentIntentConflict` while it is in flight."""
+        found = conn.execute(sa.select(refunds).where(refunds.c.id == row.refund_id)).first()
+        if found is None:
+            raise PaymentIntentConflict("this refund is still being sent to the card")
+        return _refund_value(found._asdict())
+
+    def _settle_refund(
+        self,
+        tx: LedgerTransaction,
+        intent_id: int,
+        sent: _Sent,
+        refund_id: int,
+        reason: str | None,
+        result: _Result,
+    ) -> Refund:
+        intent = self._intents._locked(tx, None, intent_id)
+        _finish_row(tx, sent.row_id, result, self._clock.now_ns())
+        approved = result.status is _Status.APPROVED
+        flags = (
+            TransferFlags.POST_PENDING_TRANSFER if approved else TransferFlags.VOID_PENDING_TRANSFER
+        )
+        for leg in _REFUND_LEGS:
+            ending = Transfer(
+                _transfer_id(refund_id, f"{leg}-end"),
+                0,
+                0,
+                AMOUNT_MAX,
+                LEDGER_CNY,
+                TransferCode.CARD_REFUND,
+                flags=flags,
+                pending_id=_transfer_id(refund_id, leg),
+                user_data_128=intent.id,
+            )
+            (ended,) = tx.create_transfers([ending])
+            # No fee share to end when the fee gave nothing back for this refund.
+            if ended is not CreateTransferResult.PENDING_TRANSFER_NOT_FOUND:
+                _require_ok([ended], ending)
+        amount = int(sent.message.text(4))
+        failure = None if approved else _decline_reason(result)
+        return self._refund_done(tx, intent, refund_id, amount, reason, failure)
+
+    def _refund_done(
+        self,
+        tx: LedgerTransaction,
+        intent: PaymentIntent,
+        refund_id: int,
+        amount: int,
+        reason: str | None,
+        failure: str | None,
+    ) -> Refund:
+        intents = self._intents
+        row = {
+            "id": id_to_bytes(refund_id),
+            "intent_id": id_to_bytes(intent.id),
+            "merchant_id": id_to_bytes(intent.merchant_id),
+            "amount_fen": amount,
+            "reason": reason,
+            "status": (RefundStatus.FAILED if failure else RefundStatus.SUCCEEDED).value,
+            "failure_code": failure,
+            "wallet_operation_id": None,
+            "created_at": self._clock.now_ns(),
+        }
+        tx.connection.execute(sa.insert(refunds).values(row))
+        refund = _refund_value(row)
+        if intents._events is not None:
+            kind = "refund.failed" if failure else "refund.succeeded"
+            intents._events.emit(tx.connection, intent.merchant_id, kind, refund_object(refund))
+        return refund
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def resume_stuck(self, limit: int = RESUME_BATCH_MAX) -> int:
+        """Reverse the requests left `sending` past `STUCK_AFTER_S` (their server died
+        mid-exchange) or `reversal_pending`, and settle their intents as not paid; the
+        number finished. Safe on every server at once: settling locks the intent."""
+        assert 1 <= limit <= RESUME_BATCH_MAX
+        now_ns = self._clock.now_ns()
+        c = card_payments.c
+        with self._intents._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(card_payments)
+                .where(
+                    sa.or_(
+                        sa.and_(
+                            c.status == _Status.SENDING.value,
+                            c.created_at <= now_ns - STUCK_AFTER_S * NS_PER_S,
+                        ),
+                        c.status == _Status.REVERSAL_PENDING.value,
+                    )
+                )
+                .order_by(c.created_at)
+                .limit(limit)
+            ).all()
+        finished = 0
+        for row in rows:
+            finished += self._resume(row)
+        return finished
+
+    def _resume(self, row: Any) -> int:
+        original = _message_of(row)
+        result = self._reverse(original)
+        if result.status is not _Status.REVERSED:
+            return 0
+        if row.status == _Status.REVERSAL_PENDING.value:
+            self._committer.run(
+                lambda tx: _finish_row(tx, id_from_bytes(row.id), result, self._clock.now_ns())
+            )
+            return 1
+        sent = _Sent(id_from_bytes(row.id), original)
+        intent_id = id_from_bytes(row.intent_id)
+        if row.kind == _Kind.PAYMENT.value:
+            self._committer.run(lambda tx: self._settle(tx, intent_id, sent, result))
+        else:
+            refund_id = id_from_bytes(row.refund_id)
+            self._committer.run(
+                lambda tx: self._settle_refund(tx, intent_id, sent, refund_id, None, result)
+            )
+        return 1
+
+
+# -- pure helpers and rows ------------------------------------------------------------------
+
+
+#: The pending legs of a refund to a card: the merchant's part, and the fee's share the
+#: platform gives back (the merchant discount is returned pro rata, as for the wallet).
+_REFUND_LEGS: Final = ("card-refund", "card-refund-fee")
+
+
+def _refund_holds(
+    tx: LedgerTransaction,
+    intent_id: int,
+    refund_id: int,
+    merchant: Merchant,
+    amount: int,
+    fee_back: int,
+) -> list[Transfer]:
+    """The holds toward the card network of a refund of `amount`: `amount - fee_back`
+    from the merchant, `fee_back` from fee revenue."""
+    assert 0 <= fee_back <= amount
+    receivable = _card_network_account(tx)
+    sources = (
+        (merchant.account_id, amount - fee_back),
+        (platform_account_id(AccountCode.FEE_REVENUE), fee_back),
+    )
+    pairs = zip(_REFUND_LEGS, sources, strict=True)
+    legs = [(leg, source, part) for leg, (source, part) in pairs if part]
+    return [  # linked: both holds or neither
+        Transfer(
+            _transfer_id(refund_id, leg),
+            source,
+            receivable,
+            part,
+            LEDGER_CNY,
+            TransferCode.CARD_REFUND,
+            flags=TransferFlags.PENDING | (TransferFlags.LINKED if n < len(legs) - 1 else 0),
+            user_data_128=intent_id,
+        )
+        for n, (leg, source, part) in enumerate(legs)
+    ]
+
+
+def _cst_date(now_ns: int) -> datetime.date:
+    return datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST).date()
+
+
+def _name_location(merchant: Merchant) -> str:
+    """Field 43: name (25), city (13), country (2), each space-padded ASCII."""
+    name = merchant.display_name.encode("ascii", "replace").decode()[:25]
+    city = merchant.city.encode("ascii", "replace").decode()[:13]
+    return f"{name:<25}{city:<13}CN"
+
+
+def _decline_reason(result: _Result) -> str:
+    if result.status is _Status.NOT_SENT:
+        return SwitchUnreachable.code
+    if result.status in (_Status.REVERSED, _Status.REVERSAL_PENDING):
+        return NoAnswer.code
+    code = result.response_code
+    return DECLINE_REASONS.get(code or "", DECLINE_REASON_OTHER)
+
+
+def _payer(intent: PaymentIntent) -> int:
+    assert intent.payer_user_id is not None
+    return intent.payer_user_id
+
+
+def _card_network_account(tx: LedgerTransaction) -> int:
+    kind = CHART[AccountCode.CARD_NETWORK]
+    account_id = platform_account_id(AccountCode.CARD_NETWORK)
+    (opened,) = tx.create_accounts([Account(account_id, LEDGER_CNY, kind.code, kind.flags)])
+    assert opened in (CreateAccountResult.OK, CreateAccountResult.EXISTS), opened
+    return account_id
+
+
+def _next_stan(conn: sa.Connection, terminal_id: str) -> str:
+    """The terminal's next STAN, 000001 to 999999 and round again; the row stays locked
+    to the end of the transaction, so two servers never take the same one."""
+    c = acquirer_stans.c
+    bumped = conn.execute(
+        sa.update(acquirer_stans)
+        .where(c.terminal_id == terminal_id)
+        .values(last_stan=sa.case((c.last_stan >= 999_999, 1), else_=c.last_stan + 1))
+    )
+    if bumped.rowcount == 0:
+        conn.execute(sa.insert(acquirer_stans).values(terminal_id=terminal_id, last_stan=1))
+    last = conn.execute(sa.select(c.last_stan).where(c.terminal_id == terminal_id)).scalar_one()
+    return f"{int(last):06d}"
+
+
+def _reversal_of(tx: LedgerTransaction, original: Message, clock: Clock) -> Message:
+    """The 0400 undoing `original`: its fields but the cryptogram, a new STAN and field
+    7, 39 = 68 (no answer in time), and field 90 naming it."""
+    now_ns = clock.now_ns()
+    fields = {n: v for n, v in original.fields.items() if n != 55}
+    fields |= {
+        7: transmission_date_time(now_ns),
+        11: _next_stan(tx.connection, original.text(41)),
+        39: REVERSAL_REASON_NO_ANSWER,
+        90: original_data_elements(original),
+    }
+    reversal = Message("0400", fields)
+    validate(reversal)
+    return reversal
+
+
+def _finish_row(tx: LedgerTransaction, row_id: int, result: _Result, now_ns: int) -> None:
+    approval = None
+    if result.response is not None:
+        value = result.response.fields.get(38)
+        approval = value if isinstance(value, str) else None
+    tx.connection.execute(
+        sa.update(card_payments)
+        .where(card_payments.c.id == id_to_bytes(row_id))
+        .values(
+            status=result.status.value,
+            response_code=result.response_code,
+            approval_code=approval,
+            updated_at=now_ns,
+        )
+    )
+
+
+def _refund_row(conn: sa.Connection, intent_id: int, key: str) -> Any:
+    c = card_payments.c
+    return conn.execute(
+        sa.select(card_payments).where(c.intent_id == id_to_bytes(intent_id), c.refund_key == key)
+    ).first()
+
+
+def _refunds_in_flight_fen(conn: sa.Connection, intent_id: int) -> int:
+    c = card_payments.c
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(c.amount_fen), 0)).where(
+                c.intent_id == id_to_bytes(intent_id),
+                c.kind == _Kind.REFUND.value,
+                c.status.in_((_Status.SENDING.value, _Status.REVERSAL_PENDING.value)),
+            )
+        ).scalar_one()
+    )
+
+
+def _original_payment(conn: sa.Connection, intent_id: int) -> Any:
+    c = card_payments.c
+    row = conn.execute(
+        sa.select(card_payments).where(
+            c.intent_id == id_to_bytes(intent_id),
+            c.kind == _Kind.PAYMENT.value,
+            c.status == _Status.APPROVED.value,
+        )
+    ).first()
+    if row is None:  # a succeeded card intent always has its approved payment
+        raise PaymentIntentNotFound(f"no card payment of {public_id(intent_id)}")
+    return row
+
+
+def _message_of(row: Any) -> Message:
+    """The key fields of a recorded request, enough for its reversal's field 90 and for
+    the switch to find the original (the cryptogram is never kept)."""
+    fields: dict[int, FieldValue] = {
+        2: row.token_number,
+        3: PROCESSING_REFUND if row.kind == _Kind.REFUND.value else PROCESSING_PURCHASE,
+        4: f"{row.amount_fen:012d}",
+        7: row.transmitted,
+        11: row.stan,
+        12: "000000",
+        13: row.transmitted[:4],
+        22: ENTRY_IN_APP,
+        25: CONDITION_NOT_PRESENT,
+        32: PLATFORM_ACQUIRER_ID,
+        37: row.rrn,
+        41: row.terminal_id,
+        42: "0" * 15,
+        49: f"{CURRENCY_NUMERIC:03d}",
+        61: row.device_id,
+        62: TokenDomain.IN_APP.value,
+    }
+    return Message("0200", fields)
