@@ -185,6 +185,45 @@ def test_a_stand_in_advice_places_the_hold_and_is_acknowledged(world: BankWorld)
     assert holder.bank.balance(holder.account_id).held_fen == yuan(100)
 
 
+def test_a_refund_credits_the_card_once_and_its_reversal_takes_it_back(
+    world: BankWorld,
+) -> None:
+    holder = world.holder(deposit_fen=yuan(1_000))
+    # An in-app token's refund as the switch forwards it: 81, the token in field 63.
+    refund = request(
+        holder, yuan(120), mti="0200", _3="200000", _22="812", _63="6288001234567890128"
+    )
+
+    async def scenario(client: Iso8583Client) -> None:
+        answer = await client.request(refund)
+        assert (answer.mti, answer.fields[39], len(answer.text(38))) == ("0210", "00", 6)
+        again = await client.request(refund)
+        assert again.fields == answer.fields
+        assert holder.bank.balance(holder.account_id).posted_fen == yuan(1_120)
+        undone = await client.request(follow_up(refund, "0400", "000002"))
+        assert (undone.mti, undone.fields[39]) == ("0410", "00")
+        repeated = await client.request(follow_up(refund, "0400", "000003"))
+        assert repeated.fields[39] == "00"  # told before: taken back once
+
+    run(holder.bank, scenario)
+    balance = holder.bank.balance(holder.account_id)
+    assert (balance.posted_fen, balance.held_fen) == (yuan(1_000), 0)
+    assert holder.bank.verify().ok
+
+
+def test_a_refund_never_counts_as_spending(world: BankWorld) -> None:
+    holder = world.holder(deposit_fen=yuan(10))
+    refund = request(holder, yuan(500), mti="0200", _3="200000")
+    purchase = request(holder, yuan(400), mti="0200", stan="000002")
+
+    async def scenario(client: Iso8583Client) -> None:
+        assert (await client.request(refund)).fields[39] == "00"
+        assert (await client.request(purchase)).fields[39] == "00"  # paid with the credit
+
+    run(holder.bank, scenario)
+    assert holder.bank.balance(holder.account_id).posted_fen == yuan(110)
+
+
 def test_what_the_bank_cannot_use_is_a_response_code(world: BankWorld) -> None:
     holder = world.holder(deposit_fen=yuan(1_000))
     original = request(holder, yuan(300))
