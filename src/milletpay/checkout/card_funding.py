@@ -131,8 +131,8 @@ PLATFORM_TERMINAL_ID: Final = "MPAYAPP1"
 #: Field 22: 81 PAN entry via e-commerce / in-app with chip (remote) credentials, then
 #: 2: no PIN entry capability.
 ENTRY_IN_APP: Final = "812"
-#: Field 25: 01 customer not present (ISO 8583:1987).
-CONDITION_NOT_PRESENT: Final = "01"
+#: Field 25: 59 e-commerce or in-app (docs/iso8583.md).
+CONDITION_IN_APP: Final = "59"
 PROCESSING_PURCHASE: Final = "000000"
 PROCESSING_REFUND: Final = "200000"  # 20: returns
 CURRENCY_NUMERIC: Final = 156
@@ -446,7 +446,7 @@ class CardFunding:
             18: merchant.mcc,
             22: ENTRY_IN_APP,
             23: f"{token.psn:03d}",
-            25: CONDITION_NOT_PRESENT,
+            25: CONDITION_IN_APP,
             32: PLATFORM_ACQUIRER_ID,
             37: retrieval_reference(now_ns, stan),
             41: PLATFORM_TERMINAL_ID,
@@ -938,7 +938,7 @@ def _message_of(row: Any) -> Message:
         12: "000000",
         13: row.transmitted[:4],
         22: ENTRY_IN_APP,
-        25: CONDITION_NOT_PRESENT,
+        25: CONDITION_IN_APP,
         32: PLATFORM_ACQUIRER_ID,
         37: row.rrn,
         41: row.terminal_id,
