@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from milletpay.banks import Bank
 from milletpay.banks.keys import issuer_bins
 from milletpay.cards.tokens import TokenDomain
+from milletpay.checkout.card_funding import STUCK_AFTER_S, CardFunding
 from milletpay.checkout.card_link import CardNetworkLink
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
@@ -409,3 +410,36 @@ def _eventually(check: Any, timeout_s: float = 6.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "not within the time allowed"
         time.sleep(0.1)
+
+
+def test_a_payment_left_in_flight_by_a_dead_server_is_reversed_and_not_paid(
+    card_world: CardWorld,
+) -> None:
+    cw, world = card_world, card_world.world
+    payer, phone = payer_with_card(cw)
+    merchant = onboard(world)
+    intent = new_intent(world, merchant, amount_fen=3_300)
+    body = card_body(cw, payer, phone, intent)
+    funding: CardFunding = world.client.app.state.card_funding
+    number = int(intent["id"][3:], 16)
+    user_id = world.client.app.state.identity.user_id_by_phone(payer.phone)
+    # The server admits the payment and sends it, then dies before it hears the answer.
+    sent = world.client.app.state.committer.run(
+        lambda tx: funding._admit(
+            tx, user_id, number, phone.token.id, bytes.fromhex(body["icc_data"])
+        )
+    )
+    funding._link.exchange(sent.message)
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN - 3_300, 0)
+    assert funding.resume_stuck() == 0  # not yet: it may still be waiting for its answer
+    world.clock.advance(seconds=STUCK_AFTER_S)
+
+    assert funding.resume_stuck() == 1
+
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN, 0)  # the 0400 gave it back
+    shown = world.client.get(f"/v1/payment-intents/{intent['id']}", headers=merchant.secret).json()
+    assert (shown["status"], shown["last_error_code"]) == (
+        "requires_confirmation",
+        "card_network_timeout",
+    )
+    assert receivable_fen(world) == 0 and merchant_balance(world, merchant) == 0

@@ -73,6 +73,9 @@ from milletpay.checkout.intents import (
     public_id,
     refund_object,
 )
+from milletpay.checkout.intents import (
+    _row as _intent_row,
+)
 from milletpay.checkout.merchants import Merchant, MerchantStatus
 from milletpay.checkout.tables import acquirer_stans, card_payments, refunds
 from milletpay.core.clock import NS_PER_S, Clock
@@ -116,7 +119,9 @@ __all__ = [
     "ENTRY_IN_APP",
     "PLATFORM_ACQUIRER_ID",
     "PLATFORM_TERMINAL_ID",
+    "RESUME_BATCH_MAX",
     "REVERSAL_ATTEMPTS_MAX",
+    "STUCK_AFTER_S",
     "CardData",
     "CardFunding",
     "CardPaymentRefused",
@@ -749,7 +754,9 @@ class CardFunding:
         return finished
 
     def _resume(self, row: Any) -> int:
-        original = _message_of(row)
+        with self._intents._engine.connect() as conn:
+            intent_row = _intent_row(conn, id_from_bytes(row.intent_id))
+        original = _message_of(row, card_merchant_id(id_from_bytes(intent_row.merchant_id)))
         result = self._reverse(original)
         if result.status is not _Status.REVERSED:
             return 0
@@ -926,7 +933,7 @@ def _original_payment(conn: sa.Connection, intent_id: int) -> Any:
     return row
 
 
-def _message_of(row: Any) -> Message:
+def _message_of(row: Any, card_acceptor: str) -> Message:
     """The key fields of a recorded request, enough for its reversal's field 90 and for
     the switch to find the original (the cryptogram is never kept)."""
     fields: dict[int, FieldValue] = {
@@ -942,7 +949,7 @@ def _message_of(row: Any) -> Message:
         32: PLATFORM_ACQUIRER_ID,
         37: row.rrn,
         41: row.terminal_id,
-        42: "0" * 15,
+        42: card_acceptor,
         49: f"{CURRENCY_NUMERIC:03d}",
         61: row.device_id,
         62: TokenDomain.IN_APP.value,
