@@ -23,6 +23,7 @@ from milletpay.banks.keys import issuer_bins
 from milletpay.cards.tokens import TokenDomain
 from milletpay.checkout.card_funding import STUCK_AFTER_S, CardFunding
 from milletpay.checkout.card_link import CardNetworkLink
+from milletpay.checkout.intents import CAPTURE_WINDOW_S
 from milletpay.core.clock import ManualClock
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.applet import InAppTransaction
@@ -443,3 +444,73 @@ def test_a_payment_left_in_flight_by_a_dead_server_is_reversed_and_not_paid(
         "card_network_timeout",
     )
     assert receivable_fen(world) == 0 and merchant_balance(world, merchant) == 0
+
+
+# -- manual capture -----------------------------------------------------------------------
+
+
+def intent_of(world: World, merchant: Merchant, intent: dict[str, Any]) -> dict[str, Any]:
+    answer = world.client.get(f"/v1/payment-intents/{intent['id']}", headers=merchant.secret)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def held_by_card(cw: CardWorld, amount_fen: int) -> tuple[Merchant, dict[str, Any]]:
+    payer, phone = payer_with_card(cw)
+    merchant = onboard(cw.world)
+    intent = new_intent(cw.world, merchant, amount_fen=amount_fen, capture_method="manual")
+    held = pay(cw, payer, intent, card_body(cw, payer, phone, intent))
+    assert held.status_code == 200, held.text
+    assert held.json()["status"] == "requires_capture"
+    return merchant, intent
+
+
+def test_a_manual_capture_holds_then_completes_part_of_it(card_world: CardWorld) -> None:
+    cw, world = card_world, card_world.world
+    merchant, intent = held_by_card(cw, 8_000)
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN, 8_000)  # the 0100: a hold
+    assert receivable_fen(world) == 0  # nothing is owed before the capture
+
+    path = f"/v1/payment-intents/{intent['id']}/capture"
+    captured = world.client.post(path, json={"amount_fen": 6_500}, headers=merchant.secret)
+
+    assert captured.status_code == 200, captured.text
+    assert (captured.json()["status"], captured.json()["amount_received_fen"]) == (
+        "succeeded",
+        6_500,
+    )
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN - 6_500, 0)  # the 0220: posted, rest freed
+    assert receivable_fen(world) == 6_500
+    assert merchant_balance(world, merchant) == 6_500 - 39
+    (record,) = cw.platform.books.clearing_records()
+    assert (str(record.status), record.completed_fen) == ("completed", 6_500)
+    again = world.client.post(path, json={}, headers=merchant.secret)
+    assert again.status_code == 409
+
+
+def test_canceling_a_card_hold_reverses_it(card_world: CardWorld) -> None:
+    cw, world = card_world, card_world.world
+    merchant, intent = held_by_card(cw, 8_000)
+
+    canceled = world.client.post(
+        f"/v1/payment-intents/{intent['id']}/cancel", headers=merchant.secret
+    )
+
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN, 0)
+    assert receivable_fen(world) == 0
+
+
+def test_a_card_hold_past_its_capture_window_is_released(card_world: CardWorld) -> None:
+    cw, world = card_world, card_world.world
+    merchant, intent = held_by_card(cw, 8_000)
+    funding: CardFunding = world.client.app.state.card_funding
+    world.clock.advance(seconds=CAPTURE_WINDOW_S)
+
+    assert funding.resume_stuck() == 1
+    world.client.app.state.intents.sweep()  # the wallet's sweep leaves card holds alone
+
+    shown = intent_of(world, merchant, intent)
+    assert (shown["status"], shown["cancellation_reason"]) == ("canceled", "capture_window_lapsed")
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN, 0)

@@ -36,10 +36,7 @@ router = APIRouter(prefix="/v1/me", tags=["payments"])
 #: Field 55 is at most 255 bytes (`network.iso8583.SPEC`): 510 hex digits.
 ICC_DATA_HEX_CHARS_MAX = 510
 #: How a refusal before anything was sent answers.
-_REFUSAL_STATUS = {
-    "card_not_found": 404,
-    "card_manual_capture_unsupported": 409,
-}
+_REFUSAL_STATUS = {"card_not_found": 404}
 
 
 class CardCredentials(BaseModel):

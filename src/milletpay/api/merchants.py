@@ -307,18 +307,32 @@ def get_intent(
 
 @router.post("/payment-intents/{intent_id}/capture")
 def capture_intent(
-    intent_id: str, merchant: SignedMerchant, intents: Intents, body: Capture | None = None
+    intent_id: str,
+    request: Request,
+    merchant: SignedMerchant,
+    intents: Intents,
+    body: Capture | None = None,
 ) -> dict[str, Any]:
-    """Take a held payment, all of it or `amount_fen` (the rest goes back to the payer)."""
+    """Take a held payment, all of it or `amount_fen` (the rest goes back to the payer;
+    a card's hold is completed through the card network)."""
     number = _intent_id(intent_id)
     amount = None if body is None else body.amount_fen
+    if _run(lambda: intents.get(merchant.id, number)).funding is Funding.CARD:
+        funding = _card_funding(request)
+        return intent_object(_run(lambda: funding.capture(merchant.id, number, amount)))
     return intent_object(_run(lambda: intents.capture(merchant.id, number, amount)))
 
 
 @router.post("/payment-intents/{intent_id}/cancel")
-def cancel_intent(intent_id: str, merchant: SignedMerchant, intents: Intents) -> dict[str, Any]:
-    """Cancel an intent not yet paid, or release a held payment."""
+def cancel_intent(
+    intent_id: str, request: Request, merchant: SignedMerchant, intents: Intents
+) -> dict[str, Any]:
+    """Cancel an intent not yet paid, or release a held payment (a card's hold is
+    reversed through the card network)."""
     number = _intent_id(intent_id)
+    if _run(lambda: intents.get(merchant.id, number)).funding is Funding.CARD:
+        funding = _card_funding(request)
+        return intent_object(_run(lambda: funding.cancel(merchant.id, number)))
     return intent_object(_run(lambda: intents.cancel(merchant.id, number)))
 
 
@@ -587,6 +601,13 @@ def _run(call: Any) -> Any:
     except tuple(CHECKOUT_STATUS) as error:
         field = getattr(error, "field", None)
         raise ApiError(CHECKOUT_STATUS[type(error)], error.code, error.message, field) from None
+
+
+def _card_funding(request: Request) -> Any:
+    """The app's card funding (`api/card_payments.py`), or 409."""
+    from milletpay.api import card_payments  # it builds on this module's helpers
+
+    return card_payments.card_funding(request)
 
 
 def _intent_id(text: str) -> int:

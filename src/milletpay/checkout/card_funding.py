@@ -53,6 +53,7 @@ from milletpay.checkout.errors import (
     PaymentIntentNotFound,
 )
 from milletpay.checkout.intents import (
+    CAPTURE_WINDOW_S,
     REFUND_REASON_CHARS_MAX,
     CancellationReason,
     CaptureMethod,
@@ -77,7 +78,7 @@ from milletpay.checkout.intents import (
     _row as _intent_row,
 )
 from milletpay.checkout.merchants import Merchant, MerchantStatus
-from milletpay.checkout.tables import acquirer_stans, card_payments, refunds
+from milletpay.checkout.tables import acquirer_stans, card_payments, payment_intents, refunds
 from milletpay.core.clock import NS_PER_S, Clock
 from milletpay.core.errors import MilletError
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
@@ -97,6 +98,7 @@ from milletpay.ledger.committer import Committer
 from milletpay.ledger.engine import LedgerTransaction
 from milletpay.network.iso8583 import (
     APPROVED,
+    MESSAGE_TYPES,
     FieldValue,
     Message,
     original_data_elements,
@@ -142,6 +144,13 @@ PROCESSING_PURCHASE: Final = "000000"
 PROCESSING_REFUND: Final = "200000"  # 20: returns
 CURRENCY_NUMERIC: Final = 156
 REVERSAL_REASON_NO_ANSWER: Final = "68"
+FEE_ZEROS: Final = "0" * 9  # field 95's two fees: none in-band
+#: The authorization request by capture method: a single message posts at once; a
+#: manual-capture intent holds with an 0100, completed (0220) on capture or reversed
+#: (0400) on cancel.
+REQUEST_MTIS: Final[Mapping[CaptureMethod, str]] = MappingProxyType(
+    {CaptureMethod.AUTOMATIC: "0200", CaptureMethod.MANUAL: "0100"}
+)
 #: Sends of one reversal before it is left `reversal_pending` for `resume_stuck`.
 REVERSAL_ATTEMPTS_MAX: Final = 3
 #: A request left `sending` this long (its server died mid-exchange) is reversed by
@@ -187,8 +196,9 @@ class CardPaymentRefused(MilletError):
 
 
 class _Kind(enum.StrEnum):
-    PAYMENT = "payment"
-    REFUND = "refund"
+    PAYMENT = "payment"  # 0200, or 0100 for manual capture
+    COMPLETION = "completion"  # 0220: the capture of a manual-capture payment
+    REFUND = "refund"  # 0200, processing code 20
 
 
 class _Status(enum.StrEnum):
@@ -198,6 +208,7 @@ class _Status(enum.StrEnum):
     NOT_SENT = "not_sent"  # no connection to the switch
     REVERSED = "reversed"  # no answer; the reversal was answered
     REVERSAL_PENDING = "reversal_pending"  # no answer; the reversal waits to be resent
+    ADVICE_PENDING = "advice_pending"  # a completion unanswered: resent until answered
 
 
 class TokenSource(Protocol):
@@ -323,11 +334,6 @@ class CardFunding:
         if self._clock.now_ns() >= intent.expires_at_ns:
             expired = intents._cancel(tx, intent, CancellationReason.EXPIRED)
             return Confirmation(expired, "payment_intent_expired")
-        if intent.capture_method is CaptureMethod.MANUAL:
-            raise CardPaymentRefused(
-                "a card pays intents with automatic capture only",
-                code="card_manual_capture_unsupported",
-            )
         merchant = intents._merchants.merchant(intent.merchant_id)
         if merchant.status is not MerchantStatus.ACTIVE:
             raise MerchantNotActive(f"merchant {merchant.id:032x} is {merchant.status}")
@@ -343,7 +349,8 @@ class CardFunding:
             assert decision.code is not None
             failed = intents._declined(tx, intent, user_id, decision.code.value)
             return Confirmation(failed, decision.code.value, decision.limit, decision.remaining)
-        message = self._request(tx, merchant, token, intent.amount_fen, PROCESSING_PURCHASE)
+        mti = REQUEST_MTIS[intent.capture_method]
+        message = self._request(tx, merchant, token, intent.amount_fen, PROCESSING_PURCHASE, mti)
         message = message.with_fields({55: icc_data})
         validate(message)
         row_id = self._record(tx, intent, _Kind.PAYMENT, user_id, token, message)
@@ -434,8 +441,9 @@ class CardFunding:
         token: Token,
         amount_fen: int,
         processing: str,
+        mti: str = "0200",
     ) -> Message:
-        """A 0200 from the checkout's terminal for `token`, without field 55."""
+        """A request from the checkout's terminal for `token`, without field 55."""
         now_ns = self._clock.now_ns()
         stan = _next_stan(tx.connection, PLATFORM_TERMINAL_ID)
         local = datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST)
@@ -461,7 +469,7 @@ class CardFunding:
             61: token.device_id,
             62: TokenDomain.IN_APP.value,
         }
-        return Message("0200", fields)
+        return Message(mti, fields)
 
     def _record(
         self,
@@ -492,6 +500,7 @@ class CardFunding:
                 stan=message.text(11),
                 transmitted=message.text(7),
                 rrn=message.text(37),
+                mti=message.mti,
                 amount_fen=int(message.text(4)),
                 status=_Status.SENDING.value,
                 response_code=None,
@@ -537,15 +546,30 @@ class CardFunding:
         intent = intents._locked(tx, None, intent_id)
         assert intent.status is IntentStatus.PROCESSING, intent.status
         _finish_row(tx, sent.row_id, result, self._clock.now_ns())
+        if result.status is _Status.APPROVED and sent.message.mti == "0100":
+            return Confirmation(self._held(tx, intent))
         if result.status is _Status.APPROVED:
-            return Confirmation(self._paid(tx, intent))
+            return Confirmation(self._paid(tx, intent, intent.amount_fen))
         code = _decline_reason(result)
         waiting = intents._update(tx, intent, status=IntentStatus.REQUIRES_CONFIRMATION.value)
         failed = intents._declined(tx, waiting, _payer(intent), code)
         return Confirmation(failed, code)
 
-    def _paid(self, tx: LedgerTransaction, intent: PaymentIntent) -> PaymentIntent:
-        """The network owes the platform the amount; the merchant is owed it, less the
+    def _held(self, tx: LedgerTransaction, intent: PaymentIntent) -> PaymentIntent:
+        """The issuer holds the amount on the card: the intent waits for its capture.
+        Nothing is owed yet, so the ledger does not move."""
+        held = self._intents._update(
+            tx,
+            intent,
+            status=IntentStatus.REQUIRES_CAPTURE.value,
+            amount_capturable_fen=intent.amount_fen,
+            capture_before=self._clock.now_ns() + CAPTURE_WINDOW_S * NS_PER_S,
+        )
+        self._intents._emit(tx, held, "payment_intent.requires_capture")
+        return held
+
+    def _paid(self, tx: LedgerTransaction, intent: PaymentIntent, taken: int) -> PaymentIntent:
+        """The network owes the platform `taken`; the merchant is owed it, less the
         merchant discount. One transaction with the intent and its event."""
         intents = self._intents
         merchant = intents._merchants.merchant(intent.merchant_id)
@@ -554,22 +578,159 @@ class CardFunding:
             _transfer_id(intent.id, "card"),
             receivable,
             merchant.account_id,
-            intent.amount_fen,
+            taken,
             LEDGER_CNY,
             TransferCode.CARD_PAYMENT,
             user_data_128=intent.id,
         )
         _require_ok(tx.create_transfers([payment]), payment)
-        fee = intents._take_fee(tx, intent, merchant, intent.amount_fen)
+        fee = intents._take_fee(tx, intent, merchant, taken)
         done = intents._update(
             tx,
             intent,
             status=IntentStatus.SUCCEEDED.value,
-            amount_received_fen=intent.amount_fen,
+            amount_capturable_fen=0,
+            amount_received_fen=taken,
             fee_fen=fee,
             payment_transfer_id=id_to_bytes(payment.id),
         )
         intents._emit(tx, done, "payment_intent.succeeded")
+        return done
+
+    # -- capture and cancel of a held card payment -----------------------------------------
+
+    def capture(
+        self, merchant_id: int, intent_id: int, amount_fen: int | None = None
+    ) -> PaymentIntent:
+        """Take `amount_fen` (by default all) of a card payment the issuer holds: its
+        completion advice (0220, field 4 and 95 the amount taken) through the switch;
+        then the network owes the platform that much, and the issuer releases the rest.
+        An advice tells of what is done: one left unanswered is resent by `resume_stuck`
+        and the intent succeeds now. `PaymentIntentConflict` unless `requires_capture`
+        inside its window, or when the network refuses the completion (nothing it
+        approved is left to complete); `PaymentIntentInvalid` for an amount above the
+        hold."""
+        sent = self._committer.run(
+            lambda tx: self._admit_capture(tx, merchant_id, intent_id, amount_fen)
+        )
+        result = self._send_advice(sent.message)
+        done = self._committer.run(lambda tx: self._settle_capture(tx, intent_id, sent, result))
+        if done.status is not IntentStatus.SUCCEEDED:
+            raise PaymentIntentConflict(
+                f"{public_id(intent_id)}: the card network refused the completion "
+                f"({result.response_code}); the hold stays for another try or a cancel"
+            )
+        return done
+
+    def _admit_capture(
+        self, tx: LedgerTransaction, merchant_id: int, intent_id: int, amount_fen: int | None
+    ) -> _Sent:
+        intents = self._intents
+        intent = intents._locked(tx, merchant_id, intent_id)
+        if intent.status is not IntentStatus.REQUIRES_CAPTURE or intent.funding is not Funding.CARD:
+            raise _conflict(intent, "captured")
+        assert intent.capture_before_ns is not None
+        if self._clock.now_ns() >= intent.capture_before_ns:
+            raise PaymentIntentConflict(
+                f"{public_id(intent.id)}: its capture window lapsed; the hold is released"
+            )
+        taken = intent.amount_capturable_fen if amount_fen is None else amount_fen
+        if not (_is_int(taken) and 0 < taken <= intent.amount_capturable_fen):
+            raise PaymentIntentInvalid(
+                f"amount_fen to capture is 1 to {intent.amount_capturable_fen}",
+                field="amount_fen",
+            )
+        row = _original_payment(tx.connection, intent.id)
+        merchant = intents._merchants.merchant(intent.merchant_id)
+        now_ns = self._clock.now_ns()
+        advice = _completion_of(
+            _message_of(row, merchant),
+            row.approval_code,
+            taken,
+            stan=_next_stan(tx.connection, row.terminal_id),
+            transmitted=transmission_date_time(now_ns),
+        )
+        token = self._tokens.token(id_from_bytes(row.token_id))
+        user_id = id_from_bytes(row.user_id)
+        row_id = self._record(tx, intent, _Kind.COMPLETION, user_id, token, advice)
+        intents._update(tx, intent, status=IntentStatus.PROCESSING.value)
+        return _Sent(row_id, advice)
+
+    def _send_advice(self, advice: Message) -> _Result:
+        """The advice's answer; unanswered after `REVERSAL_ATTEMPTS_MAX` sends (the same
+        message each time), `advice_pending`."""
+        for _ in range(REVERSAL_ATTEMPTS_MAX):
+            try:
+                answer = self._link.exchange(advice)
+            except (SwitchUnreachable, NoAnswer):
+                continue
+            code = answer.text(39)
+            return _Result(_Status.APPROVED if code == APPROVED else _Status.DECLINED, answer)
+        return _Result(_Status.ADVICE_PENDING)
+
+    def _settle_capture(
+        self, tx: LedgerTransaction, intent_id: int, sent: _Sent, result: _Result
+    ) -> PaymentIntent:
+        intents = self._intents
+        intent = intents._locked(tx, None, intent_id)
+        assert intent.status is IntentStatus.PROCESSING, intent.status
+        _finish_row(tx, sent.row_id, result, self._clock.now_ns())
+        if result.status is _Status.DECLINED:
+            return intents._update(tx, intent, status=IntentStatus.REQUIRES_CAPTURE.value)
+        return self._paid(tx, intent, int(sent.message.text(4)))
+
+    def cancel(
+        self,
+        merchant_id: int | None,
+        intent_id: int,
+        reason: CancellationReason = CancellationReason.REQUESTED_BY_MERCHANT,
+    ) -> PaymentIntent:
+        """Release a card payment the issuer holds: its reversal (0400) through the
+        switch, and the intent `canceled`. A reversal left unanswered is resent by
+        `resume_stuck` (the issuer's hold would lapse by its own timeout anyway).
+        `PaymentIntentConflict` unless `requires_capture` with a card."""
+        sent = self._committer.run(lambda tx: self._admit_cancel(tx, merchant_id, intent_id))
+        result = self._reverse(sent.message)
+        return self._committer.run(
+            lambda tx: self._settle_cancel(tx, intent_id, sent, result, reason)
+        )
+
+    def _admit_cancel(
+        self, tx: LedgerTransaction, merchant_id: int | None, intent_id: int
+    ) -> _Sent:
+        intents = self._intents
+        intent = intents._locked(tx, merchant_id, intent_id)
+        if intent.status is not IntentStatus.REQUIRES_CAPTURE or intent.funding is not Funding.CARD:
+            raise _conflict(intent, "canceled")
+        row = _original_payment(tx.connection, intent.id)
+        assert row is not None
+        merchant = intents._merchants.merchant(intent.merchant_id)
+        sent = _Sent(id_from_bytes(row.id), _message_of(row, merchant))
+        # Marked before it is sent: a server that dies now leaves it to `resume_stuck`.
+        _finish_row(tx, sent.row_id, _Result(_Status.REVERSAL_PENDING), self._clock.now_ns())
+        intents._update(tx, intent, status=IntentStatus.PROCESSING.value)
+        return sent
+
+    def _settle_cancel(
+        self,
+        tx: LedgerTransaction,
+        intent_id: int,
+        sent: _Sent,
+        result: _Result,
+        reason: CancellationReason,
+    ) -> PaymentIntent:
+        intents = self._intents
+        intent = intents._locked(tx, None, intent_id)
+        assert intent.status is IntentStatus.PROCESSING, intent.status
+        _finish_row(tx, sent.row_id, result, self._clock.now_ns())
+        done = intents._update(
+            tx,
+            intent,
+            status=IntentStatus.CANCELED.value,
+            amount_capturable_fen=0,
+            cancellation_reason=reason.value,
+        )
+        intents._emit(tx, done, "payment_intent.canceled")
         return done
 
     # -- refunds --------------------------------------------------------------------------
@@ -727,9 +888,12 @@ class CardFunding:
     # -- housekeeping ---------------------------------------------------------------------
 
     def resume_stuck(self, limit: int = RESUME_BATCH_MAX) -> int:
-        """Reverse the requests left `sending` past `STUCK_AFTER_S` (their server died
-        mid-exchange) or `reversal_pending`, and settle their intents as not paid; the
-        number finished. Safe on every server at once: settling locks the intent."""
+        """Finish what a dead server or a silent switch left: requests `sending` past
+        `STUCK_AFTER_S` (a payment or refund is reversed and settled as not done, a
+        completion is sent again), reversals `reversal_pending` and completions
+        `advice_pending` (sent again); then release the card holds whose capture window
+        lapsed. The number finished. Safe on every server at once: settling locks the
+        intent and checks its status."""
         assert 1 <= limit <= RESUME_BATCH_MAX
         now_ns = self._clock.now_ns()
         c = card_payments.c
@@ -742,37 +906,74 @@ class CardFunding:
                             c.status == _Status.SENDING.value,
                             c.created_at <= now_ns - STUCK_AFTER_S * NS_PER_S,
                         ),
-                        c.status == _Status.REVERSAL_PENDING.value,
+                        c.status.in_(
+                            (_Status.REVERSAL_PENDING.value, _Status.ADVICE_PENDING.value)
+                        ),
                     )
                 )
                 .order_by(c.created_at)
                 .limit(limit)
             ).all()
-        finished = 0
-        for row in rows:
-            finished += self._resume(row)
+            lapsed = _lapsed_holds(conn, now_ns, limit)
+        finished = sum(self._resume(row) for row in rows)
+        for intent_id in lapsed:
+            try:
+                self.cancel(None, intent_id, CancellationReason.CAPTURE_WINDOW_LAPSED)
+            except PaymentIntentConflict:  # another server got there first
+                continue
+            finished += 1
         return finished
 
     def _resume(self, row: Any) -> int:
+        intent_id = id_from_bytes(row.intent_id)
         with self._intents._engine.connect() as conn:
-            intent_row = _intent_row(conn, id_from_bytes(row.intent_id))
-        original = _message_of(row, card_merchant_id(id_from_bytes(intent_row.merchant_id)))
-        result = self._reverse(original)
+            intent_row = _intent_row(conn, intent_id)
+            original_row = _original_payment(conn, intent_id, missing_ok=True)
+        merchant = self._intents._merchants.merchant(id_from_bytes(intent_row.merchant_id))
+        processing = intent_row.status == IntentStatus.PROCESSING.value
+        sent = _Sent(id_from_bytes(row.id), _message_of(row, merchant))
+        if row.kind == _Kind.COMPLETION.value:
+            assert original_row is not None
+            return self._resume_completion(row, original_row, merchant, processing)
+        result = self._reverse(sent.message)
         if result.status is not _Status.REVERSED:
             return 0
-        if row.status == _Status.REVERSAL_PENDING.value:
-            self._committer.run(
-                lambda tx: _finish_row(tx, id_from_bytes(row.id), result, self._clock.now_ns())
-            )
-            return 1
-        sent = _Sent(id_from_bytes(row.id), original)
-        intent_id = id_from_bytes(row.intent_id)
-        if row.kind == _Kind.PAYMENT.value:
-            self._committer.run(lambda tx: self._settle(tx, intent_id, sent, result))
-        else:
+        if row.kind == _Kind.REFUND.value and row.status == _Status.SENDING.value:
             refund_id = id_from_bytes(row.refund_id)
             self._committer.run(
                 lambda tx: self._settle_refund(tx, intent_id, sent, refund_id, None, result)
+            )
+        elif processing and row.status == _Status.SENDING.value:
+            self._committer.run(lambda tx: self._settle(tx, intent_id, sent, result))
+        elif processing:  # a cancel interrupted after it marked the reversal
+            reason = CancellationReason.REQUESTED_BY_MERCHANT
+            self._committer.run(lambda tx: self._settle_cancel(tx, intent_id, sent, result, reason))
+        else:  # settled already: the reversal was all that was left
+            self._committer.run(
+                lambda tx: _finish_row(tx, sent.row_id, result, self._clock.now_ns())
+            )
+        return 1
+
+    def _resume_completion(
+        self, row: Any, original_row: Any, merchant: Merchant, processing: bool
+    ) -> int:
+        advice = _completion_of(
+            _message_of(original_row, merchant),
+            original_row.approval_code,
+            row.amount_fen,
+            stan=row.stan,
+            transmitted=row.transmitted,
+        )
+        result = self._send_advice(advice)
+        if result.status is _Status.ADVICE_PENDING:
+            return 0
+        sent = _Sent(id_from_bytes(row.id), advice)
+        intent_id = id_from_bytes(row.intent_id)
+        if processing:
+            self._committer.run(lambda tx: self._settle_capture(tx, intent_id, sent, result))
+        else:
+            self._committer.run(
+                lambda tx: _finish_row(tx, sent.row_id, result, self._clock.now_ns())
             )
         return 1
 
@@ -919,7 +1120,9 @@ def _refunds_in_flight_fen(conn: sa.Connection, intent_id: int) -> int:
     )
 
 
-def _original_payment(conn: sa.Connection, intent_id: int) -> Any:
+def _original_payment(conn: sa.Connection, intent_id: int, *, missing_ok: bool = False) -> Any:
+    """The intent's approved payment request (0100 or 0200); None if there is none and
+    `missing_ok`."""
     c = card_payments.c
     row = conn.execute(
         sa.select(card_payments).where(
@@ -928,14 +1131,29 @@ def _original_payment(conn: sa.Connection, intent_id: int) -> Any:
             c.status == _Status.APPROVED.value,
         )
     ).first()
-    if row is None:  # a succeeded card intent always has its approved payment
+    if row is None and not missing_ok:  # a held or succeeded card intent always has one
         raise PaymentIntentNotFound(f"no card payment of {public_id(intent_id)}")
     return row
 
 
-def _message_of(row: Any, card_acceptor: str) -> Message:
-    """The key fields of a recorded request, enough for its reversal's field 90 and for
-    the switch to find the original (the cryptogram is never kept)."""
+def _lapsed_holds(conn: sa.Connection, now_ns: int, limit: int) -> list[int]:
+    """Card-funded intents held past their capture window."""
+    c = payment_intents.c
+    found = conn.execute(
+        sa.select(c.id)
+        .where(
+            c.status == IntentStatus.REQUIRES_CAPTURE.value,
+            c.funding == Funding.CARD.value,
+            c.capture_before <= now_ns,
+        )
+        .limit(limit)
+    ).scalars()
+    return [id_from_bytes(key) for key in found]
+
+
+def _message_of(row: Any, merchant: Merchant) -> Message:
+    """A recorded request again, without its cryptogram (never kept): what its reversal
+    and completion carry over, and field 90 names."""
     fields: dict[int, FieldValue] = {
         2: row.token_number,
         3: PROCESSING_REFUND if row.kind == _Kind.REFUND.value else PROCESSING_PURCHASE,
@@ -944,14 +1162,38 @@ def _message_of(row: Any, card_acceptor: str) -> Message:
         11: row.stan,
         12: "000000",
         13: row.transmitted[:4],
+        18: merchant.mcc,
         22: ENTRY_IN_APP,
         25: CONDITION_IN_APP,
         32: PLATFORM_ACQUIRER_ID,
         37: row.rrn,
         41: row.terminal_id,
-        42: card_acceptor,
+        42: card_merchant_id(merchant.id),
+        43: _name_location(merchant),
         49: f"{CURRENCY_NUMERIC:03d}",
         61: row.device_id,
         62: TokenDomain.IN_APP.value,
     }
-    return Message("0200", fields)
+    return Message(row.mti, fields)
+
+
+def _completion_of(
+    original: Message, approval_code: str, taken: int, *, stan: str, transmitted: str
+) -> Message:
+    """The 0220 completing `original` for `taken`: field 4 the amount taken (what the
+    switch and the issuer post), and field 95 with it when it is less than authorized."""
+    allowed = MESSAGE_TYPES["0220"].must | MESSAGE_TYPES["0220"].may
+    fields = {n: v for n, v in original.fields.items() if n in allowed and n != 55}
+    fields |= {
+        4: f"{taken:012d}",
+        7: transmitted,
+        11: stan,
+        38: approval_code,
+        39: APPROVED,
+        90: original_data_elements(original),
+    }
+    if taken != int(original.text(4)):
+        fields[95] = f"{taken:012d}{taken:012d}{FEE_ZEROS}{FEE_ZEROS}"
+    advice = Message("0220", fields)
+    validate(advice)
+    return advice

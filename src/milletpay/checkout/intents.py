@@ -339,7 +339,7 @@ class PaymentIntents:
 
         def unit(tx: LedgerTransaction) -> PaymentIntent:
             intent = self._locked(tx, merchant_id, intent_id)
-            if intent.status is not IntentStatus.REQUIRES_CAPTURE:
+            if intent.status is not IntentStatus.REQUIRES_CAPTURE or _by_card(intent):
                 raise _conflict(intent, "captured")
             assert intent.capture_before_ns is not None
             if self._clock.now_ns() >= intent.capture_before_ns:
@@ -365,7 +365,7 @@ class PaymentIntents:
             if intent.status not in (
                 IntentStatus.REQUIRES_CONFIRMATION,
                 IntentStatus.REQUIRES_CAPTURE,
-            ):
+            ) or _by_card(intent):
                 raise _conflict(intent, "canceled")
             return self._cancel(tx, intent, CancellationReason.REQUESTED_BY_MERCHANT)
 
@@ -401,7 +401,7 @@ class PaymentIntents:
     ) -> Refund:
         """`refund` in the caller's transaction (with the API's idempotency key)."""
         intent = self._locked(tx, merchant_id, intent_id)
-        if intent.status is not IntentStatus.SUCCEEDED:
+        if intent.status is not IntentStatus.SUCCEEDED or _by_card(intent):
             raise _conflict(intent, "refunded")
         left = intent.amount_received_fen - _refunded_fen(tx.connection, intent.id)
         amount = left if amount_fen is None else amount_fen
@@ -595,6 +595,8 @@ class PaymentIntents:
                             sa.and_(
                                 c.status == IntentStatus.REQUIRES_CAPTURE.value,
                                 c.capture_before <= now_ns,
+                                # a card's hold is the issuer's: `CardFunding` releases it
+                                c.funding != Funding.CARD.value,
                             ),
                         )
                     )
@@ -618,7 +620,7 @@ class PaymentIntents:
             self._cancel(tx, intent, CancellationReason.EXPIRED)
             return 1
         lapsed = intent.capture_before_ns is not None and now_ns >= intent.capture_before_ns
-        if intent.status is IntentStatus.REQUIRES_CAPTURE and lapsed:
+        if intent.status is IntentStatus.REQUIRES_CAPTURE and lapsed and not _by_card(intent):
             self._cancel(tx, intent, CancellationReason.CAPTURE_WINDOW_LAPSED)
             return 1
         return 0  # changed since it was found
@@ -996,6 +998,12 @@ def _transfer_id(intent_id: int, leg: str) -> int:
     value = int.from_bytes(h.digest(), "big")
     assert 0 < value < U128_MAX
     return value
+
+
+def _by_card(intent: PaymentIntent) -> bool:
+    """A card payment is captured, canceled and refunded through the card network
+    (`card_funding.py`), never here."""
+    return intent.funding is Funding.CARD
 
 
 def _conflict(intent: PaymentIntent, action: str) -> PaymentIntentConflict:

@@ -106,6 +106,7 @@ card_payments = sa.table(
     sa.column("stan", sa.String()),
     sa.column("transmitted", sa.String()),
     sa.column("rrn", sa.String()),
+    sa.column("mti", sa.String()),
     sa.column("amount_fen", sa.BigInteger()),
     sa.column("status", sa.String()),
     sa.column("response_code", sa.String()),

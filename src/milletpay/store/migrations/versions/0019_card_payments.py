@@ -1,11 +1,13 @@
 """In-app card payments: the platform as acquirer of its own checkout.
 
 - `card_payments`: every ISO 8583 request the platform's checkout sends to the card
-  network for a payment intent: the payment itself (`kind` `payment`, a 0200) or a refund
-  to the card (`refund`, a 0200 with processing code 20). Its key on the network
-  (`terminal_id`, `stan`, `transmitted`) and RRN, the payer, the token (id, number, the
-  device it is bound to), the amount, `status` (`sending` → `approved`, `declined`,
-  `reversed` or `reversal_pending`), the network's response and approval codes. A refund
+  network for a payment intent: the payment itself (`kind` `payment`: a 0200, or a 0100
+  for manual capture), its completion on capture (`completion`, a 0220), or a refund to
+  the card (`refund`, a 0200 with processing code 20); `mti` says which. Its key on the
+  network (`terminal_id`, `stan`, `transmitted`) and RRN, the payer, the token (id,
+  number, the device it is bound to), the amount, `status` (`sending` → `approved`,
+  `declined`, `not_sent`, `reversed` or `reversal_pending`; a completion unanswered is
+  `advice_pending` until resent), the network's response and approval codes. A refund
   names its `refund_id` and the merchant's `refund_key` ((`intent_id`, `refund_key`) is
   unique: a refund asked again with its key is the same refund).
 - `acquirer_stans`: the last STAN sent from each of the platform's terminals, taken
@@ -40,6 +42,7 @@ def upgrade() -> None:
         sa.Column("stan", sa.String(6), nullable=False),
         sa.Column("transmitted", sa.String(10), nullable=False),
         sa.Column("rrn", sa.String(12), nullable=False),
+        sa.Column("mti", sa.String(4), nullable=False),
         sa.Column("amount_fen", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("response_code", sa.String(2), nullable=True),
