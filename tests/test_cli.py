@@ -32,3 +32,10 @@ def test_verify_refuses_a_missing_sqlite_file(tmp_path) -> None:  # type: ignore
     assert result.exit_code == 2
     assert "no ledger database" in result.output
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize("value", ["localhost", ":9000", "switch:port", "switch:70000"])
+def test_serve_refuses_a_card_network_that_is_no_host_and_port(value: str) -> None:
+    result = CliRunner().invoke(app, ["serve", "--card-network", value])
+    assert result.exit_code == 2
+    assert "--card-network" in result.output

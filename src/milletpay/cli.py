@@ -54,13 +54,28 @@ def serve(
     database_url: DatabaseUrl = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    card_network: Annotated[
+        str | None,
+        typer.Option(help="The card network switch, host:port, for in-app card payments."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, paths under /v1)."""
     import uvicorn
 
     from milletpay.api import create_app
 
-    uvicorn.run(create_app(resolve_database_url(database_url)), host=host, port=port)
+    switch = None if card_network is None else _host_port(card_network, "--card-network")
+    app_ = create_app(resolve_database_url(database_url), card_network=switch)
+    uvicorn.run(app_, host=host, port=port)
+
+
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    """`host:port` as a pair; exit 2 naming the option for anything else."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+        Console(stderr=True).print(f"[red]{option}: expected host:port, not {text!r}[/red]")
+        raise typer.Exit(2)
+    return host, int(port)
 
 
 @app.command("partner-key")
