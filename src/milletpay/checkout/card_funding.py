@@ -339,6 +339,9 @@ class CardFunding:
             raise MerchantNotActive(f"merchant {merchant.id:032x} is {merchant.status}")
         token = self._payer_token(user_id, token_id)
         self._check_icc(intent, icc_data)
+        # The STAN first: its row lock serializes admissions, so the limits below see
+        # every card payment admitted before this one (a gap in STANs is harmless).
+        stan = _next_stan(tx.connection, PLATFORM_TERMINAL_ID)
         decision = decide(
             OperationKind.CARD_PAYMENT,
             self._identity.current_tier(user_id, conn=tx.connection),
@@ -350,7 +353,9 @@ class CardFunding:
             failed = intents._declined(tx, intent, user_id, decision.code.value)
             return Confirmation(failed, decision.code.value, decision.limit, decision.remaining)
         mti = REQUEST_MTIS[intent.capture_method]
-        message = self._request(tx, merchant, token, intent.amount_fen, PROCESSING_PURCHASE, mti)
+        message = _request(
+            merchant, token, intent.amount_fen, PROCESSING_PURCHASE, mti, stan, self._clock.now_ns()
+        )
         message = message.with_fields({55: icc_data})
         validate(message)
         row_id = self._record(tx, intent, _Kind.PAYMENT, user_id, token, message)
@@ -434,43 +439,6 @@ class CardFunding:
 
     # -- the messages ---------------------------------------------------------------------
 
-    def _request(
-        self,
-        tx: LedgerTransaction,
-        merchant: Merchant,
-        token: Token,
-        amount_fen: int,
-        processing: str,
-        mti: str = "0200",
-    ) -> Message:
-        """A request from the checkout's terminal for `token`, without field 55."""
-        now_ns = self._clock.now_ns()
-        stan = _next_stan(tx.connection, PLATFORM_TERMINAL_ID)
-        local = datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST)
-        fields: dict[int, FieldValue] = {
-            2: token.number,
-            3: processing,
-            4: f"{amount_fen:012d}",
-            7: transmission_date_time(now_ns),
-            11: stan,
-            12: local.strftime("%H%M%S"),
-            13: local.strftime("%m%d"),
-            14: f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
-            18: merchant.mcc,
-            22: ENTRY_IN_APP,
-            23: f"{token.psn:03d}",
-            25: CONDITION_IN_APP,
-            32: PLATFORM_ACQUIRER_ID,
-            37: retrieval_reference(now_ns, stan),
-            41: PLATFORM_TERMINAL_ID,
-            42: card_merchant_id(merchant.id),
-            43: _name_location(merchant),
-            49: f"{CURRENCY_NUMERIC:03d}",
-            61: token.device_id,
-            62: TokenDomain.IN_APP.value,
-        }
-        return Message(mti, fields)
-
     def _record(
         self,
         tx: LedgerTransaction,
@@ -527,14 +495,16 @@ class CardFunding:
 
     def _reverse(self, original: Message) -> _Result:
         """Send the 0400 of `original` up to `REVERSAL_ATTEMPTS_MAX` times (the same
-        message each time: the switch and the issuer know a repeat)."""
+        message each time: the switch and the issuer know a repeat) until one is
+        answered 00; else it is left `reversal_pending` for `resume_stuck`."""
         reversal = self._committer.run(lambda tx: _reversal_of(tx, original, self._clock))
         for _ in range(REVERSAL_ATTEMPTS_MAX):
             try:
-                self._link.exchange(reversal)
+                answer = self._link.exchange(reversal)
             except (SwitchUnreachable, NoAnswer):
                 continue
-            return _Result(_Status.REVERSED)
+            if answer.text(39) == APPROVED:
+                return _Result(_Status.REVERSED, answer)
         return _Result(_Status.REVERSAL_PENDING)
 
     # -- settling -------------------------------------------------------------------------
@@ -801,7 +771,10 @@ class CardFunding:
             _require_ok([held], hold)
         row = _original_payment(tx.connection, intent.id)
         token = self._tokens.token(id_from_bytes(row.token_id))
-        message = self._request(tx, merchant, token, amount, PROCESSING_REFUND)
+        stan = _next_stan(tx.connection, PLATFORM_TERMINAL_ID)
+        message = _request(
+            merchant, token, amount, PROCESSING_REFUND, "0200", stan, self._clock.now_ns()
+        )
         validate(message)
         row_id = self._record(
             tx,
@@ -1019,6 +992,42 @@ def _refund_holds(
     ]
 
 
+def _request(
+    merchant: Merchant,
+    token: Token,
+    amount_fen: int,
+    processing: str,
+    mti: str,
+    stan: str,
+    now_ns: int,
+) -> Message:
+    """A request from the checkout's terminal for `token`, without field 55."""
+    local = datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST)
+    fields: dict[int, FieldValue] = {
+        2: token.number,
+        3: processing,
+        4: f"{amount_fen:012d}",
+        7: transmission_date_time(now_ns),
+        11: stan,
+        12: local.strftime("%H%M%S"),
+        13: local.strftime("%m%d"),
+        14: f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
+        18: merchant.mcc,
+        22: ENTRY_IN_APP,
+        23: f"{token.psn:03d}",
+        25: CONDITION_IN_APP,
+        32: PLATFORM_ACQUIRER_ID,
+        37: retrieval_reference(now_ns, stan),
+        41: PLATFORM_TERMINAL_ID,
+        42: card_merchant_id(merchant.id),
+        43: _name_location(merchant),
+        49: f"{CURRENCY_NUMERIC:03d}",
+        61: token.device_id,
+        62: TokenDomain.IN_APP.value,
+    }
+    return Message(mti, fields)
+
+
 def _cst_date(now_ns: int) -> datetime.date:
     return datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST).date()
 
@@ -1084,19 +1093,15 @@ def _reversal_of(tx: LedgerTransaction, original: Message, clock: Clock) -> Mess
 
 
 def _finish_row(tx: LedgerTransaction, row_id: int, result: _Result, now_ns: int) -> None:
-    approval = None
-    if result.response is not None:
-        value = result.response.fields.get(38)
-        approval = value if isinstance(value, str) else None
+    """The request's new status; the answer's codes when it was answered itself (a
+    reversal's answer leaves the original's codes as they were)."""
+    values: dict[str, Any] = {"status": result.status.value, "updated_at": now_ns}
+    if result.response is not None and result.status in (_Status.APPROVED, _Status.DECLINED):
+        approval = result.response.fields.get(38)
+        values["response_code"] = result.response_code
+        values["approval_code"] = approval if isinstance(approval, str) else None
     tx.connection.execute(
-        sa.update(card_payments)
-        .where(card_payments.c.id == id_to_bytes(row_id))
-        .values(
-            status=result.status.value,
-            response_code=result.response_code,
-            approval_code=approval,
-            updated_at=now_ns,
-        )
+        sa.update(card_payments).where(card_payments.c.id == id_to_bytes(row_id)).values(values)
     )
 
 
