@@ -36,7 +36,7 @@ from milletpay.sim.tap import TapNetwork, TapPhone, TapPlatform
 from milletpay.wallet.accounts import AccountCode, platform_account_id
 
 from .test_checkout_api import Merchant, new_intent, onboard
-from .wallet_world import PIN, Person, World, make_world
+from .wallet_world import PIN, Person, World, bound_phone, make_world, phone_approval
 
 DEPOSIT_FEN = 100_000
 #: The checkout's wait for the switch in these tests (the issuer is slowed past it).
@@ -514,3 +514,33 @@ def test_a_card_hold_past_its_capture_window_is_released(card_world: CardWorld) 
     shown = intent_of(world, merchant, intent)
     assert (shown["status"], shown["cancellation_reason"]) == ("canceled", "capture_window_lapsed")
     assert bank_balance(cw.bank) == (DEPOSIT_FEN, 0)
+
+
+def test_quick_pay_approves_a_card_payment_as_it_does_the_balance(card_world: CardWorld) -> None:
+    cw, world = card_world, card_world.world
+    payer, phone = payer_with_card(cw)
+    device = bound_phone(world, payer, "phone-q")
+    intent = new_intent(world, onboard(world), amount_fen=1_800)
+    card = card_body(cw, payer, phone, intent)
+    payment = {
+        "idempotency_key": "qp-card-1",
+        "kind": "payment_intent",
+        "payment_intent_id": intent["id"],
+        "amount_fen": 1_800,
+    }
+    assertion = phone_approval(world, payer, device, payment)
+    body = {
+        "client_secret": intent["client_secret"],
+        "quick_pay_assertion": assertion,
+        "funding": "card",
+        "card": card,
+    }
+    path = f"/v1/me/payment-intents/{intent['id']}/confirm"
+
+    paid = world.post(path, payer, body, "qp-card-1")
+
+    assert paid.status_code == 200, paid.text
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN - 1_800, 0)
+    no_approval = {k: v for k, v in body.items() if k != "quick_pay_assertion"}
+    refused = world.post(path, payer, no_approval, "qp-card-2")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "approval_required")
