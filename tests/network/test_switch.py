@@ -509,3 +509,32 @@ def test_a_link_the_issuer_closed_is_opened_again(world: NetworkWorld) -> None:
 
     run(world, scenario)
     assert bank.balance(account_id).held_fen == yuan(3)
+
+
+def test_a_refund_to_a_token_carries_no_cryptogram_and_is_never_stood_in_for(
+    world: NetworkWorld,
+) -> None:
+    bank, card, account_id = world.card("CCB")
+    phone = world.phone(card)
+    acquirer = Acquirer()
+    device = phone.token.device_id
+    refund = acquirer.request(
+        phone.token.number, yuan(30), mti="0200", _3="200000", _22="812", _61=device
+    )
+    unanswered = acquirer.request(
+        phone.token.number, yuan(20), mti="0200", _3="200000", _22="812", _61=device
+    )
+    stolen = acquirer.request(
+        phone.token.number, yuan(20), mti="0200", _3="200000", _22="812", _61="not-the-phone"
+    )
+
+    async def scenario(net: Running) -> None:
+        answer = await net.acquirer.request(refund)
+        assert (answer.fields[39], 55 in answer.fields) == ("00", False)
+        assert (await net.acquirer.request(stolen)).fields[39] == "57"  # another device
+        await net.stop_issuer("CCB")
+        assert (await net.acquirer.request(unanswered)).fields[39] == "91"  # no stand-in
+
+    run(world, scenario)
+    assert bank.balance(account_id).posted_fen == yuan(1_030)
+    assert world.books.clearing_records() == []  # refunds are not cleared yet
