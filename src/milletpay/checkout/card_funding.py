@@ -6,10 +6,11 @@ amount, CNY, the China-time date, type 00 and an unpredictable number the platfo
 derives for the intent and its attempt) with its limited-use key
 (`emv.applet.PaymentApplet.in_app_cryptogram`); the wallet sends that field 55 with the
 token id. The platform checks that the data is this intent's, then sends a 0200 (single
-message: the issuer posts at once) to the switch over `SwitchLink`, entry mode 812 (81:
-e-commerce / in-app with chip credentials; 2: no PIN entry), the token in field 2 and
-its device in 61. Each confirmation runs in three steps, never holding a database
-transaction across the network:
+message: the issuer posts at once; an 0100 for an intent with manual capture, the issuer
+holding until the 0220 of `capture` or the 0400 of `cancel`) to the switch over
+`SwitchLink`, entry mode 812 (81: e-commerce / in-app with chip credentials; 2: no PIN
+entry), the token in field 2 and its device in 61. Each confirmation runs in three
+steps, never holding a database transaction across the network:
 
 1. admit (one transaction): the intent locked and `processing`, the card's own risk
    limits (`OperationKind.CARD_PAYMENT`; a refusal sends nothing), a STAN taken, the
@@ -18,7 +19,8 @@ transaction across the network:
    `REVERSAL_ATTEMPTS_MAX` times, so that no hold or charge is left at the issuer;
 3. settle (one transaction): approved → the card network owes the platform the amount
    (`CARD_NETWORK` receivable → merchant) and the merchant discount is taken, the
-   intent `succeeded`; otherwise the intent waits for another try (`payment_failed`,
+   intent `succeeded` (an 0100: `requires_capture`, nothing owed until the capture);
+   otherwise the intent waits for another try (`payment_failed`,
    with the ISO 8583 response code mapped by `DECLINE_REASONS`).
 
 Refunds of a card payment go back to the card: a 0200 with processing code 20 through
@@ -45,7 +47,18 @@ import sqlalchemy as sa
 
 from milletpay.banks.model import CST
 from milletpay.cards.tokens import Token, TokenDomain
+from milletpay.checkout import card_messages
 from milletpay.checkout.card_link import NoAnswer, SwitchLink, SwitchUnreachable
+from milletpay.checkout.card_messages import (
+    CONDITION_IN_APP,
+    CURRENCY_NUMERIC,
+    ENTRY_IN_APP,
+    PLATFORM_ACQUIRER_ID,
+    PLATFORM_TERMINAL_ID,
+    PROCESSING_PURCHASE,
+    PROCESSING_REFUND,
+    REQUEST_MTIS,
+)
 from milletpay.checkout.errors import (
     MerchantNotActive,
     PaymentIntentConflict,
@@ -56,7 +69,6 @@ from milletpay.checkout.intents import (
     CAPTURE_WINDOW_S,
     REFUND_REASON_CHARS_MAX,
     CancellationReason,
-    CaptureMethod,
     Confirmation,
     Funding,
     IntentStatus,
@@ -98,11 +110,8 @@ from milletpay.ledger.committer import Committer
 from milletpay.ledger.engine import LedgerTransaction
 from milletpay.network.iso8583 import (
     APPROVED,
-    MESSAGE_TYPES,
     FieldValue,
     Message,
-    original_data_elements,
-    retrieval_reference,
     transmission_date_time,
     validate,
 )
@@ -118,9 +127,6 @@ from milletpay.wallet.accounts import (
 
 __all__ = [
     "DECLINE_REASONS",
-    "ENTRY_IN_APP",
-    "PLATFORM_ACQUIRER_ID",
-    "PLATFORM_TERMINAL_ID",
     "RESUME_BATCH_MAX",
     "REVERSAL_ATTEMPTS_MAX",
     "STUCK_AFTER_S",
@@ -128,29 +134,8 @@ __all__ = [
     "CardFunding",
     "CardPaymentRefused",
     "TokenSource",
-    "card_merchant_id",
 ]
 
-#: Field 32: Millet Pay's acquiring institution id for its own checkout.
-PLATFORM_ACQUIRER_ID: Final = "88880001"
-#: Field 41: the checkout's one virtual terminal (8 characters).
-PLATFORM_TERMINAL_ID: Final = "MPAYAPP1"
-#: Field 22: 81 PAN entry via e-commerce / in-app with chip (remote) credentials, then
-#: 2: no PIN entry capability.
-ENTRY_IN_APP: Final = "812"
-#: Field 25: 59 e-commerce or in-app (docs/iso8583.md).
-CONDITION_IN_APP: Final = "59"
-PROCESSING_PURCHASE: Final = "000000"
-PROCESSING_REFUND: Final = "200000"  # 20: returns
-CURRENCY_NUMERIC: Final = 156
-REVERSAL_REASON_NO_ANSWER: Final = "68"
-FEE_ZEROS: Final = "0" * 9  # field 95's two fees: none in-band
-#: The authorization request by capture method: a single message posts at once; a
-#: manual-capture intent holds with an 0100, completed (0220) on capture or reversed
-#: (0400) on cancel.
-REQUEST_MTIS: Final[Mapping[CaptureMethod, str]] = MappingProxyType(
-    {CaptureMethod.AUTOMATIC: "0200", CaptureMethod.MANUAL: "0100"}
-)
 #: Sends of one reversal before it is left `reversal_pending` for `resume_stuck`.
 REVERSAL_ATTEMPTS_MAX: Final = 3
 #: A request left `sending` this long (its server died mid-exchange) is reversed by
@@ -244,12 +229,6 @@ class _Result:
     @property
     def response_code(self) -> str | None:
         return None if self.response is None else self.response.text(39)
-
-
-def card_merchant_id(merchant_id: int) -> str:
-    """Field 42 for a Millet Pay merchant: the last 15 hex digits of its id (the random
-    part of a time-ordered id; the full id stays in the platform's books)."""
-    return f"{merchant_id:032x}"[-15:].upper()
 
 
 class CardFunding:
@@ -353,7 +332,7 @@ class CardFunding:
             failed = intents._declined(tx, intent, user_id, decision.code.value)
             return Confirmation(failed, decision.code.value, decision.limit, decision.remaining)
         mti = REQUEST_MTIS[intent.capture_method]
-        message = _request(
+        message = card_messages.request(
             merchant, token, intent.amount_fen, PROCESSING_PURCHASE, mti, stan, self._clock.now_ns()
         )
         message = message.with_fields({55: icc_data})
@@ -497,7 +476,12 @@ class CardFunding:
         """Send the 0400 of `original` up to `REVERSAL_ATTEMPTS_MAX` times (the same
         message each time: the switch and the issuer know a repeat) until one is
         answered 00; else it is left `reversal_pending` for `resume_stuck`."""
-        reversal = self._committer.run(lambda tx: _reversal_of(tx, original, self._clock))
+
+        def numbered(tx: LedgerTransaction) -> Message:
+            stan = _next_stan(tx.connection, original.text(41))
+            return card_messages.reversal(original, stan=stan, now_ns=self._clock.now_ns())
+
+        reversal = self._committer.run(numbered)
         for _ in range(REVERSAL_ATTEMPTS_MAX):
             try:
                 answer = self._link.exchange(reversal)
@@ -613,7 +597,7 @@ class CardFunding:
         row = _original_payment(tx.connection, intent.id)
         merchant = intents._merchants.merchant(intent.merchant_id)
         now_ns = self._clock.now_ns()
-        advice = _completion_of(
+        advice = card_messages.completion(
             _message_of(row, merchant),
             row.approval_code,
             taken,
@@ -772,7 +756,7 @@ class CardFunding:
         row = _original_payment(tx.connection, intent.id)
         token = self._tokens.token(id_from_bytes(row.token_id))
         stan = _next_stan(tx.connection, PLATFORM_TERMINAL_ID)
-        message = _request(
+        message = card_messages.request(
             merchant, token, amount, PROCESSING_REFUND, "0200", stan, self._clock.now_ns()
         )
         validate(message)
@@ -930,7 +914,7 @@ class CardFunding:
     def _resume_completion(
         self, row: Any, original_row: Any, merchant: Merchant, processing: bool
     ) -> int:
-        advice = _completion_of(
+        advice = card_messages.completion(
             _message_of(original_row, merchant),
             original_row.approval_code,
             row.amount_fen,
@@ -992,51 +976,8 @@ def _refund_holds(
     ]
 
 
-def _request(
-    merchant: Merchant,
-    token: Token,
-    amount_fen: int,
-    processing: str,
-    mti: str,
-    stan: str,
-    now_ns: int,
-) -> Message:
-    """A request from the checkout's terminal for `token`, without field 55."""
-    local = datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST)
-    fields: dict[int, FieldValue] = {
-        2: token.number,
-        3: processing,
-        4: f"{amount_fen:012d}",
-        7: transmission_date_time(now_ns),
-        11: stan,
-        12: local.strftime("%H%M%S"),
-        13: local.strftime("%m%d"),
-        14: f"{token.expiry.year % 100:02d}{token.expiry.month:02d}",
-        18: merchant.mcc,
-        22: ENTRY_IN_APP,
-        23: f"{token.psn:03d}",
-        25: CONDITION_IN_APP,
-        32: PLATFORM_ACQUIRER_ID,
-        37: retrieval_reference(now_ns, stan),
-        41: PLATFORM_TERMINAL_ID,
-        42: card_merchant_id(merchant.id),
-        43: _name_location(merchant),
-        49: f"{CURRENCY_NUMERIC:03d}",
-        61: token.device_id,
-        62: TokenDomain.IN_APP.value,
-    }
-    return Message(mti, fields)
-
-
 def _cst_date(now_ns: int) -> datetime.date:
     return datetime.datetime.fromtimestamp(now_ns // NS_PER_S, CST).date()
-
-
-def _name_location(merchant: Merchant) -> str:
-    """Field 43: name (25), city (13), country (2), each space-padded ASCII."""
-    name = merchant.display_name.encode("ascii", "replace").decode()[:25]
-    city = merchant.city.encode("ascii", "replace").decode()[:13]
-    return f"{name:<25}{city:<13}CN"
 
 
 def _decline_reason(result: _Result) -> str:
@@ -1074,22 +1015,6 @@ def _next_stan(conn: sa.Connection, terminal_id: str) -> str:
         conn.execute(sa.insert(acquirer_stans).values(terminal_id=terminal_id, last_stan=1))
     last = conn.execute(sa.select(c.last_stan).where(c.terminal_id == terminal_id)).scalar_one()
     return f"{int(last):06d}"
-
-
-def _reversal_of(tx: LedgerTransaction, original: Message, clock: Clock) -> Message:
-    """The 0400 undoing `original`: its fields but the cryptogram, a new STAN and field
-    7, 39 = 68 (no answer in time), and field 90 naming it."""
-    now_ns = clock.now_ns()
-    fields = {n: v for n, v in original.fields.items() if n != 55}
-    fields |= {
-        7: transmission_date_time(now_ns),
-        11: _next_stan(tx.connection, original.text(41)),
-        39: REVERSAL_REASON_NO_ANSWER,
-        90: original_data_elements(original),
-    }
-    reversal = Message("0400", fields)
-    validate(reversal)
-    return reversal
 
 
 def _finish_row(tx: LedgerTransaction, row_id: int, result: _Result, now_ns: int) -> None:
@@ -1173,32 +1098,10 @@ def _message_of(row: Any, merchant: Merchant) -> Message:
         32: PLATFORM_ACQUIRER_ID,
         37: row.rrn,
         41: row.terminal_id,
-        42: card_merchant_id(merchant.id),
-        43: _name_location(merchant),
+        42: card_messages.card_merchant_id(merchant.id),
+        43: card_messages.name_location(merchant),
         49: f"{CURRENCY_NUMERIC:03d}",
         61: row.device_id,
         62: TokenDomain.IN_APP.value,
     }
     return Message(row.mti, fields)
-
-
-def _completion_of(
-    original: Message, approval_code: str, taken: int, *, stan: str, transmitted: str
-) -> Message:
-    """The 0220 completing `original` for `taken`: field 4 the amount taken (what the
-    switch and the issuer post), and field 95 with it when it is less than authorized."""
-    allowed = MESSAGE_TYPES["0220"].must | MESSAGE_TYPES["0220"].may
-    fields = {n: v for n, v in original.fields.items() if n in allowed and n != 55}
-    fields |= {
-        4: f"{taken:012d}",
-        7: transmitted,
-        11: stan,
-        38: approval_code,
-        39: APPROVED,
-        90: original_data_elements(original),
-    }
-    if taken != int(original.text(4)):
-        fields[95] = f"{taken:012d}{taken:012d}{FEE_ZEROS}{FEE_ZEROS}"
-    advice = Message("0220", fields)
-    validate(advice)
-    return advice
