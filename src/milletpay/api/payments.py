@@ -7,7 +7,8 @@ intent's id). The confirmation runs like a P2P transfer: the PIN try, the
 `Idempotency-Key` and its answer, the payment and the intent's new status commit in one
 transaction. A decline is 402 naming the limit or reason; the intent stays open for
 another try unless it had its attempts. An intent that expired is 409
-`payment_intent_expired` (and is canceled).
+`payment_intent_expired` (and is canceled). With `funding: "card"` the intent is paid
+with a tokenized bank card through the card network instead (`api/card_payments.py`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from milletpay.checkout.codes import PaymentCodes, read_merchant_code
 from milletpay.checkout.errors import MerchantNotFound
 from milletpay.checkout.intents import Confirmation, IntentRequest, PaymentIntents, public_id
 from milletpay.checkout.merchants import MerchantService
+from milletpay.identity.quickpay import Payment
 from milletpay.ledger.engine import LedgerTransaction
 
 router = APIRouter(prefix="/v1/me", tags=["payments"])
@@ -90,7 +92,10 @@ def confirm_intent(
     number = _intent_id(intent_id)
     intent, _merchant = _run(lambda: intents.for_payer(number, body.client_secret))
     target = public_id(intent.id)
-    describe = lambda k: _payment(k, "payment_intent", target, intent.amount_fen)  # noqa: E731
+
+    def describe(k: str) -> Payment:
+        return _payment(k, "payment_intent", target, intent.amount_fen)
+
     if body.funding == "card":
         funding = card_payments.card_funding(request)
         card = body.card
