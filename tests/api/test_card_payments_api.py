@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -544,3 +545,29 @@ def test_quick_pay_approves_a_card_payment_as_it_does_the_balance(card_world: Ca
     no_approval = {k: v for k, v in body.items() if k != "quick_pay_assertion"}
     refused = world.post(path, payer, no_approval, "qp-card-2")
     assert (refused.status_code, refused.json()["error"]["code"]) == (400, "approval_required")
+
+
+def test_a_switch_that_cannot_be_reached_is_a_decline_and_sends_nothing(
+    card_world: CardWorld,
+) -> None:
+    cw, world = card_world, card_world.world
+    payer, phone = payer_with_card(cw)
+    merchant = onboard(world)
+    intent = new_intent(world, merchant, amount_fen=1_500)
+    funding: CardFunding = world.client.app.state.card_funding
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    working, funding._link = funding._link, CardNetworkLink("127.0.0.1", dead_port)
+    try:
+        refused = pay(cw, payer, intent, card_body(cw, payer, phone, intent))
+    finally:
+        funding._link.close()
+        funding._link = working
+
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["code"] == "card_network_unavailable"
+    assert intent_of(world, merchant, intent)["status"] == "requires_confirmation"
+    assert bank_balance(cw.bank) == (DEPOSIT_FEN, 0)
+    retried = pay(cw, payer, intent, card_body(cw, payer, phone, intent))
+    assert retried.status_code == 200, retried.text  # the switch is back: a new attempt
