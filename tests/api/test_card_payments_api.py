@@ -435,9 +435,16 @@ def test_a_payment_left_in_flight_by_a_dead_server_is_reversed_and_not_paid(
     assert bank_balance(cw.bank) == (DEPOSIT_FEN - 3_300, 0)
     assert funding.resume_stuck() == 0  # not yet: it may still be waiting for its answer
     world.clock.advance(seconds=STUCK_AFTER_S)
+    with cw.platform.engine.connect() as conn:
+        (row,) = conn.execute(sa.text("SELECT * FROM card_payments")).all()
+    # Two servers' passes find the same row: the first claim takes it, the second does not.
+    world.clock.advance(nanoseconds=1)
+    assert funding._claim(row) and not funding._claim(row)
+    world.clock.advance(seconds=STUCK_AFTER_S)
 
     assert funding.resume_stuck() == 1
 
+    assert funding.resume_stuck() == 0  # finished: never reversed twice
     assert bank_balance(cw.bank) == (DEPOSIT_FEN, 0)  # the 0400 gave it back
     shown = world.client.get(f"/v1/payment-intents/{intent['id']}", headers=merchant.secret).json()
     assert (shown["status"], shown["last_error_code"]) == (

@@ -196,6 +196,12 @@ class _Status(enum.StrEnum):
     ADVICE_PENDING = "advice_pending"  # a completion unanswered: resent until answered
 
 
+#: The statuses `resume_stuck` finishes.
+_UNFINISHED: Final = tuple(
+    s.value for s in (_Status.SENDING, _Status.REVERSAL_PENDING, _Status.ADVICE_PENDING)
+)
+
+
 class TokenSource(Protocol):
     """Where card funding reads a token (`cards.TokenService` is one)."""
 
@@ -845,12 +851,12 @@ class CardFunding:
     # -- housekeeping ---------------------------------------------------------------------
 
     def resume_stuck(self, limit: int = RESUME_BATCH_MAX) -> int:
-        """Finish what a dead server or a silent switch left: requests `sending` past
-        `STUCK_AFTER_S` (a payment or refund is reversed and settled as not done, a
-        completion is sent again), reversals `reversal_pending` and completions
-        `advice_pending` (sent again); then release the card holds whose capture window
-        lapsed. The number finished. Safe on every server at once: settling locks the
-        intent and checks its status."""
+        """Finish what a dead server or a silent switch left, untouched for
+        `STUCK_AFTER_S`: requests `sending` (a payment or refund is reversed and settled
+        as not done, a completion is sent again), reversals `reversal_pending` and
+        completions `advice_pending` (sent again); then release the card holds whose
+        capture window lapsed. The number finished. Safe on every server at once: a row
+        is claimed (`_claim`) before anything is sent for it."""
         assert 1 <= limit <= RESUME_BATCH_MAX
         now_ns = self._clock.now_ns()
         c = card_payments.c
@@ -858,21 +864,14 @@ class CardFunding:
             rows = conn.execute(
                 sa.select(card_payments)
                 .where(
-                    sa.or_(
-                        sa.and_(
-                            c.status == _Status.SENDING.value,
-                            c.created_at <= now_ns - STUCK_AFTER_S * NS_PER_S,
-                        ),
-                        c.status.in_(
-                            (_Status.REVERSAL_PENDING.value, _Status.ADVICE_PENDING.value)
-                        ),
-                    )
+                    c.status.in_(_UNFINISHED),
+                    c.updated_at <= now_ns - STUCK_AFTER_S * NS_PER_S,
                 )
                 .order_by(c.created_at)
                 .limit(limit)
             ).all()
             lapsed = _lapsed_holds(conn, now_ns, limit)
-        finished = sum(self._resume(row) for row in rows)
+        finished = sum(self._resume(row) for row in rows if self._claim(row))
         for intent_id in lapsed:
             try:
                 self.cancel(None, intent_id, CancellationReason.CAPTURE_WINDOW_LAPSED)
@@ -880,6 +879,21 @@ class CardFunding:
                 continue
             finished += 1
         return finished
+
+    def _claim(self, row: Any) -> bool:
+        """Take `row` for this pass (compare-and-set on its `updated_at`): moved on, it is
+        no other pass's for `STUCK_AFTER_S`, longer than its exchanges can take."""
+
+        def unit(tx: LedgerTransaction) -> bool:
+            c = card_payments.c
+            taken = tx.connection.execute(
+                sa.update(card_payments)
+                .where(c.id == row.id, c.status == row.status, c.updated_at == row.updated_at)
+                .values(updated_at=self._clock.now_ns())
+            )
+            return bool(taken.rowcount == 1)
+
+        return self._committer.run(unit)
 
     def _resume(self, row: Any) -> int:
         intent_id = id_from_bytes(row.intent_id)
