@@ -386,6 +386,12 @@ def test_refunds_go_back_to_the_card_up_to_the_payment(card_world: CardWorld) ->
     ).json()["items"]
     assert [r["amount_fen"] for r in listed] == [3_000, 7_000]
     assert event_types(cw).count("refund.succeeded") == 2
+    records = cw.platform.books.clearing_records()  # the network's books, for settlement
+    assert [(r.processing_code, r.amount_fen) for r in records] == [
+        ("000000", 10_000),
+        ("200000", 3_000),
+        ("200000", 7_000),
+    ]
     assert fee == 60
 
 

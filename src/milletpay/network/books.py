@@ -114,6 +114,8 @@ class ClearingRecord:
     status: ClearingStatus
     created_at_ns: int
     updated_at_ns: int
+    #: Field 3 of the approved request: `000000` a purchase, `200000` a refund (a credit).
+    processing_code: str = "000000"
 
     @property
     def key(self) -> MessageKey:
@@ -145,6 +147,7 @@ class Approval:
     currency: str
     approval_code: str
     stand_in: bool
+    processing_code: str = "000000"
 
 
 class NetworkBooks:
@@ -216,6 +219,7 @@ class NetworkBooks:
             "transmitted": approval.key.transmitted,
             "rrn": approval.rrn,
             "mti": approval.mti,
+            "processing_code": approval.processing_code,
             "pan_masked": mask_pan(approval.pan),
             "pan_sealed": self._keyring.seal(approval.pan.encode("ascii"), _aad(b"pan", record_id)),
             "token_number": approval.token_number,
@@ -372,4 +376,5 @@ def _record(row: dict[str, Any]) -> ClearingRecord:
         status=ClearingStatus(row["status"]),
         created_at_ns=row["created_at"],
         updated_at_ns=row["updated_at"],
+        processing_code=row["processing_code"],
     )

@@ -8,6 +8,8 @@ the token's limited-use keys, and forwards the card number to the issuer's host 
 number, and the issuer's ARPC under the LUK. When the issuer does not answer, the switch
 stands in within `StandInLimits` and owes the issuer an advice (`send_stand_in_advices`).
 Completions (0220) and reversals (0400, 0420) follow the clearing record of the original.
+A refund to a card (a 0200 with processing code 20) is routed and detokenized alike, but
+carries no cryptogram and is never stood in for; its clearing record says it is a credit.
 
 It never authorizes one key twice, never stands in for a token whose cryptogram failed,
 and never sends a card number to an acquirer or to a log. The response codes it gives
@@ -356,9 +358,7 @@ class CardNetwork:
         code = _relayed_code(answer)
         approval = answer.fields.get(38) if code == APPROVED else None
         assert approval is None or isinstance(approval, str)
-        # A refund has no clearing record yet (records are debits); its reversal finds
-        # the card through the token, as a reversal of nothing recorded does.
-        if approval is not None and not is_refund(message):
+        if approval is not None:
             await asyncio.to_thread(
                 self._books.record_approval, self._approval(message, card, approval, False)
             )
@@ -436,6 +436,7 @@ class CardNetwork:
             currency=message.text(49),
             approval_code=approval_code,
             stand_in=stand_in,
+            processing_code=message.text(3),
         )
 
     # -- stand-in ----------------------------------------------------------------------

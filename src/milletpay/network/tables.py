@@ -1,5 +1,5 @@
 """The card network's own tables (migration chain `network/migrations`), as SQLAlchemy
-Core. The migration `n0001` says why each is shaped the way it is."""
+Core. The migrations (`n0001`, `n0002`) say why each is shaped the way it is."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ clearing_records = sa.Table(
     sa.Column("transmitted", sa.String(10), nullable=False),
     sa.Column("rrn", sa.String(12), nullable=False),
     sa.Column("mti", sa.String(4), nullable=False),
+    sa.Column("processing_code", sa.String(6), nullable=False),
     sa.Column("pan_masked", sa.String(19), nullable=False),
     sa.Column("pan_sealed", sa.LargeBinary, nullable=False),
     sa.Column("token_number", sa.String(19)),
