@@ -47,7 +47,7 @@ from milletpay.ledger.types import (
     check_batch,
 )
 from milletpay.store import create_engine, upgrade
-from milletpay.store.engine import WRITE_LOCK
+from milletpay.store.engine import WRITE_LOCK, write_gate
 
 #: The most expired holds released by one batch; the rest follow in later batches
 #: (a post or void that meets a due hold expires it on the spot).
@@ -117,7 +117,11 @@ class Ledger:
     @contextmanager
     def _write(self) -> Iterator[_Tx]:
         d = self._d
-        with self._lock, self._engine.connect().execution_options(**{WRITE_LOCK: True}) as conn:
+        with (
+            self._lock,
+            write_gate(self._engine),
+            self._engine.connect().execution_options(**{WRITE_LOCK: True}) as conn,
+        ):
             try:
                 with conn.begin():
                     cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +116,50 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+#: One lock per SQLite file for the writers of this process (see `write_gate`).
+_WRITE_GATES: dict[Path, threading.Lock] = {}
+_WRITE_GATES_LOCK = threading.Lock()
+
+
+class WriteGateTimeout(TimeoutError):
+    """A writer of this process held the SQLite file longer than the busy timeout."""
+
+
+@contextmanager
+def _gate(path: Path) -> Iterator[None]:
+    with _WRITE_GATES_LOCK:
+        lock = _WRITE_GATES.setdefault(path, threading.Lock())
+    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        raise WriteGateTimeout(f"{path.name}: another writer held it for too long")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def write_gate(engine: sa.Engine) -> AbstractContextManager[None]:
+    """Hold around a write transaction. On SQLite, the writers of one process take
+    turns on a lock of their own before BEGIN IMMEDIATE: one waiting on SQLite's busy
+    handler sleeps in steps of up to 100 ms and is not woken when the lock frees,
+    while a thread waiting here starts the moment the writer before it commits. (Other
+    processes still meet at SQLite's lock, under the busy timeout.) A no-op on
+    PostgreSQL, whose writers wait on row locks only."""
+    database = engine.url.database
+    if not is_sqlite(engine) or not database:
+        return nullcontext()
+    return _gate(Path(database).resolve())
+
+
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One write transaction. On SQLite it begins with BEGIN IMMEDIATE, so concurrent
-    writers queue for the lock (up to the busy timeout) instead of failing mid-way."""
-    with engine.connect().execution_options(**{WRITE_LOCK: True}) as conn, conn.begin():
+    """One write transaction. On SQLite it begins with BEGIN IMMEDIATE after the
+    process's own `write_gate`, so concurrent writers queue for the lock (up to the
+    busy timeout) instead of failing mid-way."""
+    with (
+        write_gate(engine),
+        engine.connect().execution_options(**{WRITE_LOCK: True}) as conn,
+        conn.begin(),
+    ):
         yield conn
 
 
