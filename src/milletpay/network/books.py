@@ -293,6 +293,12 @@ class NetworkBooks:
         with read_transaction(self._engine) as conn:
             return [_record(row._asdict()) for row in conn.execute(query)]
 
+    def clearing_count(self) -> int:
+        """How many clearing records there are."""
+        query = sa.select(sa.func.count()).select_from(clearing_records)
+        with read_transaction(self._engine) as conn:
+            return int(conn.execute(query).scalar_one())
+
     # -- advices -----------------------------------------------------------------------
 
     def queue_advice(self, bank_code: str, message: Message, record_id: int | None) -> None:

@@ -129,6 +129,11 @@ class TapPlatform:
             acquirer_state=_beside(database_url, "acquirer", ".json"),
         )
 
+    def switch(self, directory: IssuerDirectory) -> CardNetwork:
+        """The card network's switch on these books and services, its issuers in
+        `directory`."""
+        return CardNetwork(self.books, directory, self.detokenizer, self.luks, self.tsp, self.clock)
+
     def close(self) -> None:
         self.banks.close()
         self.network_engine.dispose()
@@ -251,8 +256,16 @@ class TapNetwork:
         directory: MerchantDirectory | None = None,
         seed: int = 1,
         acquirer_timeout_s: float = ACQUIRER_TIMEOUT_S,
+        issuer_ports: Mapping[str, int] | None = None,
+        switch_port: int | None = None,
     ) -> None:
+        """`issuer_ports`: the banks' issuer hosts already listen on 127.0.0.1 at these
+        ports (in another process, `sim.parties`); None: they run in this one.
+        `switch_port`: the switch already listens there (with its issuers): only the
+        acquirer runs in this process."""
         self._platform = platform
+        self._issuer_ports = dict(issuer_ports) if issuer_ports is not None else None
+        self._switch_port = switch_port
         self._codes = tuple(bank_codes or platform.banks.codes)
         self.merchants = directory or merchants()
         self._random = random.Random(seed)
@@ -266,27 +279,12 @@ class TapNetwork:
 
     async def __aenter__(self) -> TapNetwork:
         platform = self._platform
-        directory = IssuerDirectory({})
-        for code in self._codes:
-            bank = platform.banks.bank(code)
-            server = Iso8583Server(self._recorded(code, issuer_handler(bank)))
-            await server.start()
-            self._servers.append(server)
-            directory.set_address(code, "127.0.0.1", server.port)
-        self.switch = CardNetwork(
-            platform.books,
-            directory,
-            platform.detokenizer,
-            platform.luks,
-            platform.tsp,
-            platform.clock,
-        )
-        switch_server = Iso8583Server(self.switch.handle)
-        await switch_server.start()
-        self._servers.append(switch_server)
+        switch_port = self._switch_port
+        if switch_port is None:
+            switch_port = await self._start_switch()
         self.acquirer = AcquirerHost(
             "127.0.0.1",
-            switch_server.port,
+            switch_port,
             platform.clock,
             self.merchants,
             last_stans=self._load_stans(),
@@ -294,6 +292,25 @@ class TapNetwork:
         )
         await self.acquirer.__aenter__()
         return self
+
+    async def _start_switch(self) -> int:
+        """The issuer hosts (unless elsewhere) and the switch; the switch's port."""
+        platform = self._platform
+        directory = IssuerDirectory({})
+        for code in self._codes:
+            if self._issuer_ports is not None:
+                directory.set_address(code, "127.0.0.1", self._issuer_ports[code])
+                continue
+            bank = platform.banks.bank(code)
+            server = Iso8583Server(self._recorded(code, issuer_handler(bank)))
+            await server.start()
+            self._servers.append(server)
+            directory.set_address(code, "127.0.0.1", server.port)
+        self.switch = platform.switch(directory)
+        switch_server = Iso8583Server(self.switch.handle)
+        await switch_server.start()
+        self._servers.append(switch_server)
+        return switch_server.port
 
     async def __aexit__(self, *_exc: object) -> None:
         if self.acquirer is not None:
