@@ -47,7 +47,7 @@ from milletpay.ledger.types import (
     check_batch,
 )
 from milletpay.store import create_engine, upgrade
-from milletpay.store.engine import WRITE_LOCK, write_gate
+from milletpay.store.engine import WRITE_LOCK, savepoint, write_gate
 
 #: The most expired holds released by one batch; the rest follow in later batches
 #: (a post or void that meets a due hold expires it on the spot).
@@ -576,21 +576,14 @@ class LedgerTransaction:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo what the block wrote, in the ledger and on `connection`, if it raises."""
-        # Plain SAVEPOINT statements: the same on both databases, and lighter than
-        # SQLAlchemy's nested transactions on a path every payment takes.
         self._savepoints += 1
-        name = f"millet_{self._savepoints}"
-        conn = self._tx.connection
-        conn.exec_driver_sql(f"SAVEPOINT {name}")
         try:
-            yield
+            with savepoint(self._tx.connection, f"millet_{self._savepoints}"):
+                yield
         except BaseException:
-            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
-            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
             # The accounts in memory may hold balances the savepoint took back.
             self._ledger._forget_accounts()
             raise
-        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 def _check_ids(ids: Sequence[int]) -> list[int]:

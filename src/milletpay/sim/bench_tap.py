@@ -62,13 +62,15 @@ def run_tap_bench(config: TapBenchConfig) -> dict[str, Any]:
         )
         try:
             phones = _cardholders(platform, config.terminals)
-            with (
-                IssuerHostsProcess(url, keys, BANK_CODES) as issuer_ports,
-                SwitchProcess(url, keys, limits, issuer_ports) as switch_port,
-            ):
-                latencies_ms, declined, elapsed_s = asyncio.run(
-                    _run(platform, phones, config, switch_port)
-                )
+            issuers = IssuerHostsProcess(url, keys, BANK_CODES)
+            with issuers as issuer_ports:
+                switch = SwitchProcess(url, keys, limits, issuer_ports)
+                with switch as switch_port:
+                    before = (time.process_time(), switch.cpu_s(), issuers.cpu_s())
+                    latencies_ms, declined, elapsed_s = asyncio.run(
+                        _run(platform, phones, config, switch_port)
+                    )
+                    after = (time.process_time(), switch.cpu_s(), issuers.cpu_s())
             books_ok = all(platform.banks.bank(code).ledger.verify().ok for code in BANK_CODES)
             cleared = platform.books.clearing_count()
         finally:
@@ -88,6 +90,10 @@ def run_tap_bench(config: TapBenchConfig) -> dict[str, Any]:
         "latency_ms_p99": round(latencies_ms[min(done - 1, int(done * 0.99))], 2),
         "latency_ms_max": round(latencies_ms[-1], 2),
         "luk_uses": LUK_USES,
+        "cpu_ms_per_tap": {
+            party: round((after[n] - before[n]) * 1_000 / done, 2)
+            for n, party in enumerate(("readers_and_acquirer", "switch", "issuers"))
+        },
         "clearing_records": cleared,
         "banks_ledger_verify_ok": books_ok,
     }

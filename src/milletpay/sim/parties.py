@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Final
@@ -26,6 +28,7 @@ from milletpay.banks.keys import IssuerKeyStoreKeys
 from milletpay.cards.luk import LukLimits
 from milletpay.core.clock import SystemClock
 from milletpay.core.keyring import KeyRing
+from milletpay.emv.crypto import quiet_pyemv_warnings
 from milletpay.emv.keys import IssuerKeyStore
 from milletpay.network.link import Iso8583Server
 from milletpay.network.switch import IssuerDirectory
@@ -33,6 +36,9 @@ from milletpay.network.switch import IssuerDirectory
 #: How long the parent waits for a child's servers to listen, and then to stop.
 START_TIMEOUT_S: Final = 60.0
 STOP: Final = "stop"
+CPU: Final = "cpu"
+#: The switch's worker threads (its blocking work before and after the issuer).
+SWITCH_WORKERS: Final = 32
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class IssuerHostsProcess:
     def __exit__(self, *_exc: object) -> None:
         self._child.stop()
 
+    def cpu_s(self) -> float:
+        return self._child.cpu_s()
+
 
 class SwitchProcess:
     """`with SwitchProcess(url, keys, luk_limits, issuer_ports) as port:` the card
@@ -86,6 +95,9 @@ class SwitchProcess:
 
     def __exit__(self, *_exc: object) -> None:
         self._child.stop()
+
+    def cpu_s(self) -> float:
+        return self._child.cpu_s()
 
 
 #: A child's work: start its servers, return (what the parent hears, how to stop them).
@@ -112,6 +124,14 @@ class _Child:
             raise RuntimeError(f"the {self._name} process did not start: {value}")
         return value
 
+    def cpu_s(self) -> float:
+        """The CPU time (user and system) the child has used so far."""
+        self._conn.send(CPU)
+        if not self._conn.poll(START_TIMEOUT_S):
+            raise RuntimeError(f"the {self._name} process did not answer")
+        used: float = self._conn.recv()
+        return used
+
     def stop(self) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):
             self._conn.send(STOP)
@@ -122,6 +142,7 @@ class _Child:
 
 
 def _run_child(serve: Serve, args: tuple[Any, ...], conn: Connection) -> None:
+    quiet_pyemv_warnings()  # as `millet` does in the parent
     asyncio.run(_child_main(serve, args, conn))
 
 
@@ -133,7 +154,8 @@ async def _child_main(serve: Serve, args: tuple[Any, ...], conn: Connection) -> 
         return
     conn.send(("ok", answer))
     with contextlib.suppress(EOFError):  # EOF: the parent went away
-        await asyncio.to_thread(conn.recv)
+        while await asyncio.to_thread(conn.recv) == CPU:
+            conn.send(time.process_time())
     await stop()
 
 
@@ -166,6 +188,12 @@ async def _switch(
         keyring=keys.keyring(),
         issuer_keys=keys.issuer_keys(),
         luk_limits=luk_limits,
+        group_commit=True,
+    )
+    # Requests wait in worker threads for the group committers: enough threads that
+    # many wait together and share a commit.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(SWITCH_WORKERS, thread_name_prefix="millet-switch")
     )
     directory = IssuerDirectory({})
     for code, port in issuer_ports.items():

@@ -53,13 +53,14 @@ from milletpay.core.keyring import KeyRing
 from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
 from milletpay.emv.keys import IssuerKeyStore
 from milletpay.identity import IdentityService, SimulatedSms, User
+from milletpay.ledger.committer import GroupCommitter
 from milletpay.network.books import NetworkBooks
 from milletpay.network.iso8583 import Message
 from milletpay.network.link import Handler, Iso8583Server
 from milletpay.network.storage import open_network_engine
 from milletpay.network.switch import CardNetwork, IssuerDirectory
 from milletpay.store import create_engine, upgrade
-from milletpay.store.engine import sqlite_path
+from milletpay.store.engine import ConnectionTransaction, EngineTransactions, sqlite_path
 
 #: The card a phone gets when its user has none yet: a debit card of this bank, its
 #: account funded with this much.
@@ -92,6 +93,8 @@ class TapPlatform:
     #: Where the simulated acquirer keeps its terminals' STANs between runs (a file of
     #: its own beside a SQLite database); None: kept only while it runs.
     acquirer_state: Path | None = None
+    #: The group committers of the switch's writes, when it has them; closed by `close`.
+    committers: tuple[GroupCommitter[ConnectionTransaction], ...] = ()
 
     @classmethod
     def open(
@@ -102,9 +105,12 @@ class TapPlatform:
         keyring: KeyRing | None = None,
         issuer_keys: IssuerKeyStore | None = None,
         luk_limits: LukLimits = DEFAULT_LUK_LIMITS,
+        group_commit: bool = False,
     ) -> TapPlatform:
         """The platform's services on `database_url` (migrated), with the key ring and the
-        issuer keys of the environment unless given."""
+        issuer keys of the environment unless given. With `group_commit`, the switch's
+        writes (its duplicate claims and clearing records, the LUK uses it counts) are
+        group-committed, as a switch under load runs."""
         clock = clock or SystemClock()
         keyring = keyring or KeyRing.from_environment()
         issuer_keys = issuer_keys or IssuerKeyStore.from_environment(issuer_bins())
@@ -114,6 +120,13 @@ class TapPlatform:
         banks = Banks(database_url, keyring, IssuerKeyStoreKeys(issuer_keys), clock)
         vault = PanVault(engine, keyring, clock)
         network_engine = open_network_engine(database_url)
+        committers: tuple[GroupCommitter[ConnectionTransaction], ...] = ()
+        if group_commit:
+            committers = (
+                GroupCommitter(EngineTransactions(network_engine), name="millet-network-books"),
+                GroupCommitter(EngineTransactions(engine), name="millet-luk-uses"),
+            )
+        books_committer, luk_committer = committers or (None, None)
         return cls(
             engine=engine,
             network_engine=network_engine,
@@ -123,10 +136,13 @@ class TapPlatform:
             banks=banks,
             vault=vault,
             tsp=TokenService(engine, vault, keyring, banks, sms, clock),
-            luks=LimitedUseKeys(engine, issuer_keys, clock, limits=luk_limits),
+            luks=LimitedUseKeys(
+                engine, issuer_keys, clock, limits=luk_limits, committer=luk_committer
+            ),
             detokenizer=Detokenizer(engine, vault, clock),
-            books=NetworkBooks(network_engine, keyring, clock),
+            books=NetworkBooks(network_engine, keyring, clock, committer=books_committer),
             acquirer_state=_beside(database_url, "acquirer", ".json"),
+            committers=committers,
         )
 
     def switch(self, directory: IssuerDirectory) -> CardNetwork:
@@ -135,6 +151,8 @@ class TapPlatform:
         return CardNetwork(self.books, directory, self.detokenizer, self.luks, self.tsp, self.clock)
 
     def close(self) -> None:
+        for committer in self.committers:
+            committer.close()
         self.banks.close()
         self.network_engine.dispose()
         self.engine.dispose()
