@@ -33,6 +33,7 @@ from milletpay.wallet import coins as wallet_coins
 from milletpay.wallet.accounts import FEN_PER_COIN, LEDGER_CNY, TransferCode, wallet_account_id
 from milletpay.wallet.coins import CoinService
 from milletpay.wallet.service import OperationStatus, merchant_payment_transfer_id
+from milletpay.wallet.tables import CoinOperationStatus
 
 if TYPE_CHECKING:
     from milletpay.checkout.intents import PaymentIntent
@@ -129,7 +130,7 @@ class WalletFunding:
         outcome = self._wallet.pay_merchant_in(
             tx, user_id, merchant.account_id, amount_fen, key, hold_timeout_s=hold_timeout_s
         )
-        assert outcome.approved == (outcome.status is OperationStatus.COMPLETED)
+        assert (outcome.status is OperationStatus.COMPLETED) == (outcome.decline_code is None)
         return Paid(
             outcome.operation_id,
             merchant_payment_transfer_id(user_id, key),
@@ -205,6 +206,7 @@ class CoinFunding:
             key,
             hold_timeout_s=hold_timeout_s,
         )
+        assert (outcome.status is CoinOperationStatus.COMPLETED) == (outcome.decline_code is None)
         return Paid(
             outcome.operation_id,
             wallet_coins.merchant_payment_transfer_id(user_id, key),

@@ -239,8 +239,8 @@ class Created:
 @dataclass(frozen=True, slots=True)
 class Confirmation:
     """A confirmation's answer: the intent after it, and what declined it if anything
-    (a wallet decline code, or `payment_intent_expired`); `limit` / `remaining` for a
-    limit's decline."""
+    (the funding source's decline code, or `payment_intent_expired`); `limit` /
+    `remaining` for a limit's decline."""
 
     intent: PaymentIntent
     decline_code: str | None = None
@@ -307,7 +307,6 @@ class PaymentIntents:
         (`funding_not_available`)."""
         self._ledger = ledger
         self._engine = ledger.engine
-        self._wallet = wallet
         self._merchants = merchants
         self._secret_key = keyring.derive(_CLIENT_SECRET_PURPOSE)
         self._clock = clock
