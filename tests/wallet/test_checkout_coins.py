@@ -255,6 +255,33 @@ def test_coin_payments_are_judged_by_limits_of_their_own(arcade: Arcade) -> None
     assert arcade.coins.coins(user) == 1
 
 
+def test_the_daily_coin_limit_counts_the_days_coin_payments_and_not_released_holds(
+    arcade: Arcade,
+) -> None:
+    limits = LIMITS[(OperationKind.COIN_PAYMENT, 1)]
+    assert (limits.per_transaction_fen, limits.daily_fen) == (yuan(500), yuan(1_000))
+    person = arcade.world.person(1)
+    bought = arcade.coins.buy_with_card(person.user_id, person.linked_account_id, 1_200, "c1")
+    assert bought.approved
+    user = person.user_id
+    released, released_secret = arcade.intent(yuan(500), capture_method=CaptureMethod.MANUAL)
+    arcade.confirm(user, released, released_secret)
+    arcade.intents.cancel(arcade.games.id, released.id)  # a released hold counts no more
+    for _ in range(2):
+        intent, secret = arcade.intent(yuan(500))
+        assert arcade.confirm(user, intent, secret).decline_code is None
+    over, over_secret = arcade.intent(yuan(1))
+
+    declined = arcade.confirm(user, over, over_secret)
+
+    assert declined.decline_code == "daily_limit_exceeded"
+    assert (declined.limit_fen, declined.remaining_fen) == (yuan(1_000), 0)
+    assert arcade.coins.coins(user) == 200
+    arcade.world.clock.advance(seconds=86_400)  # the next China-time day
+    tomorrow, tomorrow_secret = arcade.intent(yuan(1))
+    assert arcade.confirm(user, tomorrow, tomorrow_secret).decline_code is None
+
+
 def test_a_coin_payment_is_not_a_balance_payment_again(arcade: Arcade) -> None:
     """A Class I user's balance payments stop at 1,000 CNY over the account's life; the
     coins were counted when bought, so paying with them counts toward that no more."""
