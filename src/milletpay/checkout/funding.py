@@ -4,7 +4,8 @@
 moves the payer's side of the money in the caller's ledger transaction: pay (or hold),
 capture a hold, release it, refund. Each source says which intents it may pay
 (`check`) and names the column of the intent that records its operation. A new source
-is a new `Funding` value and a class here, and nothing else in the intent's flow.
+is a new `Funding` value, a class here and its entry in `PaymentIntents`' sources;
+nothing else in the intent's flow changes.
 
 - `WalletFunding`: the wallet balance (`WalletService`, risk kind `merchant_payment`).
 - `CoinFunding`: Millet coins (`CoinService`, risk kind `coin_payment`), only at merchants
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from milletpay.checkout.errors import CoinAmountNotWhole, CoinsNotAccepted
+from milletpay.checkout.fees import DIGITAL_GOODS_MCCS
 from milletpay.checkout.merchants import Merchant
 from milletpay.ledger import U128_MAX, CreateTransferResult, Transfer, TransferFlags
 from milletpay.ledger.engine import LedgerTransaction
@@ -183,7 +185,7 @@ class CoinFunding:
         if not merchant.digital_goods:
             raise CoinsNotAccepted(
                 f"{merchant.display_name} (MCC {merchant.mcc}) does not sell digital goods; "
-                "coins pay only merchants of MCC 5815 to 5818",
+                f"coins pay only merchants of MCC {', '.join(sorted(DIGITAL_GOODS_MCCS))}",
                 field="funding",
             )
         check_whole_coins(amount_fen)
