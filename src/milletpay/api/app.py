@@ -267,6 +267,7 @@ def create_app(
         clock,
         committer=committer,
         events=app.state.webhooks,
+        coins=app.state.coins,
     )
     install_error_handlers(app)
 

@@ -5,9 +5,11 @@ wallet reads whom it pays and how much (`GET /v1/me/payment-intents/{id}`), and 
 approves with the PIN or a quick-pay assertion for kind `payment_intent` (target: the
 intent's id). The confirmation runs like a P2P transfer: the PIN try, the
 `Idempotency-Key` and its answer, the payment and the intent's new status commit in one
-transaction. A decline is 402 naming the limit or reason; the intent stays open for
-another try unless it had its attempts. An intent that expired is 409
-`payment_intent_expired` (and is canceled).
+transaction. The body's `funding` chooses what pays: `wallet` (the balance, the default)
+or `coins` (digital-goods merchants only, whole coins only: 422 `coins_not_accepted` or
+`coin_amount_not_whole` otherwise, nothing changed). A decline is 402 naming the limit
+or reason; the intent stays open for another try unless it had its attempts. An intent
+that expired is 409 `payment_intent_expired` (and is canceled).
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ from milletpay.api.wallet import (
 )
 from milletpay.checkout.codes import PaymentCodes, read_merchant_code
 from milletpay.checkout.errors import MerchantNotFound
-from milletpay.checkout.intents import Confirmation, IntentRequest, PaymentIntents, public_id
+from milletpay.checkout.intents import (
+    Confirmation,
+    Funding,
+    IntentRequest,
+    PaymentIntents,
+    public_id,
+)
 from milletpay.checkout.merchants import MerchantService
 from milletpay.ledger.engine import LedgerTransaction
 
@@ -50,6 +58,7 @@ QR_TEXT_CHARS_MAX = 1024
 
 class IntentConfirmation(Approval):
     client_secret: str = Field(min_length=1, max_length=CLIENT_SECRET_CHARS_MAX)
+    funding: Funding = Funding.WALLET
 
 
 @router.get("/payment-intents/{intent_id}")
@@ -76,8 +85,9 @@ def confirm_intent(
     intents: Intents,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Pay the intent from the wallet balance (key and approval required): 200 with the
-    intent, 402 declined, 409 expired or not waiting for confirmation."""
+    """Pay the intent from the `funding` source, the wallet balance by default (key and
+    approval required): 200 with the intent, 402 declined, 409 expired or not waiting
+    for confirmation, 422 for a source that cannot pay this intent."""
     key = check_key(idempotency_key)
     user_id = signed_in.user_id
     number = _intent_id(intent_id)
@@ -90,7 +100,7 @@ def confirm_intent(
         user_id,
         key,
         body,
-        lambda tx: _answer(intents, tx, user_id, number, body.client_secret),
+        lambda tx: _answer(intents, tx, user_id, number, body.client_secret, body.funding),
         lambda k: _payment(k, "payment_intent", target, intent.amount_fen),
     )
 
@@ -191,9 +201,14 @@ def new_payment_code(signed_in: SignedIn, request: Request) -> dict[str, Any]:
 
 
 def _answer(
-    intents: PaymentIntents, tx: LedgerTransaction, user_id: int, number: int, secret: str
+    intents: PaymentIntents,
+    tx: LedgerTransaction,
+    user_id: int,
+    number: int,
+    secret: str,
+    funding: Funding = Funding.WALLET,
 ) -> tuple[int, dict[str, Any]]:
-    answer: Confirmation = _run(lambda: intents.confirm_with_wallet_in(tx, user_id, number, secret))
+    answer: Confirmation = _run(lambda: intents.confirm_in(tx, user_id, number, secret, funding))
     intent = answer.intent
     merchant_view = {"id": public_id(intent.id), "status": str(intent.status)}
     if answer.decline_code is None:
@@ -201,6 +216,7 @@ def _answer(
             **merchant_view,
             "amount_fen": intent.amount_fen,
             "amount": cny_text(intent.amount_fen),
+            "funding": str(funding),
             "operation_id": f"{answer.operation_id:032x}",
         }
     code = answer.decline_code

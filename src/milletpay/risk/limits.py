@@ -24,6 +24,9 @@ class OperationKind(StrEnum):
     P2P = "p2p"  # wallet -> another user's wallet: a balance payment
     MERCHANT_PAYMENT = "merchant_payment"  # wallet -> a merchant: a balance payment
     MERCHANT_REFUND = "merchant_refund"  # a merchant -> wallet: money back, never limited
+    # coins -> a checkout merchant: the platform pays the merchant their CNY value. Not a
+    # balance payment: the coins were counted once already, when they were bought.
+    COIN_PAYMENT = "coin_payment"
 
 
 class DeclineCode(StrEnum):
@@ -66,6 +69,9 @@ LIMITS: dict[tuple[OperationKind, int], OperationLimits] = {
     (OperationKind.MERCHANT_PAYMENT, 1): OperationLimits(_yuan(1_000),  _yuan(1_000)),
     (OperationKind.MERCHANT_PAYMENT, 2): OperationLimits(_yuan(20_000), _yuan(50_000)),
     (OperationKind.MERCHANT_PAYMENT, 3): OperationLimits(_yuan(50_000), _yuan(100_000)),
+    (OperationKind.COIN_PAYMENT, 1): OperationLimits(_yuan(500),   _yuan(1_000)),
+    (OperationKind.COIN_PAYMENT, 2): OperationLimits(_yuan(2_000), _yuan(5_000)),
+    (OperationKind.COIN_PAYMENT, 3): OperationLimits(_yuan(5_000), _yuan(10_000)),
 }
 # fmt: on
 _NOTHING_ALLOWED = OperationLimits(0, 0)
