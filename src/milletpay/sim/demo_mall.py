@@ -10,8 +10,10 @@ sign up through the app and pay in-app (with the fingerprint or the PIN, one pay
 and captured in part), by a merchant's static and dynamic QR codes and by showing a
 one-time payment code; a bookshop refunds in part; coins are bought, and spent at the game
 studio once the API takes coins as an intent's funding. Once the clock is past midnight
-the server's end-of-day job pays each merchant out (`Payouts.run_day`, as the server's
-maintenance runs it), and every merchant is told by a signed `payout.paid`.
+the server's end-of-day job pays each merchant out, and every merchant is told by a signed
+`payout.paid`: that job is the one call the scene makes to the app itself
+(`Payouts.run_day` for the day before, as the server's maintenance would on its next
+pass, which comes only `MAINTENANCE_EVERY_S` after start).
 
 The parties outside the platform are simulated and handed to `create_app` as its
 replacements: the banks behind the wallets and the merchants' settlement accounts
