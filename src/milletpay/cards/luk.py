@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -53,6 +55,9 @@ ATC_BYTES: Final = 2
 TOKEN_IIN_DIGITS: Final = 6
 #: Tries of an issue or replenishment that lost to a concurrent one.
 LUK_WRITE_ATTEMPTS_MAX: Final = 3
+
+#: Derived LUKs kept in memory by one `LimitedUseKeys`, the most recently used.
+LUK_KEYS_KEPT: Final = 10_000
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -177,6 +182,8 @@ class LimitedUseKeys:
         verifications' in one transaction (its owner closes it); None: each in its own."""
         self._engine = engine
         self._committer = committer
+        self._luk_keys: OrderedDict[tuple[str, str, int, int, int], bytes] = OrderedDict()
+        self._luk_keys_lock = threading.Lock()
         self._key_store = key_store
         self._clock = clock
         self._limits = limits
@@ -391,10 +398,23 @@ class LimitedUseKeys:
         return self._key_store.imk_ac(bank_code, token_number[:TOKEN_IIN_DIGITS], version)
 
     def _luk(self, bank_code: str, number: str, psn: int, luk: Mapping[str, Any]) -> bytes:
-        """The LUK again: IMK-AC (the version it was issued under) → ICC MK → LUK."""
+        """The LUK again: IMK-AC (the version it was issued under) → ICC MK → LUK. Kept
+        in memory (the last `LUK_KEYS_KEPT`), as an HSM keeps a working key: a tap's
+        `verify` and `arpc` derive the same one, and so do a LUK's later uses."""
+        name = (bank_code, number, psn, luk["imk_version"], luk["luk_index"])
+        with self._luk_keys_lock:
+            kept = self._luk_keys.get(name)
+            if kept is not None:
+                self._luk_keys.move_to_end(name)
+                return kept
         imk = self._imk(bank_code, number, luk["imk_version"]).key
         icc_mk = crypto.icc_master_key(self._profile, imk, number, f"{psn:02d}")
-        return derive_luk(icc_mk, luk["luk_index"])
+        derived = derive_luk(icc_mk, luk["luk_index"])
+        with self._luk_keys_lock:
+            self._luk_keys[name] = derived
+            while len(self._luk_keys) > LUK_KEYS_KEPT:
+                self._luk_keys.popitem(last=False)
+        return derived
 
 
 def token_valid_until_ns(expiry_yyyymm: str) -> int:
@@ -437,8 +457,21 @@ _SPEND_ATC: Final = sa.insert(token_luk_atcs).values(
 )
 
 
+#: Built once, the reads of `verify` and `arpc`, which every tap runs.
+_TOKEN_ROW: Final = sa.select(tokens).where(tokens.c.id == sa.bindparam("the_token"))
+_LUK_FOR_ATC: Final = sa.select(token_luks).where(
+    token_luks.c.token_id == sa.bindparam("the_token"),
+    token_luks.c.atc_first <= sa.bindparam("the_atc"),
+    token_luks.c.atc_last >= sa.bindparam("the_atc"),
+)
+_ATC_SEEN: Final = sa.select(token_luk_atcs.c.atc).where(
+    token_luk_atcs.c.token_id == sa.bindparam("the_token"),
+    token_luk_atcs.c.atc == sa.bindparam("the_atc"),
+)
+
+
 def _token_row(conn: sa.Connection, key: bytes) -> Any:
-    return conn.execute(sa.select(tokens).where(tokens.c.id == key)).first()
+    return conn.execute(_TOKEN_ROW, {"the_token": key}).first()
 
 
 def _latest_luk(conn: sa.Connection, key: bytes) -> Any:
@@ -447,20 +480,11 @@ def _latest_luk(conn: sa.Connection, key: bytes) -> Any:
 
 
 def _luk_for_atc(conn: sa.Connection, key: bytes, atc: int) -> Any:
-    return conn.execute(
-        sa.select(token_luks).where(
-            token_luks.c.token_id == key,
-            token_luks.c.atc_first <= atc,
-            token_luks.c.atc_last >= atc,
-        )
-    ).first()
+    return conn.execute(_LUK_FOR_ATC, {"the_token": key, "the_atc": atc}).first()
 
 
 def _atc_seen(conn: sa.Connection, key: bytes, atc: int) -> bool:
-    query = sa.select(token_luk_atcs.c.atc).where(
-        token_luk_atcs.c.token_id == key, token_luk_atcs.c.atc == atc
-    )
-    return conn.execute(query).first() is not None
+    return conn.execute(_ATC_SEEN, {"the_token": key, "the_atc": atc}).first() is not None
 
 
 def _retire(conn: sa.Connection, latest: Any, now_ns: int) -> bool:
