@@ -134,6 +134,7 @@ def test_demo_balances_the_books_and_a_second_run_plays_a_new_day(database_url: 
     assert "(cast 2 on this database)" in output, "the wallet scene signs up a new cast"
     assert "through the token service (cast 2)" in output, "so does the banks scene"
     assert "tap phones at shops (cast 2)" in output, "and the shopping scene"
+    assert "through the HTTP API (cast 2)" in output, "and the mall scene"
     assert "ledger verify: ok" in output
     assert balances(database_url) == {i: 2 * amount for i, amount in after_one.items()}
     assert transfer_count(database_url) == 2 * transfers_one_day

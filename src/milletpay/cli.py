@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Annotated
 
 import typer
@@ -16,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from milletpay.emv.crypto import quiet_pyemv_warnings
 from milletpay.store.engine import ENV_DATABASE_URL, resolve_database_url, sqlite_path
 
 app = typer.Typer(
@@ -289,9 +289,7 @@ def bench_tap(
 
 
 def main() -> None:
-    # pyemv runs EMV's two-key triple DES, which `cryptography` warns it will move; the
-    # keys are EMV's, not ours to change, and the warning is no news to an operator.
-    warnings.filterwarnings("ignore", message=".*TripleDES", module="pyemv")
+    quiet_pyemv_warnings()
     app()
 
 

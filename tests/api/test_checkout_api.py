@@ -547,3 +547,109 @@ def test_the_merchant_reads_its_payouts(world: World, merchant: Merchant) -> Non
     assert (item["status"], item["amount_fen"]) == ("paid", 10_000 - 60)
     events = [json.loads(r.content)["type"] for r in world.webhooks_received]
     assert events == []  # no endpoint: nothing delivered
+
+
+# -- coins as the funding source ---------------------------------------------------------
+
+
+def with_coins(world: World, coins: int) -> Person:
+    """A payer whose wallet bought `coins` coins."""
+    payer = funded(world)
+    body = {"coins": coins, "source": "balance", "pin": PIN}
+    bought = world.post("/v1/me/coins/purchases", payer, body, uuid.uuid4().hex)
+    assert bought.status_code == 201, bought.text
+    return payer
+
+
+def coins_of(world: World, payer: Person) -> int:
+    answer = world.client.get("/v1/me/coins", headers=payer.headers)
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["coins"])
+
+
+def test_a_digital_goods_merchant_is_paid_in_coins_and_refunds_coins(world: World) -> None:
+    games = onboard(world, display_name="Dragon Games", mcc="5816")
+    made = world.client.post(
+        "/v1/merchant/webhook-endpoints",
+        json={
+            "url": "http://127.0.0.1:9/hooks",
+            "event_types": ["payment_intent.succeeded", "refund.succeeded"],
+        },
+        headers=games.secret,
+    )
+    assert made.status_code == 201, made.text
+    payer = with_coins(world, 100)
+    intent = new_intent(world, games, amount_fen=6_000)
+
+    paid = confirm(world, payer, intent, key="coins-1", funding="coins")
+    again = confirm(world, payer, intent, key="coins-1", funding="coins")
+
+    assert paid.status_code == 200, paid.text
+    assert again.json() == paid.json()  # the retry answers the same and pays once
+    assert paid.json()["funding"] == "coins" and paid.json()["status"] == "succeeded"
+    assert coins_of(world, payer) == 40
+    assert world.balance(payer) == 100_000 - 10_000  # the wallet paid only for the coins
+    seen = world.client.get(f"/v1/payment-intents/{intent['id']}", headers=games.secret).json()
+    assert (seen["funding"], seen["fee_fen"]) == ("coins", 60)
+    me = world.client.get("/v1/merchant", headers=games.secret).json()
+    assert me["balance"] == {"posted_fen": 6_000 - 60, "pending_fen": 0}
+    (event,) = [json.loads(r.content) for r in wait_for(world, 1)]
+    assert event["type"] == "payment_intent.succeeded"
+    assert event["data"]["object"]["funding"] == "coins"
+
+    path = f"/v1/payment-intents/{intent['id']}/refunds"
+    headers = {**games.secret, "Idempotency-Key": "refund-1"}
+    part = world.client.post(path, json={"amount_fen": 2_000}, headers=headers)
+    part_again = world.client.post(path, json={"amount_fen": 2_000}, headers=headers)
+    assert part.status_code == 201, part.text
+    assert part_again.json() == part.json()
+    assert coins_of(world, payer) == 60
+    odd = world.client.post(
+        path, json={"amount_fen": 150}, headers={**games.secret, "Idempotency-Key": "refund-2"}
+    )
+    assert (odd.status_code, odd.json()["error"]["code"]) == (422, "coin_amount_not_whole")
+    rest = world.client.post(path, headers={**games.secret, "Idempotency-Key": "refund-3"})
+    assert rest.status_code == 201 and rest.json()["amount_fen"] == 4_000
+    assert coins_of(world, payer) == 100
+    assert world.balance(payer) == 100_000 - 10_000  # coins come back as coins, never cash
+    me = world.client.get("/v1/merchant", headers=games.secret).json()
+    assert me["balance"]["posted_fen"] == 0
+    refunds = [json.loads(r.content) for r in wait_for(world, 3)[1:]]
+    assert [e["type"] for e in refunds] == ["refund.succeeded", "refund.succeeded"]
+
+
+def test_coins_are_refused_by_a_merchant_outside_digital_goods(
+    world: World, merchant: Merchant
+) -> None:
+    payer = with_coins(world, 100)
+    intent = new_intent(world, merchant, amount_fen=3_000)
+
+    refused = confirm(world, payer, intent, funding="coins")
+
+    assert refused.status_code == 422
+    assert (refused.json()["error"]["code"], refused.json()["error"]["field"]) == (
+        "coins_not_accepted",
+        "funding",
+    )
+    assert coins_of(world, payer) == 100
+    seen = world.client.get(f"/v1/payment-intents/{intent['id']}", headers=merchant.secret)
+    assert seen.json()["status"] == "requires_confirmation"
+    assert seen.json()["confirm_attempts"] == 0
+    unknown = confirm(world, payer, intent, funding="gold")
+    assert (unknown.status_code, unknown.json()["error"]["field"]) == (422, "funding")
+    assert confirm(world, payer, intent).status_code == 200  # the wallet still pays it
+
+
+def test_coins_for_an_amount_of_part_coins_or_too_few_coins(world: World) -> None:
+    games = onboard(world, display_name="Dragon Games", mcc="5816")
+    payer = with_coins(world, 10)
+    odd = new_intent(world, games, amount_fen=3_050)
+    refused = confirm(world, payer, odd, funding="coins")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "coin_amount_not_whole")
+
+    intent = new_intent(world, games, amount_fen=3_000)
+    declined = confirm(world, payer, intent, funding="coins")
+
+    assert (declined.status_code, declined.json()["error"]["code"]) == (402, "insufficient_coins")
+    assert declined.json()["error"]["intent_status"] == "requires_confirmation"
+    assert coins_of(world, payer) == 10

@@ -47,6 +47,8 @@ from milletpay.emv import crypto
 from milletpay.emv.crypto import EmvCryptoError
 from milletpay.emv.keys import IssuerKeyStore, KeyKind, owner_of
 from milletpay.emv.profiles import profile
+from milletpay.ledger.committer import GroupCommitter
+from milletpay.store.engine import EngineTransactions
 
 from .conftest import OTHER_PHONE, TspWorld
 
@@ -511,3 +513,34 @@ def _used_count(world: LukWorld, token: Token, luk_index: int) -> int:
             )
         )
         return int(used.scalar_one())
+
+
+# -- uses counted through a group committer ---------------------------------------------
+
+
+def test_group_committed_uses_spend_each_atc_once(tsp_world: TspWorld) -> None:
+    """The switch counts LUK uses through a group committer: many verifications share
+    one transaction, and of several verifications of one ATC in it, one wins."""
+    store = IssuerKeyStore.generate(issuer_bins())
+    committer = GroupCommitter(EngineTransactions(tsp_world.engine))
+    limits = LukLimits(uses_max=50, atc_window=50, ttl_s=3_600)
+    luks = LimitedUseKeys(
+        tsp_world.engine, store, tsp_world.clock, limits=limits, committer=committer
+    )
+    try:
+        token = tsp_world.active_token(tsp_world.card("ICBC"))
+        grant = luks.issue(token)
+        same = tx(3)
+        cryptogram = arqc(grant, same)
+        distinct = [tx(atc) for atc in range(10, 20)]
+        with ThreadPoolExecutor(8) as pool:
+            replays = list(pool.map(lambda _: luks.verify(token, cryptogram, same), range(8)))
+            others = list(
+                pool.map(lambda data: luks.verify(token, arqc(grant, data), data), distinct)
+            )
+        # Eleven uses counted: the next one leaves 50 - 12.
+        assert luks.verify(token, arqc(grant, tx(30)), tx(30)) == Verdict(LukCode.OK, 1, 38)
+    finally:
+        committer.close()
+    assert sorted(v.code for v in replays) == [LukCode.ATC_REPLAYED] * 7 + [LukCode.OK]
+    assert all(v.ok for v in others)

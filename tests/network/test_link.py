@@ -134,6 +134,37 @@ def test_the_same_stan_on_another_terminal_is_another_request() -> None:
     _run(scenario)
 
 
+def test_a_repeat_of_a_request_in_flight_shares_its_answer() -> None:
+    """A retry sent while the first is still out (a reversal repeated while a slow issuer
+    works) is not sent again: both callers get the one answer. Another request under the
+    same key is refused; a caller that gives up leaves the answer to the others."""
+    received: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(request: Message) -> Message | None:
+        received.append(request.text(11))
+        await release.wait()
+        return await _approve(request)
+
+    async def scenario(server: Iso8583Server) -> None:
+        async with await Iso8583Client.connect("127.0.0.1", server.port) as client:
+            request = authorization("000001")
+            impatient = asyncio.ensure_future(client.request(request, timeout_s=0.05))
+            first = asyncio.ensure_future(client.request(request))
+            second = asyncio.ensure_future(client.request(request))
+            with pytest.raises(ResponseTimeout):
+                await impatient
+            other = request.with_fields({4: "000000000999"})
+            with pytest.raises(iso8583.Iso8583Error, match="another 0100 with STAN 000001"):
+                await client.request(other)
+            release.set()
+            answers = await asyncio.gather(first, second)
+        assert [a.text(39) for a in answers] == ["00", "00"]
+        assert received == ["000001"]  # sent once
+
+    _run(scenario, handler)
+
+
 def test_no_answer_is_a_response_timeout_and_the_link_goes_on() -> None:
     async def handler(request: Message) -> Message | None:
         if request.text(11) == "000001":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
@@ -17,7 +18,8 @@ from milletpay.cards import Party, TokenDomain
 from milletpay.cards.detokenize import DetokenizeCode
 from milletpay.cards.luk import LUK_PROFILE, LukCode
 from milletpay.emv import crypto, tlv
-from milletpay.network.books import ClearingStatus, MessageKey
+from milletpay.ledger.committer import GroupCommitter
+from milletpay.network.books import ClearingStatus, MessageKey, NetworkBooks
 from milletpay.network.framing import read_frame, write_frame
 from milletpay.network.iso8583 import Message, encode, original_data_elements
 from milletpay.network.storage import network_database
@@ -28,6 +30,7 @@ from milletpay.network.switch import (
     route,
     token_domain,
 )
+from milletpay.store.engine import EngineTransactions
 
 from .conftest import ACQUIRER, Acquirer, NetworkWorld, Running, running, tap, yuan
 
@@ -543,3 +546,21 @@ def test_a_refund_to_a_token_carries_no_cryptogram_and_is_never_stood_in_for(
         yuan(30),
         "completed",
     )
+
+
+def test_group_committed_claims_let_one_of_a_key_through(world: NetworkWorld) -> None:
+    """A switch under load writes its claims and clearing records through a group
+    committer: claims of one key in one shared transaction still let exactly one pass."""
+    committer = GroupCommitter(EngineTransactions(world.network_engine))
+    books = NetworkBooks(world.network_engine, world.keyring, world.clock, committer=committer)
+    same = MessageKey(ACQUIRER, "T9      ", "000001", "1126040000")
+    distinct = [MessageKey(ACQUIRER, "T9      ", f"{n:06d}", "1126040000") for n in range(2, 12)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            claims = list(pool.map(lambda _: books.claim(same, "0200"), range(8)))
+            others = list(pool.map(lambda key: books.claim(key, "0200"), distinct))
+    finally:
+        committer.close()
+    assert sorted(claims) == [False] * 7 + [True]
+    assert all(others)
+    assert not world.books.claim(distinct[0], "0200")  # stored: seen by books without one

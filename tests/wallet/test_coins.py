@@ -44,6 +44,11 @@ PUBLIC_METHODS = {
     "mark_fulfilled",
     "refund_service_shutdown",
     "coin_liability_check",
+    # A checkout merchant paid in coins, its hold ended, its refund back as coins: the CNY
+    # value goes to the merchant, never to the user (tests/wallet/test_checkout_coins.py).
+    "pay_merchant_in",
+    "end_merchant_hold_in",
+    "receive_refund_in",
 }
 
 

@@ -295,6 +295,7 @@ def create_app(
         clock,
         committer=committer,
         events=app.state.webhooks,
+        coins=app.state.coins,
     )
     app.state.card_funding = None
     if card_network is not None:

@@ -5,16 +5,20 @@ wallet reads whom it pays and how much (`GET /v1/me/payment-intents/{id}`), and 
 approves with the PIN or a quick-pay assertion for kind `payment_intent` (target: the
 intent's id). The confirmation runs like a P2P transfer: the PIN try, the
 `Idempotency-Key` and its answer, the payment and the intent's new status commit in one
-transaction. A decline is 402 naming the limit or reason; the intent stays open for
-another try unless it had its attempts. An intent that expired is 409
-`payment_intent_expired` (and is canceled). With `funding: "card"` the intent is paid
-with a tokenized bank card through the card network instead (`api/card_payments.py`).
+transaction. The body's `funding` chooses what pays: `wallet` (the balance, the default)
+or `coins` (digital-goods merchants only, whole coins only: 422 `coins_not_accepted` or
+`coin_amount_not_whole` otherwise, nothing changed). A decline is 402 naming the limit
+or reason; the intent stays open for another try unless it had its attempts. An intent
+that expired is 409 `payment_intent_expired` (and is canceled). With
+`funding: "card"` and the body's `card` the intent is paid with a tokenized bank card
+through the card network instead (`api/card_payments.py`): an authorization the issuer
+answers, so not one transaction with the intent.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -42,7 +46,13 @@ from milletpay.api.wallet import (
 )
 from milletpay.checkout.codes import PaymentCodes, read_merchant_code
 from milletpay.checkout.errors import MerchantNotFound
-from milletpay.checkout.intents import Confirmation, IntentRequest, PaymentIntents, public_id
+from milletpay.checkout.intents import (
+    Confirmation,
+    Funding,
+    IntentRequest,
+    PaymentIntents,
+    public_id,
+)
 from milletpay.checkout.merchants import MerchantService
 from milletpay.identity.quickpay import Payment
 from milletpay.ledger.engine import LedgerTransaction
@@ -55,8 +65,9 @@ QR_TEXT_CHARS_MAX = 1024
 
 class IntentConfirmation(Approval):
     client_secret: str = Field(min_length=1, max_length=CLIENT_SECRET_CHARS_MAX)
-    #: `card`: a tokenized bank card through the card network (`api/card_payments.py`).
-    funding: Literal["wallet", "card"] = "wallet"
+    #: `wallet` (the default), `coins`, or `card`: a tokenized bank card through the card
+    #: network (`api/card_payments.py`), with `card` its credentials.
+    funding: Funding = Funding.WALLET
     card: CardCredentials | None = None
 
 
@@ -84,9 +95,10 @@ def confirm_intent(
     intents: Intents,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Pay the intent from the wallet balance, or with `funding: "card"` and `card` from
-    a tokenized bank card (key and approval required): 200 with the intent, 402
-    declined, 409 expired or not waiting for confirmation."""
+    """Pay the intent from the `funding` source, the wallet balance by default, or with
+    `funding: "card"` and `card` from a tokenized bank card (key and approval required):
+    200 with the intent, 402 declined, 409 expired or not waiting for confirmation, 422
+    for a source that cannot pay this intent."""
     key = check_key(idempotency_key)
     user_id = signed_in.user_id
     number = _intent_id(intent_id)
@@ -96,7 +108,7 @@ def confirm_intent(
     def describe(k: str) -> Payment:
         return _payment(k, "payment_intent", target, intent.amount_fen)
 
-    if body.funding == "card":
+    if body.funding is Funding.CARD:
         funding = card_payments.card_funding(request)
         card = body.card
         if card is None:
@@ -119,7 +131,7 @@ def confirm_intent(
         user_id,
         key,
         body,
-        lambda tx: _answer(intents, tx, user_id, number, body.client_secret),
+        lambda tx: _answer(intents, tx, user_id, number, body.client_secret, body.funding),
         describe,
     )
 
@@ -220,9 +232,14 @@ def new_payment_code(signed_in: SignedIn, request: Request) -> dict[str, Any]:
 
 
 def _answer(
-    intents: PaymentIntents, tx: LedgerTransaction, user_id: int, number: int, secret: str
+    intents: PaymentIntents,
+    tx: LedgerTransaction,
+    user_id: int,
+    number: int,
+    secret: str,
+    funding: Funding = Funding.WALLET,
 ) -> tuple[int, dict[str, Any]]:
-    answer: Confirmation = _run(lambda: intents.confirm_with_wallet_in(tx, user_id, number, secret))
+    answer: Confirmation = _run(lambda: intents.confirm_in(tx, user_id, number, secret, funding))
     intent = answer.intent
     merchant_view = {"id": public_id(intent.id), "status": str(intent.status)}
     if answer.decline_code is None:
@@ -230,6 +247,7 @@ def _answer(
             **merchant_view,
             "amount_fen": intent.amount_fen,
             "amount": cny_text(intent.amount_fen),
+            "funding": str(funding),
             "operation_id": f"{answer.operation_id:032x}",
         }
     code = answer.decline_code

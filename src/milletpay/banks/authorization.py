@@ -119,7 +119,13 @@ class _Decision:
     pin_tries: int | None = None  # the card's new count of wrong PIN tries, if it moved
 
 
-def authorize(bank: Bank, request: AuthorizationRequest) -> AuthorizationAnswer:
+def authorize(
+    bank: Bank, request: AuthorizationRequest, *, post: bool = False
+) -> AuthorizationAnswer:
+    """Decide `request`; an approval holds the amount. With `post` (a single-message
+    purchase), an approval is also posted in full in the same transaction: the answer
+    and the money are stored together or not at all. A repeat of the request is
+    answered from its record."""
     check_reference(request.reference)
     check_amount(request.amount_fen)
     if not bank.online:
@@ -134,13 +140,25 @@ def authorize(bank: Bank, request: AuthorizationRequest) -> AuthorizationAnswer:
                     # A reference names one authorization: never the first one's answer
                     # (and hold) for another card, amount or channel.
                     return AuthorizationAnswer(R.DUPLICATE_TRANSMISSION, reason="reference_reused")
+                if post and row.status == AuthStatus.HELD.value:
+                    _posted(_post_or_void(bank, tx, row, request.reference, request.amount_fen))
                 return _answer(row)
             decision = _decide(bank, tx.connection, request, fingerprint)
-            return _record(bank, tx, request, auth_id, decision)
+            answer = _record(bank, tx, request, auth_id, decision)
+            if post and answer.approved:
+                row = _authorization_row(tx.connection, auth_id)
+                _posted(_post_or_void(bank, tx, row, request.reference, request.amount_fen))
+            return answer
     except Exception:
         # Never the request itself in the log: it carries the PAN.
         log.exception("%s: authorization %x failed", bank.code, auth_id)
         return AuthorizationAnswer(R.SYSTEM_MALFUNCTION, reason="system_malfunction")
+
+
+def _posted(answer: HoldAnswer) -> None:
+    """A purchase's hold was just posted; if not (it expired), undo the transaction."""
+    if not answer.ok:
+        raise RuntimeError(f"an approved purchase was not posted: {answer.status}")
 
 
 def _same_request(
@@ -424,38 +442,46 @@ def _resolve(bank: Bank, reference: str, amount_fen: int | None) -> HoldAnswer:
             return HoldAnswer(done, status.value, row.completed_fen)
         if amount_fen is not None and amount_fen > row.amount_fen:
             return HoldAnswer(False, "amount_exceeds_authorization")
-        flag, leg = (
-            (TransferFlags.POST_PENDING_TRANSFER, 1)
-            if posting
-            else (TransferFlags.VOID_PENDING_TRANSFER, 2)
+        return _post_or_void(bank, tx, row, reference, amount_fen)
+
+
+def _post_or_void(
+    bank: Bank, tx: LedgerTransaction, row: Any, reference: str, amount_fen: int | None
+) -> HoldAnswer:
+    """Post `amount_fen` of a held authorization's hold, or void it (None)."""
+    posting = amount_fen is not None
+    flag, leg = (
+        (TransferFlags.POST_PENDING_TRANSFER, 1)
+        if posting
+        else (TransferFlags.VOID_PENDING_TRANSFER, 2)
+    )
+    transfer = Transfer(
+        chart.transfer_id(bank.code, "authorization", reference, leg),
+        0,
+        0,
+        AMOUNT_MAX if amount_fen is None else amount_fen,
+        LEDGER_CNY,
+        BankTransferCode.CARD_PURCHASE,
+        flags=flag,
+        pending_id=id_from_bytes(row.hold_id),
+    )
+    (result,) = tx.create_transfers([transfer])
+    if result is CreateTransferResult.PENDING_TRANSFER_EXPIRED:
+        new_status, completed = AuthStatus.EXPIRED, 0
+    else:
+        assert result is CreateTransferResult.OK, result
+        new_status = AuthStatus.COMPLETED if posting else AuthStatus.REVERSED
+        completed = amount_fen or 0
+    tx.connection.execute(
+        sa.update(authorizations)
+        .where(authorizations.c.id == row.id)
+        .values(
+            status=new_status.value,
+            completed_fen=completed,
+            resolved_at=bank.clock.now_ns(),
         )
-        transfer = Transfer(
-            chart.transfer_id(bank.code, "authorization", reference, leg),
-            0,
-            0,
-            AMOUNT_MAX if amount_fen is None else amount_fen,
-            LEDGER_CNY,
-            BankTransferCode.CARD_PURCHASE,
-            flags=flag,
-            pending_id=id_from_bytes(row.hold_id),
-        )
-        (result,) = tx.create_transfers([transfer])
-        if result is CreateTransferResult.PENDING_TRANSFER_EXPIRED:
-            new_status, completed = AuthStatus.EXPIRED, 0
-        else:
-            assert result is CreateTransferResult.OK, result
-            new_status = AuthStatus.COMPLETED if posting else AuthStatus.REVERSED
-            completed = amount_fen or 0
-        tx.connection.execute(
-            sa.update(authorizations)
-            .where(authorizations.c.id == row.id)
-            .values(
-                status=new_status.value,
-                completed_fen=completed,
-                resolved_at=bank.clock.now_ns(),
-            )
-        )
-        return HoldAnswer(new_status is not AuthStatus.EXPIRED, new_status.value, completed)
+    )
+    return HoldAnswer(new_status is not AuthStatus.EXPIRED, new_status.value, completed)
 
 
 _TOMBSTONE_CHANNEL = ""

@@ -426,9 +426,12 @@ class Bank:
         (step-up to the phone on file) or red, with the reason (see `idv.py`)."""
         return idv.decide(self, pan, expiry_yymm, cvn2, wallet_phone)
 
-    def authorize(self, request: AuthorizationRequest) -> AuthorizationAnswer:
-        """Approve or decline a card payment; an approval holds the amount."""
-        return authorization.authorize(self, request)
+    def authorize(
+        self, request: AuthorizationRequest, *, post: bool = False
+    ) -> AuthorizationAnswer:
+        """Approve or decline a card payment; an approval holds the amount, or, with
+        `post` (a single-message purchase), takes it in the same transaction."""
+        return authorization.authorize(self, request, post=post)
 
     def complete(self, reference: str, amount_fen: int) -> HoldAnswer:
         """Post `amount_fen` (at most the authorized amount) of the authorization's hold."""

@@ -7,7 +7,7 @@ network's switch connects to it and sends
 |---|---|---|
 | 0100 authorization | `authorize` (a hold) | 0110 |
 | 0120 authorization advice (the switch stood in) | `authorize` (the hold, if funds allow) | 0130 |
-| 0200 financial request | `authorize`, then `complete` at once | 0210 |
+| 0200 financial request | `authorize` and post the approval, in one transaction | 0210 |
 | 0200 with processing code 20 (refund) | `refund`: a credit to the card's account | 0210 |
 | 0220 completion advice | `complete` the hold for field 4 | 0230 |
 | 0400 / 0420 reversal | `reverse` the hold | 0410 / 0430 |
@@ -204,17 +204,10 @@ def _advise(bank: Bank, message: Message) -> Message:
 
 
 def _purchase(bank: Bank, message: Message) -> Message:
-    """Single message: authorize, and post at once what was approved."""
-    request = _authorization_request(message)
-    answer = bank.authorize(request)
-    if not answer.approved:
-        return _authorization_answer(message, answer)
-    completed = bank.complete(request.reference, request.amount_fen)
-    if not completed.ok:
-        log.error("%s: approved purchase not posted: %s", bank.code, completed.status)
-        bank.reverse(request.reference)
-        return response_to(message, HOST_CODES["unexpected"])
-    return _authorization_answer(message, answer)
+    """Single message: authorize and post what was approved, in one transaction."""
+    return _authorization_answer(
+        message, bank.authorize(_authorization_request(message), post=True)
+    )
 
 
 def _refund(bank: Bank, message: Message) -> Message:

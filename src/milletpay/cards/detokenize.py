@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -84,17 +84,7 @@ class Detokenizer:
 
     def _row(self, token_number: str) -> Any:
         with self._engine.connect() as conn:
-            return conn.execute(
-                sa.select(
-                    tokens.c.id,
-                    tokens.c.vault_ref,
-                    tokens.c.bank_code,
-                    tokens.c.state,
-                    tokens.c.domain,
-                    tokens.c.expiry,
-                    tokens.c.device_id,
-                ).where(tokens.c.token_number == token_number)
-            ).first()
+            return conn.execute(_TOKEN_BY_NUMBER, {"the_number": token_number}).first()
 
     def _refusal(
         self, row: Any, domain: TokenDomain, device_id: str | None
@@ -108,6 +98,18 @@ class Detokenizer:
         if not domain_allows(TokenDomain(row.domain), row.device_id, domain, device_id):
             return DetokenizeCode.DOMAIN_MISMATCH
         return None
+
+
+#: Built once: every tap detokenizes.
+_TOKEN_BY_NUMBER: Final = sa.select(
+    tokens.c.id,
+    tokens.c.vault_ref,
+    tokens.c.bank_code,
+    tokens.c.state,
+    tokens.c.domain,
+    tokens.c.expiry,
+    tokens.c.device_id,
+).where(tokens.c.token_number == sa.bindparam("the_number"))
 
 
 def _masked(number: str) -> str:

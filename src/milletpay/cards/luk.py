@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from pyemv import kd as _kd
@@ -36,7 +38,8 @@ from milletpay.emv.crypto import EmvCryptoError
 from milletpay.emv.keys import ImkSource
 from milletpay.emv.profiles import CryptogramProfile, profile
 from milletpay.identity.kyc import SECONDS_PER_DAY
-from milletpay.store.engine import read_transaction, write_transaction
+from milletpay.ledger.committer import GroupCommitter
+from milletpay.store.engine import ConnectionTransaction, read_transaction, write_transaction
 from milletpay.wallet.periods import month_bounds_ns
 
 #: The cryptogram profile of the phone's applet: Millet Pay's network profile.
@@ -53,7 +56,11 @@ TOKEN_IIN_DIGITS: Final = 6
 #: Tries of an issue or replenishment that lost to a concurrent one.
 LUK_WRITE_ATTEMPTS_MAX: Final = 3
 
+#: Derived LUKs kept in memory by one `LimitedUseKeys`, the most recently used.
+LUK_KEYS_KEPT: Final = 10_000
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +176,14 @@ class LimitedUseKeys:
         clock: Clock,
         *,
         limits: LukLimits = DEFAULT_LUK_LIMITS,
+        committer: GroupCommitter[ConnectionTransaction] | None = None,
     ) -> None:
+        """`committer`: the uses `verify` counts are written through it, many
+        verifications' in one transaction (its owner closes it); None: each in its own."""
         self._engine = engine
+        self._committer = committer
+        self._luk_keys: OrderedDict[tuple[str, str, int, int, int], bytes] = OrderedDict()
+        self._luk_keys_lock = threading.Lock()
         self._key_store = key_store
         self._clock = clock
         self._limits = limits
@@ -327,38 +340,34 @@ class LimitedUseKeys:
         """One use of `luk` and the ATC spent, in one transaction, each compare-and-set:
         the LUK still current, unexpired, under its uses, the ATC not spent."""
         now_ns = self._clock.now_ns()
-        this_luk = (token_luks.c.token_id == key, token_luks.c.luk_index == luk.luk_index)
+        where = {"the_token": key, "the_luk": luk.luk_index}
+
+        def unit(conn: sa.Connection) -> Verdict:
+            state = conn.execute(_TOKEN_STATE, {"the_token": key}).scalar_one_or_none()
+            if state != TokenState.ACTIVE:
+                return Verdict(LukCode.TOKEN_NOT_ACTIVE, luk.luk_index)
+            used = conn.execute(_USE_LUK, where | {"the_time": now_ns}).scalar_one_or_none()
+            if used is None:  # the LUK changed since it was read: say how
+                again = conn.execute(_LUK_ROW, where).one()
+                code = self._luk_refusal(again)
+                assert code is not None, "the LUK changed but nothing refuses it"
+                return Verdict(code, luk.luk_index)
+            conn.execute(_SPEND_ATC, where | {"the_atc": atc, "the_time": now_ns})
+            uses_left = luk.uses_max - used
+            assert 0 <= uses_left < luk.uses_max
+            return Verdict(LukCode.OK, luk.luk_index, uses_left)
+
         try:
-            with write_transaction(self._engine) as conn:
-                state = conn.execute(sa.select(tokens.c.state).where(tokens.c.id == key))
-                if state.scalar_one_or_none() != TokenState.ACTIVE:
-                    return Verdict(LukCode.TOKEN_NOT_ACTIVE, luk.luk_index)
-                done = conn.execute(
-                    sa.update(token_luks)
-                    .where(
-                        *this_luk,
-                        token_luks.c.retired_at.is_(None),
-                        token_luks.c.expires_at > now_ns,
-                        token_luks.c.used_count < token_luks.c.uses_max,
-                    )
-                    .values(used_count=token_luks.c.used_count + 1)
-                )
-                if done.rowcount != 1:
-                    again = conn.execute(sa.select(token_luks).where(*this_luk)).one()
-                    code = self._luk_refusal(again)
-                    assert code is not None, "the LUK changed but nothing refuses it"
-                    return Verdict(code, luk.luk_index)
-                conn.execute(
-                    sa.insert(token_luk_atcs).values(
-                        token_id=key, atc=atc, luk_index=luk.luk_index, used_at=now_ns
-                    )
-                )
-                used = conn.execute(sa.select(token_luks.c.used_count).where(*this_luk))
-                uses_left = luk.uses_max - used.scalar_one()
+            return self._write(unit)
         except sa.exc.IntegrityError:  # a concurrent verification spent the ATC first
             return Verdict(LukCode.ATC_REPLAYED, luk.luk_index)
-        assert 0 <= uses_left < luk.uses_max
-        return Verdict(LukCode.OK, luk.luk_index, uses_left)
+
+    def _write(self, unit: Callable[[sa.Connection], T]) -> T:
+        """`unit` in a write transaction: the committer's shared one, or its own."""
+        if self._committer is None:
+            with write_transaction(self._engine) as conn:
+                return unit(conn)
+        return self._committer.run(lambda tx: unit(tx.connection))
 
     def _refused(self, token: Token, code: LukCode, luk: Any, atc: int) -> Verdict:
         log.info("token %s: cryptogram with ATC %d refused: %s", token.number, atc, code)
@@ -389,10 +398,23 @@ class LimitedUseKeys:
         return self._key_store.imk_ac(bank_code, token_number[:TOKEN_IIN_DIGITS], version)
 
     def _luk(self, bank_code: str, number: str, psn: int, luk: Mapping[str, Any]) -> bytes:
-        """The LUK again: IMK-AC (the version it was issued under) → ICC MK → LUK."""
+        """The LUK again: IMK-AC (the version it was issued under) → ICC MK → LUK. Kept
+        in memory (the last `LUK_KEYS_KEPT`), as an HSM keeps a working key: a tap's
+        `verify` and `arpc` derive the same one, and so do a LUK's later uses."""
+        name = (bank_code, number, psn, luk["imk_version"], luk["luk_index"])
+        with self._luk_keys_lock:
+            kept = self._luk_keys.get(name)
+            if kept is not None:
+                self._luk_keys.move_to_end(name)
+                return kept
         imk = self._imk(bank_code, number, luk["imk_version"]).key
         icc_mk = crypto.icc_master_key(self._profile, imk, number, f"{psn:02d}")
-        return derive_luk(icc_mk, luk["luk_index"])
+        derived = derive_luk(icc_mk, luk["luk_index"])
+        with self._luk_keys_lock:
+            self._luk_keys[name] = derived
+            while len(self._luk_keys) > LUK_KEYS_KEPT:
+                self._luk_keys.popitem(last=False)
+        return derived
 
 
 def token_valid_until_ns(expiry_yyyymm: str) -> int:
@@ -408,8 +430,48 @@ def _atc(data: Mapping[str, bytes]) -> int:
     return int.from_bytes(value, "big")
 
 
+#: Built once, the statements of `_count_use`, which every tap runs.
+_THIS_LUK: Final = (
+    token_luks.c.token_id == sa.bindparam("the_token"),
+    token_luks.c.luk_index == sa.bindparam("the_luk"),
+)
+_TOKEN_STATE: Final = sa.select(tokens.c.state).where(tokens.c.id == sa.bindparam("the_token"))
+#: One use, if the LUK is still current, unexpired and under its uses: its new count.
+_USE_LUK: Final = (
+    sa.update(token_luks)
+    .where(
+        *_THIS_LUK,
+        token_luks.c.retired_at.is_(None),
+        token_luks.c.expires_at > sa.bindparam("the_time"),
+        token_luks.c.used_count < token_luks.c.uses_max,
+    )
+    .values(used_count=token_luks.c.used_count + 1)
+    .returning(token_luks.c.used_count)
+)
+_LUK_ROW: Final = sa.select(token_luks).where(*_THIS_LUK)
+_SPEND_ATC: Final = sa.insert(token_luk_atcs).values(
+    token_id=sa.bindparam("the_token"),
+    atc=sa.bindparam("the_atc"),
+    luk_index=sa.bindparam("the_luk"),
+    used_at=sa.bindparam("the_time"),
+)
+
+
+#: Built once, the reads of `verify` and `arpc`, which every tap runs.
+_TOKEN_ROW: Final = sa.select(tokens).where(tokens.c.id == sa.bindparam("the_token"))
+_LUK_FOR_ATC: Final = sa.select(token_luks).where(
+    token_luks.c.token_id == sa.bindparam("the_token"),
+    token_luks.c.atc_first <= sa.bindparam("the_atc"),
+    token_luks.c.atc_last >= sa.bindparam("the_atc"),
+)
+_ATC_SEEN: Final = sa.select(token_luk_atcs.c.atc).where(
+    token_luk_atcs.c.token_id == sa.bindparam("the_token"),
+    token_luk_atcs.c.atc == sa.bindparam("the_atc"),
+)
+
+
 def _token_row(conn: sa.Connection, key: bytes) -> Any:
-    return conn.execute(sa.select(tokens).where(tokens.c.id == key)).first()
+    return conn.execute(_TOKEN_ROW, {"the_token": key}).first()
 
 
 def _latest_luk(conn: sa.Connection, key: bytes) -> Any:
@@ -418,20 +480,11 @@ def _latest_luk(conn: sa.Connection, key: bytes) -> Any:
 
 
 def _luk_for_atc(conn: sa.Connection, key: bytes, atc: int) -> Any:
-    return conn.execute(
-        sa.select(token_luks).where(
-            token_luks.c.token_id == key,
-            token_luks.c.atc_first <= atc,
-            token_luks.c.atc_last >= atc,
-        )
-    ).first()
+    return conn.execute(_LUK_FOR_ATC, {"the_token": key, "the_atc": atc}).first()
 
 
 def _atc_seen(conn: sa.Connection, key: bytes, atc: int) -> bool:
-    query = sa.select(token_luk_atcs.c.atc).where(
-        token_luk_atcs.c.token_id == key, token_luk_atcs.c.atc == atc
-    )
-    return conn.execute(query).first() is not None
+    return conn.execute(_ATC_SEEN, {"the_token": key, "the_atc": atc}).first() is not None
 
 
 def _retire(conn: sa.Connection, latest: Any, now_ns: int) -> bool:

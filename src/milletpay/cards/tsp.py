@@ -534,10 +534,14 @@ class TokenService:
     # -- storage ---------------------------------------------------------------------
 
     def _row(self, conn: sa.Connection, key: bytes) -> Any:
-        return conn.execute(sa.select(tokens).where(tokens.c.id == key)).first()
+        return conn.execute(_TOKEN_BY_ID, {"the_token": key}).first()
 
     def _write(self) -> AbstractContextManager[sa.Connection]:
         return write_transaction(self._engine)
+
+
+#: Built once: the switch reads a token by id on every tap.
+_TOKEN_BY_ID: Final = sa.select(tokens).where(tokens.c.id == sa.bindparam("the_token"))
 
 
 class _StepUpSendsExceeded(Exception):

@@ -203,9 +203,7 @@ class PanVault:
         `VaultRefUnknown`; `VaultEntryUnreadable` if the row was tampered with or swapped."""
         key = id_to_bytes(ref.id)
         with read_transaction(self._engine) as conn:
-            sealed = conn.execute(
-                sa.select(vault_pans.c.sealed).where(vault_pans.c.id == key)
-            ).scalar_one_or_none()
+            sealed = conn.execute(_SEALED_BY_ID, {"the_ref": key}).scalar_one_or_none()
         if sealed is None:
             raise VaultRefUnknown(f"no card {ref} in the vault")
         return self._open(ref, sealed)
@@ -347,3 +345,9 @@ class PanVault:
                 "the key ring's fingerprint key is not the vault's: its oldest key was "
                 "removed or replaced; load the original oldest key"
             )
+
+
+#: Built once: every tap reveals its card.
+_SEALED_BY_ID: Final = sa.select(vault_pans.c.sealed).where(
+    vault_pans.c.id == sa.bindparam("the_ref")
+)

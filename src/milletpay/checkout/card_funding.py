@@ -65,6 +65,7 @@ from milletpay.checkout.errors import (
     PaymentIntentInvalid,
     PaymentIntentNotFound,
 )
+from milletpay.checkout.funding import intent_transfer_id as _transfer_id
 from milletpay.checkout.intents import (
     CAPTURE_WINDOW_S,
     REFUND_REASON_CHARS_MAX,
@@ -82,7 +83,6 @@ from milletpay.checkout.intents import (
     _refunded_fen,
     _require_ok,
     _share,
-    _transfer_id,
     public_id,
     refund_object,
 )

@@ -60,3 +60,22 @@ class MerchantOrderReused(CheckoutError):
     """The merchant's order id names an intent with another amount or capture method."""
 
     code = "merchant_order_reused"
+
+
+class CoinsNotAccepted(CheckoutError):
+    """Coins pay only merchants of a digital-goods MCC; nothing is changed."""
+
+    code = "coins_not_accepted"
+
+
+class CoinAmountNotWhole(CheckoutError):
+    """An amount paid or refunded in coins must be a whole number of coins (coins have no
+    minor unit, and a price is never rounded); nothing is changed."""
+
+    code = "coin_amount_not_whole"
+
+
+class FundingNotAvailable(CheckoutError):
+    """The platform runs without this funding source."""
+
+    code = "funding_not_available"

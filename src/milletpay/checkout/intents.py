@@ -7,16 +7,22 @@ Statuses (Stripe's, so merchants know them): `requires_confirmation` → `succee
 `requires_confirmation` too (by the merchant, or when the intent expires); `failed`
 after `CONFIRM_ATTEMPTS_MAX` declined confirmations (one decline leaves the intent
 waiting: the payer may top up and try again). `processing` is for funding that settles
-later (a card through the network); the wallet balance never needs it.
+later (a card through the network); the wallet balance and coins never need it.
 
-Every transition that moves money is one ledger transaction with the intent's row:
-- confirm, automatic: wallet → merchant (the wallet's balance payment, `WalletService.
-  pay_merchant_in`, with its limits), then merchant → fee revenue (the merchant
-  discount at its MCC's rate, `fees.py`), linked;
-- confirm, manual: a hold wallet → merchant, with a ledger timeout past the capture
-  window (`CAPTURE_WINDOW_S`) as a backstop;
+The payer chooses the funding source when confirming (`Funding`); its side of the money
+is a `FundingSource` (`funding.py`): the wallet balance, or coins at a digital-goods
+merchant. A tokenized bank card (`Funding.CARD`) is paid, captured, canceled and refunded
+through the card network by `card_funding.py`, never here. Every transition that moves
+money is one ledger transaction with the intent's row:
+- confirm, automatic: the source pays the merchant (the wallet's balance payment,
+  `WalletService.pay_merchant_in`, or coins retired and their CNY value from coin sales,
+  `CoinService.pay_merchant_in`, each with its limits), then merchant → fee revenue
+  (the merchant discount at its MCC's rate, `fees.py`);
+- confirm, manual: a hold on the source (wallet → merchant, or purse → coins issued),
+  with a ledger timeout past the capture window (`CAPTURE_WINDOW_S`) as a backstop;
 - capture: the hold posted for the amount captured (the rest released), and the fee;
-- cancel of a held intent, or the sweep after its capture window: the hold voided.
+- cancel of a held intent, or the sweep after its capture window: the hold voided;
+- refund: merchant → the source the payment came from (coins come back as coins).
 Every transfer id is derived from the intent (and the confirmation attempt), so a retry
 never moves money twice. Events for the merchant's webhooks are written in the same
 transaction, through an `EventSink` (the outbox).
@@ -42,6 +48,7 @@ import sqlalchemy as sa
 
 from milletpay.checkout.codes import PaymentCodes
 from milletpay.checkout.errors import (
+    FundingNotAvailable,
     MerchantNotActive,
     MerchantOrderReused,
     PaymentIntentConflict,
@@ -49,19 +56,25 @@ from milletpay.checkout.errors import (
     PaymentIntentNotFound,
 )
 from milletpay.checkout.fees import fee_fen
+from milletpay.checkout.funding import (
+    CoinFunding,
+    Funding,
+    FundingSource,
+    Paid,
+    WalletFunding,
+)
+from milletpay.checkout.funding import intent_transfer_id as _transfer_id
 from milletpay.checkout.merchants import Merchant, MerchantService, MerchantStatus
 from milletpay.checkout.tables import payment_intents, refunds
 from milletpay.core.clock import NS_PER_S, Clock
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
 from milletpay.ledger import (
-    U128_MAX,
     Account,
     CreateAccountResult,
     CreateTransferResult,
     Ledger,
     Transfer,
-    TransferFlags,
 )
 from milletpay.ledger.committer import Committer, DirectCommitter
 from milletpay.ledger.engine import LedgerTransaction
@@ -73,9 +86,20 @@ from milletpay.wallet.accounts import (
     AccountCode,
     TransferCode,
     platform_account_id,
-    wallet_account_id,
 )
-from milletpay.wallet.service import OperationStatus, merchant_payment_transfer_id
+from milletpay.wallet.coins import CoinService
+
+__all__ = [
+    "CaptureMethod",
+    "Confirmation",
+    "Funding",
+    "IntentRequest",
+    "IntentStatus",
+    "PaymentIntent",
+    "PaymentIntents",
+    "Refund",
+    "RefundStatus",
+]
 
 CURRENCY: Final = "CNY"
 AMOUNT_FEN_MAX: Final = 10**10  # 100 million CNY: far above every wallet limit
@@ -117,11 +141,6 @@ class IntentStatus(enum.StrEnum):
 class CaptureMethod(enum.StrEnum):
     AUTOMATIC = "automatic"
     MANUAL = "manual"
-
-
-class Funding(enum.StrEnum):
-    WALLET = "wallet"
-    CARD = "card"  # a tokenized bank card through the card network (`card_funding.py`)
 
 
 class CancellationReason(enum.StrEnum):
@@ -194,7 +213,9 @@ class PaymentIntent:
     expires_at_ns: int
     payer_user_id: int | None
     funding: Funding | None
-    wallet_operation_id: int | None
+    wallet_operation_id: int | None  # the operation that paid, by funding source
+    coin_operation_id: int | None
+    payment_transfer_id: int | None  # the payment's transfer, or its hold
     capture_before_ns: int | None
     amount_capturable_fen: int
     amount_received_fen: int
@@ -219,8 +240,8 @@ class Created:
 @dataclass(frozen=True, slots=True)
 class Confirmation:
     """A confirmation's answer: the intent after it, and what declined it if anything
-    (a wallet decline code, or `payment_intent_expired`); `limit` / `remaining` for a
-    limit's decline."""
+    (the funding source's decline code, or `payment_intent_expired`); `limit` /
+    `remaining` for a limit's decline."""
 
     intent: PaymentIntent
     decline_code: str | None = None
@@ -281,16 +302,21 @@ class PaymentIntents:
         *,
         committer: Committer | None = None,
         events: EventSink | None = None,
+        coins: CoinService | None = None,
     ) -> None:
+        """`coins`: the coin service, without which coins fund nothing
+        (`funding_not_available`)."""
         self._ledger = ledger
         self._engine = ledger.engine
-        self._wallet = wallet
         self._merchants = merchants
         self._secret_key = keyring.derive(_CLIENT_SECRET_PURPOSE)
         self._clock = clock
         self._committer: Committer = committer or DirectCommitter(ledger)
         self._events = events
         self._ids = IdGenerator(clock)
+        self._sources: dict[Funding, FundingSource] = {Funding.WALLET: WalletFunding(wallet)}
+        if coins is not None:
+            self._sources[Funding.COINS] = CoinFunding(coins)
 
     # -- the merchant's side ----------------------------------------------------------
 
@@ -352,7 +378,9 @@ class PaymentIntents:
                     f"amount_fen to capture is 1 to {intent.amount_capturable_fen}",
                     field="amount_fen",
                 )
-            return self._capture(tx, intent, taken)
+            merchant = self._merchants.merchant(intent.merchant_id)
+            self._source_of(intent).check(merchant, taken)  # coins: whole coins only
+            return self._capture(tx, intent, merchant, taken)
 
         return self._committer.run(unit)
 
@@ -414,7 +442,9 @@ class PaymentIntents:
             raise PaymentIntentInvalid(
                 f"reason is at most {REFUND_REASON_CHARS_MAX} characters", field="reason"
             )
-        return self._refund(tx, intent, amount, reason)
+        merchant = self._merchants.merchant(intent.merchant_id)
+        self._source_of(intent).check(merchant, amount)  # coins: whole coins only
+        return self._refund(tx, intent, merchant, amount, reason)
 
     def refunds(self, merchant_id: int, intent_id: int) -> list[Refund]:
         """The intent's refunds, oldest first."""
@@ -428,24 +458,25 @@ class PaymentIntents:
         return [_refund_value(row._asdict()) for row in rows]
 
     def _refund(
-        self, tx: LedgerTransaction, intent: PaymentIntent, amount: int, reason: str | None
+        self,
+        tx: LedgerTransaction,
+        intent: PaymentIntent,
+        merchant: Merchant,
+        amount: int,
+        reason: str | None,
     ) -> Refund:
         refund_id = self._ids.next_id()
-        merchant = self._merchants.merchant(intent.merchant_id)
+        source = self._source_of(intent)
         key = f"re_{refund_id:032x}"
         refunded_before = _refunded_fen(tx.connection, intent.id)
         try:
             with tx.savepoint():  # the fee comes back only with a refund that is paid
                 self._return_fee(tx, intent, merchant, refunded_before, amount, refund_id)
-                outcome = self._wallet.receive_refund_in(
-                    tx, _payer(intent), merchant.account_id, amount, key
-                )
+                outcome = source.refund_in(tx, intent, merchant, amount, key)
                 if outcome.decline_code is not None:
                     raise _RefundUnfunded
         except _RefundUnfunded:  # record the decline in the payer's history, nothing moved
-            outcome = self._wallet.receive_refund_in(
-                tx, _payer(intent), merchant.account_id, amount, key
-            )
+            outcome = source.refund_in(tx, intent, merchant, amount, key)
             assert outcome.decline_code is not None
         row = {
             "id": id_to_bytes(refund_id),
@@ -457,7 +488,7 @@ class PaymentIntents:
                 RefundStatus.FAILED if outcome.decline_code else RefundStatus.SUCCEEDED
             ).value,
             "failure_code": outcome.decline_code,
-            "wallet_operation_id": id_to_bytes(outcome.operation_id),
+            source.operation_column: id_to_bytes(outcome.operation_id),
             "created_at": self._clock.now_ns(),
         }
         tx.connection.execute(sa.insert(refunds).values(row))
@@ -480,18 +511,32 @@ class PaymentIntents:
         intent = _intent(row._asdict())
         return intent, self._merchants.merchant(intent.merchant_id)
 
-    def confirm_with_wallet_in(
-        self, tx: LedgerTransaction, user_id: int, intent_id: int, client_secret: str
+    def confirm_in(
+        self,
+        tx: LedgerTransaction,
+        user_id: int,
+        intent_id: int,
+        client_secret: str,
+        funding: Funding = Funding.WALLET,
     ) -> Confirmation:
-        """Pay the intent from the user's wallet balance, in the caller's transaction.
+        """Pay the intent from the user's `funding` source, in the caller's transaction.
         A decline is an answer (`decline_code`), as is an intent that expired (it is
         canceled, `payment_intent_expired`). `PaymentIntentNotFound` (or a wrong secret),
-        `PaymentIntentConflict` (not waiting for confirmation)."""
+        `PaymentIntentConflict` (not waiting for confirmation); for a source that cannot
+        pay this intent at all, its error with nothing changed (`CoinsNotAccepted`,
+        `CoinAmountNotWhole`, `FundingNotAvailable`)."""
         self._check_secret(intent_id, client_secret)
+        source = self._source(funding)
         intent = self._locked(tx, None, intent_id)
         if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
             raise _conflict(intent, "confirmed")
-        return self._pay_from_wallet(tx, intent, user_id)
+        return self._pay(tx, intent, user_id, source)
+
+    def confirm_with_wallet_in(
+        self, tx: LedgerTransaction, user_id: int, intent_id: int, client_secret: str
+    ) -> Confirmation:
+        """`confirm_in` from the user's wallet balance."""
+        return self.confirm_in(tx, user_id, intent_id, client_secret, Funding.WALLET)
 
     def collect_with_code_in(
         self,
@@ -512,43 +557,42 @@ class PaymentIntents:
         if intent.amount_fen > PAYMENT_CODE_LIMIT_FEN:
             return Confirmation(intent, "payer_confirmation_required")
         payer = codes.claim_in(tx, code_text, intent.id)
-        return self._pay_from_wallet(tx, intent, payer)
+        return self._pay(tx, intent, payer, self._source(Funding.WALLET))
 
-    def _pay_from_wallet(
-        self, tx: LedgerTransaction, intent: PaymentIntent, user_id: int
+    def _pay(
+        self, tx: LedgerTransaction, intent: PaymentIntent, user_id: int, source: FundingSource
     ) -> Confirmation:
-        """Pay the locked intent, waiting for confirmation, from the user's wallet."""
+        """Pay the locked intent, waiting for confirmation, from the user's `source`."""
+        merchant = self._merchants.merchant(intent.merchant_id)
+        source.check(merchant, intent.amount_fen)  # before anything changes
         if self._clock.now_ns() >= intent.expires_at_ns:
             expired = self._cancel(tx, intent, CancellationReason.EXPIRED)
             return Confirmation(expired, "payment_intent_expired")
-        merchant = self._merchants.merchant(intent.merchant_id)
         if merchant.status is not MerchantStatus.ACTIVE:
             raise MerchantNotActive(f"merchant {merchant.id:032x} is {merchant.status}")
         manual = intent.capture_method is CaptureMethod.MANUAL
-        key = _wallet_key(intent)
-        outcome = self._wallet.pay_merchant_in(
+        outcome: Paid = source.pay_in(
             tx,
             user_id,
-            merchant.account_id,
+            merchant,
             intent.amount_fen,
-            key,
-            hold_timeout_s=CAPTURE_WINDOW_S + HOLD_BACKSTOP_S if manual else 0,
+            _payer_key(intent),
+            CAPTURE_WINDOW_S + HOLD_BACKSTOP_S if manual else 0,
         )
-        if outcome.status is not OperationStatus.COMPLETED:
-            assert outcome.decline_code is not None
+        if outcome.decline_code is not None:
             failed = self._declined(tx, intent, user_id, outcome.decline_code)
             return Confirmation(
                 failed,
                 outcome.decline_code,
-                outcome.limit,
-                outcome.remaining,
+                outcome.limit_fen,
+                outcome.remaining_fen,
                 outcome.operation_id,
             )
         paid = {
             "payer_user_id": id_to_bytes(user_id),
-            "funding": Funding.WALLET.value,
-            "wallet_operation_id": id_to_bytes(outcome.operation_id),
-            "payment_transfer_id": id_to_bytes(merchant_payment_transfer_id(user_id, key)),
+            "funding": source.funding.value,
+            source.operation_column: id_to_bytes(outcome.operation_id),
+            "payment_transfer_id": id_to_bytes(outcome.transfer_id),
         }
         if manual:
             now_ns = self._clock.now_ns()
@@ -627,23 +671,10 @@ class PaymentIntents:
 
     # -- money ------------------------------------------------------------------------
 
-    def _capture(self, tx: LedgerTransaction, intent: PaymentIntent, taken: int) -> PaymentIntent:
-        merchant = self._merchants.merchant(intent.merchant_id)
-        hold = self._hold_id(tx, intent)
-        post = Transfer(
-            _transfer_id(intent.id, "capture"),
-            wallet_account_id(_payer(intent)),
-            merchant.account_id,
-            taken,
-            LEDGER_CNY,
-            TransferCode.MERCHANT_PAYMENT,  # a post keeps its hold's code
-            flags=TransferFlags.POST_PENDING_TRANSFER,
-            pending_id=hold,
-            user_data_128=intent.id,
-        )
-        _require_ok(tx.create_transfers([post]), post)
-        assert intent.wallet_operation_id is not None
-        self._wallet.end_merchant_hold_in(tx, intent.wallet_operation_id, taken)
+    def _capture(
+        self, tx: LedgerTransaction, intent: PaymentIntent, merchant: Merchant, taken: int
+    ) -> PaymentIntent:
+        self._source_of(intent).capture_in(tx, intent, merchant, taken)
         fee = self._take_fee(tx, intent, merchant, taken)
         done = self._update(
             tx,
@@ -660,23 +691,8 @@ class PaymentIntents:
         self, tx: LedgerTransaction, intent: PaymentIntent, reason: CancellationReason
     ) -> PaymentIntent:
         if intent.status is IntentStatus.REQUIRES_CAPTURE:
-            void = Transfer(
-                _transfer_id(intent.id, "release"),
-                wallet_account_id(_payer(intent)),
-                self._merchants.merchant(intent.merchant_id).account_id,
-                intent.amount_capturable_fen,
-                LEDGER_CNY,
-                TransferCode.MERCHANT_PAYMENT,  # a void keeps its hold's code
-                flags=TransferFlags.VOID_PENDING_TRANSFER,
-                pending_id=self._hold_id(tx, intent),
-                user_data_128=intent.id,
-            )
-            (result,) = tx.create_transfers([void])
-            # The ledger's backstop timeout released it already: nothing left to void.
-            if result is not CreateTransferResult.PENDING_TRANSFER_EXPIRED:
-                _require_ok([result], void)
-            assert intent.wallet_operation_id is not None
-            self._wallet.end_merchant_hold_in(tx, intent.wallet_operation_id, 0)
+            merchant = self._merchants.merchant(intent.merchant_id)
+            self._source_of(intent).release_in(tx, intent, merchant)
         done = self._update(
             tx,
             intent,
@@ -750,10 +766,16 @@ class PaymentIntents:
         )
         _require_ok(tx.create_transfers([charge]), charge)
 
-    def _hold_id(self, tx: LedgerTransaction, intent: PaymentIntent) -> int:
-        row = _row(tx.connection, intent.id)
-        assert row is not None and row.payment_transfer_id is not None
-        return id_from_bytes(row.payment_transfer_id)
+    def _source(self, funding: Funding) -> FundingSource:
+        source = self._sources.get(Funding(funding))
+        if source is None:
+            raise FundingNotAvailable(f"{funding} cannot fund payments here", field="funding")
+        return source
+
+    def _source_of(self, intent: PaymentIntent) -> FundingSource:
+        """The source that paid the intent."""
+        assert intent.funding is not None, "only a paid intent has a source"
+        return self._source(intent.funding)
 
     # -- rows -------------------------------------------------------------------------
 
@@ -871,6 +893,7 @@ def _new_row(
         "payer_user_id": None,
         "funding": None,
         "wallet_operation_id": None,
+        "coin_operation_id": None,
         "payment_transfer_id": None,
         "capture_before": None,
         "amount_capturable_fen": 0,
@@ -935,6 +958,8 @@ def _intent(row: Mapping[str, Any]) -> PaymentIntent:
         payer_user_id=_opt_id(row["payer_user_id"]),
         funding=None if row["funding"] is None else Funding(row["funding"]),
         wallet_operation_id=_opt_id(row["wallet_operation_id"]),
+        coin_operation_id=_opt_id(row["coin_operation_id"]),
+        payment_transfer_id=_opt_id(row["payment_transfer_id"]),
         capture_before_ns=row["capture_before"],
         amount_capturable_fen=row["amount_capturable_fen"],
         amount_received_fen=row["amount_received_fen"],
@@ -980,24 +1005,11 @@ def _refund_value(row: Mapping[str, Any]) -> Refund:
     )
 
 
-def _payer(intent: PaymentIntent) -> int:
-    assert intent.payer_user_id is not None
-    return intent.payer_user_id
-
-
-def _wallet_key(intent: PaymentIntent) -> str:
-    """The wallet operation's idempotency key: one per intent and attempt, so a retry of
-    an attempt pays once and a new attempt after a decline is a new operation."""
+def _payer_key(intent: PaymentIntent) -> str:
+    """The payer's operation's idempotency key (a wallet or coin operation): one per
+    intent and attempt, so a retry of an attempt pays once and a new attempt after a
+    decline is a new operation."""
     return f"{public_id(intent.id)}:{intent.confirm_attempts}"
-
-
-def _transfer_id(intent_id: int, leg: str) -> int:
-    h = hashlib.blake2b(digest_size=16, person=b"millet.checkout")
-    h.update(intent_id.to_bytes(16, "big"))
-    h.update(leg.encode("ascii"))
-    value = int.from_bytes(h.digest(), "big")
-    assert 0 < value < U128_MAX
-    return value
 
 
 def _by_card(intent: PaymentIntent) -> bool:

@@ -1,5 +1,5 @@
 """The checkout tables as SQLAlchemy Core names, for queries (the schema itself is the
-migration `store/migrations/versions/0012_checkout.py`)."""
+migrations `store/migrations/versions/0012_checkout.py` and after)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ payment_intents = sa.table(
     sa.column("payer_user_id", sa.LargeBinary()),
     sa.column("funding", sa.String()),
     sa.column("wallet_operation_id", sa.LargeBinary()),
+    sa.column("coin_operation_id", sa.LargeBinary()),
     sa.column("payment_transfer_id", sa.LargeBinary()),
     sa.column("capture_before", sa.BigInteger()),
     sa.column("amount_capturable_fen", sa.BigInteger()),
@@ -67,6 +68,7 @@ refunds = sa.table(
     sa.column("status", sa.String()),
     sa.column("failure_code", sa.String()),
     sa.column("wallet_operation_id", sa.LargeBinary()),
+    sa.column("coin_operation_id", sa.LargeBinary()),
     sa.column("created_at", sa.BigInteger()),
 )
 payment_codes = sa.table(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import string
+import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
@@ -327,3 +328,9 @@ def _check_length(field: str, value: bytes, length: int) -> None:
 def _check_digits(field: str, value: str, digits_min: int, digits_max: int) -> None:
     if not (digits_min <= len(value) <= digits_max and value.isascii() and value.isdigit()):
         raise EmvCryptoError(f"{field} must be {digits_min} to {digits_max} ASCII digits")
+
+
+def quiet_pyemv_warnings() -> None:
+    """pyemv runs EMV's two-key triple DES, which `cryptography` warns it will move; the
+    keys are EMV's, not ours to change, and the warning is no news to an operator."""
+    warnings.filterwarnings("ignore", message=".*TripleDES", module="pyemv")

@@ -20,12 +20,29 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from milletpay.ledger.engine import Ledger, LedgerTransaction
 
 T = TypeVar("T")
+
+
+class Savepoints(Protocol):
+    def savepoint(self) -> AbstractContextManager[None]: ...
+
+
+TxT = TypeVar("TxT", bound=Savepoints)
+TxT_co = TypeVar("TxT_co", bound=Savepoints, covariant=True)
+
+
+class Transactions(Protocol[TxT_co]):
+    """Where a committer's transactions come from: a `Ledger`, or
+    `store.engine.EngineTransactions` for units that write rows of their own only."""
+
+    def transaction(self) -> AbstractContextManager[TxT_co]: ...
+
 
 #: Units run in one transaction, at most.
 BATCH_MAX_DEFAULT = 256
@@ -54,7 +71,7 @@ class DirectCommitter:
 
 @dataclass
 class _Unit:
-    work: Callable[[LedgerTransaction], Any]
+    work: Callable[[Any], Any]
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -62,12 +79,13 @@ class CommitterClosed(RuntimeError):
     """The committer was closed: no more units are taken."""
 
 
-class GroupCommitter:
-    """One writer thread committing units of work in batches; `run` is thread-safe."""
+class GroupCommitter(Generic[TxT]):
+    """One writer thread committing units of work in batches; `run` and `submit` are
+    thread-safe. The transactions are a `Ledger`'s, or any other `Transactions`."""
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: Transactions[TxT],
         *,
         batch_max: int = BATCH_MAX_DEFAULT,
         queue_max: int = QUEUE_MAX_DEFAULT,
@@ -85,10 +103,16 @@ class GroupCommitter:
         self.batches = 0
         self.units = 0
 
-    def run(self, work: Callable[[LedgerTransaction], T]) -> T:
+    def run(self, work: Callable[[TxT], T]) -> T:
         """Run `work` in a shared write transaction; its result once committed, or the
         exception it raised (and then nothing it wrote is kept). `work` must not call
         `run` itself: the writer would wait for itself."""
+        result: T = self.submit(work).result()
+        return result
+
+    def submit(self, work: Callable[[TxT], T]) -> Future[T]:
+        """`run` without the wait: the future holds `work`'s result once committed, or
+        its exception (an event loop awaits it with `asyncio.wrap_future`)."""
         unit = _Unit(work)
         # The check and the put under one lock: a unit that passed the check is in the
         # queue before `close` queues its stop mark, so the writer answers it. (Put after
@@ -97,8 +121,7 @@ class GroupCommitter:
             if self._closed:
                 raise CommitterClosed("the committer is closed")
             self._queue.put(unit)
-        result: T = unit.future.result()
-        return result
+        return unit.future
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Finish the units already queued, then stop the writer."""
@@ -109,7 +132,7 @@ class GroupCommitter:
         self._queue.put(None)
         self._thread.join(timeout_s)
 
-    def __enter__(self) -> GroupCommitter:
+    def __enter__(self) -> GroupCommitter[TxT]:
         return self
 
     def __exit__(self, *_exc: object) -> None:

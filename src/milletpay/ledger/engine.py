@@ -47,7 +47,7 @@ from milletpay.ledger.types import (
     check_batch,
 )
 from milletpay.store import create_engine, upgrade
-from milletpay.store.engine import WRITE_LOCK
+from milletpay.store.engine import WRITE_LOCK, savepoint, write_gate
 
 #: The most expired holds released by one batch; the rest follow in later batches
 #: (a post or void that meets a due hold expires it on the spot).
@@ -117,7 +117,11 @@ class Ledger:
     @contextmanager
     def _write(self) -> Iterator[_Tx]:
         d = self._d
-        with self._lock, self._engine.connect().execution_options(**{WRITE_LOCK: True}) as conn:
+        with (
+            self._lock,
+            write_gate(self._engine),
+            self._engine.connect().execution_options(**{WRITE_LOCK: True}) as conn,
+        ):
             try:
                 with conn.begin():
                     cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -572,21 +576,14 @@ class LedgerTransaction:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo what the block wrote, in the ledger and on `connection`, if it raises."""
-        # Plain SAVEPOINT statements: the same on both databases, and lighter than
-        # SQLAlchemy's nested transactions on a path every payment takes.
         self._savepoints += 1
-        name = f"millet_{self._savepoints}"
-        conn = self._tx.connection
-        conn.exec_driver_sql(f"SAVEPOINT {name}")
         try:
-            yield
+            with savepoint(self._tx.connection, f"millet_{self._savepoints}"):
+                yield
         except BaseException:
-            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
-            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
             # The accounts in memory may hold balances the savepoint took back.
             self._ledger._forget_accounts()
             raise
-        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 def _check_ids(ids: Sequence[int]) -> list[int]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 
@@ -21,9 +22,10 @@ from milletpay.cards.pan import mask_pan
 from milletpay.core.clock import Clock
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
+from milletpay.ledger.committer import GroupCommitter
 from milletpay.network.iso8583 import Message, decode, encode
 from milletpay.network.tables import clearing_records, network_messages_seen, stand_in_advices
-from milletpay.store.engine import read_transaction, write_transaction
+from milletpay.store.engine import ConnectionTransaction, read_transaction, write_transaction
 
 __all__ = [
     "ADVICES_LISTED_MAX",
@@ -48,6 +50,9 @@ FINGERPRINT_PURPOSE: Final = b"milletpay/network/card-fingerprint/v1"
 SEEN_RETENTION_S: Final = 30 * 86_400
 #: Keys one `forget_seen` call removes at most.
 FORGET_BATCH_MAX: Final = 10_000
+
+
+T = TypeVar("T")
 
 
 class ClearingStatus(enum.StrEnum):
@@ -151,8 +156,18 @@ class Approval:
 
 
 class NetworkBooks:
-    def __init__(self, engine: sa.Engine, keyring: KeyRing, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        keyring: KeyRing,
+        clock: Clock,
+        *,
+        committer: GroupCommitter[ConnectionTransaction] | None = None,
+    ) -> None:
+        """`committer`: the switch's claims and clearing records are written through it,
+        many taps' in one transaction (its owner closes it); None: each in its own."""
         self._engine = engine
+        self._committer = committer
         self._keyring = keyring
         self._clock = clock
         self._ids = IdGenerator(clock)
@@ -165,21 +180,26 @@ class NetworkBooks:
 
     def claim(self, key: MessageKey, mti: str) -> bool:
         """Record `key` as seen; False if it was seen before (a duplicate)."""
+        row = {
+            "acquirer": key.acquirer,
+            "terminal": key.terminal,
+            "stan": key.stan,
+            "transmitted": key.transmitted,
+            "mti": mti,
+            "seen_at": self._clock.now_ns(),
+        }
         try:
-            with write_transaction(self._engine) as conn:
-                conn.execute(
-                    sa.insert(network_messages_seen).values(
-                        acquirer=key.acquirer,
-                        terminal=key.terminal,
-                        stan=key.stan,
-                        transmitted=key.transmitted,
-                        mti=mti,
-                        seen_at=self._clock.now_ns(),
-                    )
-                )
+            self._write(lambda conn: conn.execute(_INSERT_SEEN, row))
         except sa.exc.IntegrityError:
             return False
         return True
+
+    def _write(self, unit: Callable[[sa.Connection], T]) -> T:
+        """`unit` in a write transaction: the committer's shared one, or its own."""
+        if self._committer is None:
+            with write_transaction(self._engine) as conn:
+                return unit(conn)
+        return self._committer.run(lambda tx: unit(tx.connection))
 
     def forget_seen(self, before_ns: int, limit: int) -> int:
         """Forget at most `limit` keys first seen before `before_ns` (a maintenance run
@@ -234,10 +254,13 @@ class NetworkBooks:
             "created_at": now_ns,
             "updated_at": now_ns,
         }
-        with write_transaction(self._engine) as conn:
-            conn.execute(sa.insert(clearing_records).values(values))
+
+        def unit(conn: sa.Connection) -> None:
+            conn.execute(_INSERT_RECORD, values)
             for advice in advices:
                 self._insert_advice(conn, approval.bank_code, advice, record_id)
+
+        self._write(unit)
         return _record(values)
 
     def record(self, key: MessageKey) -> ClearingRecord | None:
@@ -297,6 +320,12 @@ class NetworkBooks:
         with read_transaction(self._engine) as conn:
             return [_record(row._asdict()) for row in conn.execute(query)]
 
+    def clearing_count(self) -> int:
+        """How many clearing records there are."""
+        query = sa.select(sa.func.count()).select_from(clearing_records)
+        with read_transaction(self._engine) as conn:
+            return int(conn.execute(query).scalar_one())
+
     # -- advices -----------------------------------------------------------------------
 
     def queue_advice(self, bank_code: str, message: Message, record_id: int | None) -> None:
@@ -350,6 +379,11 @@ class NetworkBooks:
             conn.execute(
                 sa.update(stand_in_advices).where(c.id == id_to_bytes(advice_id)).values(values)
             )
+
+
+#: Built once: the statements every tap runs.
+_INSERT_SEEN: Final = sa.insert(network_messages_seen)
+_INSERT_RECORD: Final = sa.insert(clearing_records)
 
 
 def _aad(kind: bytes, row_id: int) -> bytes:

@@ -212,6 +212,10 @@ class Iso8583Client:
         self._writer = writer
         self._slots = asyncio.Semaphore(in_flight_max)
         self._pending: dict[tuple[str, str, str], asyncio.Future[Message]] = {}
+        #: The bytes sent for each pending key, and how many callers wait for its answer:
+        #: a repeat of the same request shares the answer instead of being sent again.
+        self._sent: dict[tuple[str, str, str], bytes] = {}
+        self._waiters: dict[tuple[str, str, str], int] = {}
         self._closed = False
         self._reading = asyncio.create_task(self._read_responses(reader))
 
@@ -267,17 +271,27 @@ class Iso8583Client:
     async def _exchange(self, key: tuple[str, str, str], data: bytes) -> Message:
         if self._closed:
             raise LinkClosed("the connection is closed")
-        if key in self._pending:
-            raise Iso8583Error(f"a {key[0]} with STAN {key[1]} is already awaiting its answer")
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
+        future = self._pending.get(key)
+        if future is not None and self._sent[key] != data:
+            raise Iso8583Error(
+                f"another {key[0]} with STAN {key[1]} is already awaiting its answer"
+            )
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._pending[key], self._sent[key], self._waiters[key] = future, data, 0
             write_frame(self._writer, data)
+        # else: the same request again (a retry while the first is out): one answer for
+        # both, and nothing sent twice.
+        self._waiters[key] += 1
+        try:
             await self._writer.drain()
-            return await future
+            # Shielded: a caller that gives up does not take the answer from the others.
+            return await asyncio.shield(future)
         finally:
-            if self._pending.get(key) is future:
-                del self._pending[key]
+            if self._pending.get(key) is future:  # (not if the link failed meanwhile)
+                self._waiters[key] -= 1
+                if not self._waiters[key]:
+                    del self._pending[key], self._sent[key], self._waiters[key]
 
     async def _read_responses(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -309,6 +323,8 @@ class Iso8583Client:
             if not future.done():
                 future.set_exception(LinkClosed("the connection closed before the answer"))
         self._pending.clear()
+        self._sent.clear()
+        self._waiters.clear()
 
 
 async def _next_message(

@@ -343,10 +343,10 @@ class CardNetwork:
     # -- authorization -----------------------------------------------------------------
 
     async def _authorize(self, message: Message) -> Message:
-        key = MessageKey.of(message)
-        if not await asyncio.to_thread(self._books.claim, key, message.mti):
+        # The blocking work before and after the issuer, each in one worker-thread hop.
+        card = await asyncio.to_thread(self._admit, message)
+        if card is None:
             return response_to(message, ROUTING_CODES["duplicate"])
-        card = await self._card(message)
         forwarded = self._forwarded(message, card)
         try:
             answer = await self._directory.request(card.bank_code, forwarded)
@@ -359,14 +359,23 @@ class CardNetwork:
         approval = answer.fields.get(38) if code == APPROVED else None
         assert approval is None or isinstance(approval, str)
         if approval is not None:
-            await asyncio.to_thread(
-                self._books.record_approval, self._approval(message, card, approval, False)
-            )
+            return await asyncio.to_thread(self._approved, message, card, approval)
         return await self._answer(message, card, code, approval)
 
-    async def _card(self, message: Message) -> _Card:
+    def _admit(self, message: Message) -> _Card | None:
+        """Claim the request's key (None: a duplicate), then `_card`."""
+        if not self._books.claim(MessageKey.of(message), message.mti):
+            return None
+        return self._card(message)
+
+    def _approved(self, message: Message, card: _Card, approval: str) -> Message:
+        """The issuer approved: the clearing record, then the acquirer's answer."""
+        self._books.record_approval(self._approval(message, card, approval, False))
+        return self._answer_now(message, card, APPROVED, approval)
+
+    def _card(self, message: Message) -> _Card:
         """Route the number in field 2; for a token, detokenize it and check its
-        cryptogram. A `_Decline` for anything that must not reach the issuer."""
+        cryptogram. A `_Decline` for anything that must not reach the issuer. Blocking."""
         number = message.text(2)
         found = route(number, self._specs)
         if found is None:
@@ -375,15 +384,15 @@ class CardNetwork:
             raise _Decline(ROUTING_CODES["issuer_not_connected"], f"no host for {found.bank_code}")
         if not found.token:
             return _Card(found.bank_code, number)
-        return await self._token_card(message, number)
+        return self._token_card(message, number)
 
-    async def _token_card(self, message: Message, number: str) -> _Card:
+    def _token_card(self, message: Message, number: str) -> _Card:
         domain = token_domain(message)
         if domain is None:
             raise _Decline(DETOKENIZE_CODES[DetokenizeCode.DOMAIN_MISMATCH], "entry mode")
         device = message.fields.get(61)
         device_id = device if isinstance(device, str) else None
-        found = await asyncio.to_thread(self._detokenizer.detokenize, number, domain, device_id)
+        found = self._detokenizer.detokenize(number, domain, device_id)
         if not found.ok:
             raise _Decline(DETOKENIZE_CODES[found.code], found.code.value)
         assert found.pan is not None and found.expiry is not None
@@ -391,9 +400,9 @@ class CardNetwork:
         if is_refund(message):  # a credit: no cryptogram to check, no ARPC to give
             return _Card(found.bank_code, found.pan.clear_digits(), number, None, expiry)
         icc = _icc_data(message)
-        token = await asyncio.to_thread(self._tokens.token, found.token_id)
+        token = self._tokens.token(found.token_id)
         try:
-            verdict = await asyncio.to_thread(self._luks.verify, token, icc["9F26"], icc)
+            verdict = self._luks.verify(token, icc["9F26"], icc)
         except EmvCryptoError as exc:
             raise _Decline(ROUTING_CODES["format_error"], str(exc)) from None
         if not verdict.ok:
@@ -411,14 +420,19 @@ class CardNetwork:
     async def _answer(
         self, message: Message, card: _Card, code: str, approval: str | None
     ) -> Message:
+        if card.token is None:  # no ARPC to compute: nothing blocks
+            return self._answer_now(message, card, code, approval)
+        return await asyncio.to_thread(self._answer_now, message, card, code, approval)
+
+    def _answer_now(
+        self, message: Message, card: _Card, code: str, approval: str | None
+    ) -> Message:
         """The acquirer's answer, built from its own request (so its field 2 is what it
-        sent: the token), with the approval code and, for a token, the ARPC."""
+        sent: the token), with the approval code and, for a token, the ARPC. Blocking."""
         extra: dict[int, FieldValue] = {} if approval is None else {38: approval}
         if card.token is not None and card.icc is not None:
             arc = code.encode("ascii")
-            arpc = await asyncio.to_thread(
-                self._luks.arpc, card.token, card.icc, card.icc["9F26"], arc
-            )
+            arpc = self._luks.arpc(card.token, card.icc, card.icc["9F26"], arc)
             extra[55] = tlv.encode([Tlv(CONTACTLESS_TAG_ARPC, arpc + arc)])
         return response_to(message, code, extra)
 

@@ -24,6 +24,9 @@ class OperationKind(StrEnum):
     P2P = "p2p"  # wallet -> another user's wallet: a balance payment
     MERCHANT_PAYMENT = "merchant_payment"  # wallet -> a merchant: a balance payment
     MERCHANT_REFUND = "merchant_refund"  # a merchant -> wallet: money back, never limited
+    # coins -> a checkout merchant: the platform pays the merchant their CNY value. Not a
+    # balance payment: the coins were counted once already, when they were bought.
+    COIN_PAYMENT = "coin_payment"
     CARD_PAYMENT = "card_payment"  # a tokenized bank card -> a merchant, in-app
 
 
@@ -67,6 +70,9 @@ LIMITS: dict[tuple[OperationKind, int], OperationLimits] = {
     (OperationKind.MERCHANT_PAYMENT, 1): OperationLimits(_yuan(1_000),  _yuan(1_000)),
     (OperationKind.MERCHANT_PAYMENT, 2): OperationLimits(_yuan(20_000), _yuan(50_000)),
     (OperationKind.MERCHANT_PAYMENT, 3): OperationLimits(_yuan(50_000), _yuan(100_000)),
+    (OperationKind.COIN_PAYMENT, 1): OperationLimits(_yuan(500),   _yuan(1_000)),
+    (OperationKind.COIN_PAYMENT, 2): OperationLimits(_yuan(2_000), _yuan(5_000)),
+    (OperationKind.COIN_PAYMENT, 3): OperationLimits(_yuan(5_000), _yuan(10_000)),
     # Card payments are the bank's money, not a balance payment: no PBOC tier limit,
     # but the platform's own ceiling on what one in-app card payment may be.
     (OperationKind.CARD_PAYMENT, 1): OperationLimits(_yuan(2_000),  _yuan(5_000)),

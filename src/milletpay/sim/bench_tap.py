@@ -3,21 +3,25 @@
 Over a fresh SQLite file in a temporary directory it prepares one cardholder per
 terminal (a Millet Pay user, a funded debit card added as a contactless token, a phone
 applet with a limited-use key) and runs the network on 127.0.0.1 (`sim.tap`): every
-bank's ISO 8583 issuer host, the switch and the acquirer, in this process. Then each of
+bank's ISO 8583 issuer host, the switch and the acquirer. Then each of
 `terminals` concurrent readers taps its phone again and again, paced to `rate` taps a
 second in all (0: as fast as they go), until `taps` are done: the kernel's APDU dialogue
 with the applet, the acquirer's 0200 over TCP to the switch (detokenization, the
 cryptogram checked under the token's limited-use key, duplicate check, clearing record),
 the switch's 0200 to the bank, which posts the payment in its own books, and back.
 
-A tap's latency is from the reader's first APDU to the acquirer's answer. The benchmark's
-limited-use keys go for `LUK_USES` taps (the wallet's default is 10, replenished online:
-what that costs is the card API's, not a tap's).
+The banks' issuer hosts run in a child process and the switch in another
+(`sim.parties`), as other institutions would; the readers and the acquirer, the load,
+run in this one. A tap's latency is from the reader's first APDU to the acquirer's
+answer. At the end every bank's books are verified and the clearing records counted.
+The benchmark's limited-use keys go for `LUK_USES` taps (the wallet's default is 10,
+replenished online: what that costs is the card API's, not a tap's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import statistics
 import tempfile
 import time
@@ -30,8 +34,8 @@ from stdnum.cn import ric
 from milletpay.acquiring.merchants import MerchantDirectory, load_merchants
 from milletpay.banks.keys import issuer_bins
 from milletpay.cards.luk import LukLimits
-from milletpay.core.keyring import KeyRing
 from milletpay.emv.keys import IssuerKeyStore
+from milletpay.sim.parties import IssuerHostsProcess, PartyKeys, SwitchProcess
 from milletpay.sim.tap import TapNetwork, TapPhone, TapPlatform
 
 TAP_FEN: Final = 2_500
@@ -50,15 +54,25 @@ def run_tap_bench(config: TapBenchConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="millet-bench-tap-") as folder:
         url = f"sqlite:///{Path(folder) / 'bench.db'}"
         limits = LukLimits(uses_max=LUK_USES, atc_window=LUK_USES, ttl_s=86_400)
+        keys = PartyKeys(
+            {1: secrets.token_bytes(32)}, IssuerKeyStore.generate(issuer_bins()).to_json()
+        )
         platform = TapPlatform.open(
-            url,
-            keyring=KeyRing.generate(),
-            issuer_keys=IssuerKeyStore.generate(issuer_bins()),
-            luk_limits=limits,
+            url, keyring=keys.keyring(), issuer_keys=keys.issuer_keys(), luk_limits=limits
         )
         try:
             phones = _cardholders(platform, config.terminals)
-            latencies_ms, declined, elapsed_s = asyncio.run(_run(platform, phones, config))
+            issuers = IssuerHostsProcess(url, keys, BANK_CODES)
+            with issuers as issuer_ports:
+                switch = SwitchProcess(url, keys, limits, issuer_ports)
+                with switch as switch_port:
+                    before = (time.process_time(), switch.cpu_s(), issuers.cpu_s())
+                    latencies_ms, declined, elapsed_s = asyncio.run(
+                        _run(platform, phones, config, switch_port)
+                    )
+                    after = (time.process_time(), switch.cpu_s(), issuers.cpu_s())
+            books_ok = all(platform.banks.bank(code).ledger.verify().ok for code in BANK_CODES)
+            cleared = platform.books.clearing_count()
         finally:
             platform.close()
     latencies_ms.sort()
@@ -76,6 +90,12 @@ def run_tap_bench(config: TapBenchConfig) -> dict[str, Any]:
         "latency_ms_p99": round(latencies_ms[min(done - 1, int(done * 0.99))], 2),
         "latency_ms_max": round(latencies_ms[-1], 2),
         "luk_uses": LUK_USES,
+        "cpu_ms_per_tap": {
+            party: round((after[n] - before[n]) * 1_000 / done, 2)
+            for n, party in enumerate(("readers_and_acquirer", "switch", "issuers"))
+        },
+        "clearing_records": cleared,
+        "banks_ledger_verify_ok": books_ok,
     }
 
 
@@ -119,7 +139,10 @@ terminals = [
 
 
 async def _run(
-    platform: TapPlatform, phones: list[TapPhone], config: TapBenchConfig
+    platform: TapPlatform,
+    phones: list[TapPhone],
+    config: TapBenchConfig,
+    switch_port: int,
 ) -> tuple[list[float], int, float]:
     latencies_ms: list[float] = []
     declined = 0
@@ -127,7 +150,9 @@ async def _run(
     interval_s = len(phones) / config.rate if config.rate > 0 else 0.0
     remaining = [config.taps]
 
-    async with TapNetwork(platform, BANK_CODES, directory=directory) as network:
+    async with TapNetwork(
+        platform, BANK_CODES, directory=directory, switch_port=switch_port
+    ) as network:
 
         async def reader(n: int, phone: TapPhone) -> None:
             nonlocal declined

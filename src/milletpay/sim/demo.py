@@ -45,6 +45,7 @@ from milletpay.ledger import (
 )
 from milletpay.sim.demo_cards import play_banks_scene
 from milletpay.sim.demo_commute import play_commute_scene
+from milletpay.sim.demo_mall import play_mall_scene
 from milletpay.sim.demo_shop import play_shop_scene
 from milletpay.sim.demo_wallet import play_wallet_scene
 from milletpay.sim.scene import Outcome, scene_line
@@ -435,12 +436,15 @@ def run_demo(database_url: str, console: Console, *, keyring: KeyRing | None = N
         failed += sum(not line.as_expected for line in shop_scene.lines)
         commute_lines = play_commute_scene(ledger, clock, console, keyring)
         failed += sum(not line.as_expected for line in commute_lines)
+        mall_scene = play_mall_scene(database_url, clock, console, keyring)
+        failed += sum(not line.as_expected for line in mall_scene.lines)
         scenes = (
             len(SCENES)
             + len(wallet_scene.lines)
             + len(banks_scene.lines)
             + len(shop_scene.lines)
             + len(commute_lines)
+            + len(mall_scene.lines)
         )
         report = ledger.verify()
     summary = (

@@ -16,8 +16,9 @@ from stdnum.cn import ric
 
 from milletpay.identity import IdentityService, PhoneTaken, User
 
-#: The answers that mean "done": the ledger's `ok`, a wallet operation's `completed`.
-DONE_ANSWERS = frozenset({"ok", "completed"})
+#: The answers that mean "done": the ledger's `ok`, a wallet operation's `completed`, a
+#: payment's `succeeded`, a payout's `paid`, a webhook delivery `verified`.
+DONE_ANSWERS = frozenset({"ok", "completed", "succeeded", "paid", "verified"})
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,9 @@ def register_cast(
         try:
             users = {
                 person: identity.register(
-                    f"{phone_prefix}{cast_number:04d}{i + 1:03d}",
+                    cast_phone(phone_prefix, cast_number, i),
                     person.name,
-                    _national_id(person.born, cast_number),
+                    national_id(person.born, cast_number),
                 )
                 for i, person in enumerate(people)
             }
@@ -91,6 +92,12 @@ def register_cast(
     raise RuntimeError(f"all {CASTS_MAX - 1} demo casts are registered: use a new database")
 
 
-def _national_id(born: str, cast_number: int) -> str:
+def cast_phone(phone_prefix: str, cast_number: int, place: int) -> str:
+    """The phone number of the person at `place` (from 0) in cast `cast_number`."""
+    return f"{phone_prefix}{cast_number:04d}{place + 1:03d}"
+
+
+def national_id(born: str, cast_number: int) -> str:
+    """A valid resident ID number for one of cast `cast_number`, born on `born`."""
     body = f"{ID_REGION}{born}{cast_number % 1000:03d}"
     return body + ric.calc_check_digit(body + "0")

@@ -53,13 +53,14 @@ from milletpay.core.keyring import KeyRing
 from milletpay.emv.applet import UNIONPAY_AIDS, HceCard, HceLuk, PaymentApplet
 from milletpay.emv.keys import IssuerKeyStore
 from milletpay.identity import IdentityService, SimulatedSms, User
+from milletpay.ledger.committer import GroupCommitter
 from milletpay.network.books import NetworkBooks
 from milletpay.network.iso8583 import Message
 from milletpay.network.link import Handler, Iso8583Server
 from milletpay.network.storage import open_network_engine
 from milletpay.network.switch import CardNetwork, IssuerDirectory
 from milletpay.store import create_engine, upgrade
-from milletpay.store.engine import sqlite_path
+from milletpay.store.engine import ConnectionTransaction, EngineTransactions, sqlite_path
 
 #: The card a phone gets when its user has none yet: a debit card of this bank, its
 #: account funded with this much.
@@ -92,6 +93,8 @@ class TapPlatform:
     #: Where the simulated acquirer keeps its terminals' STANs between runs (a file of
     #: its own beside a SQLite database); None: kept only while it runs.
     acquirer_state: Path | None = None
+    #: The group committers of the switch's writes, when it has them; closed by `close`.
+    committers: tuple[GroupCommitter[ConnectionTransaction], ...] = ()
 
     @classmethod
     def open(
@@ -102,9 +105,12 @@ class TapPlatform:
         keyring: KeyRing | None = None,
         issuer_keys: IssuerKeyStore | None = None,
         luk_limits: LukLimits = DEFAULT_LUK_LIMITS,
+        group_commit: bool = False,
     ) -> TapPlatform:
         """The platform's services on `database_url` (migrated), with the key ring and the
-        issuer keys of the environment unless given."""
+        issuer keys of the environment unless given. With `group_commit`, the switch's
+        writes (its duplicate claims and clearing records, the LUK uses it counts) are
+        group-committed, as a switch under load runs."""
         clock = clock or SystemClock()
         keyring = keyring or KeyRing.from_environment()
         issuer_keys = issuer_keys or IssuerKeyStore.from_environment(issuer_bins())
@@ -114,6 +120,13 @@ class TapPlatform:
         banks = Banks(database_url, keyring, IssuerKeyStoreKeys(issuer_keys), clock)
         vault = PanVault(engine, keyring, clock)
         network_engine = open_network_engine(database_url)
+        committers: tuple[GroupCommitter[ConnectionTransaction], ...] = ()
+        if group_commit:
+            committers = (
+                GroupCommitter(EngineTransactions(network_engine), name="millet-network-books"),
+                GroupCommitter(EngineTransactions(engine), name="millet-luk-uses"),
+            )
+        books_committer, luk_committer = committers or (None, None)
         return cls(
             engine=engine,
             network_engine=network_engine,
@@ -123,13 +136,23 @@ class TapPlatform:
             banks=banks,
             vault=vault,
             tsp=TokenService(engine, vault, keyring, banks, sms, clock),
-            luks=LimitedUseKeys(engine, issuer_keys, clock, limits=luk_limits),
+            luks=LimitedUseKeys(
+                engine, issuer_keys, clock, limits=luk_limits, committer=luk_committer
+            ),
             detokenizer=Detokenizer(engine, vault, clock),
-            books=NetworkBooks(network_engine, keyring, clock),
+            books=NetworkBooks(network_engine, keyring, clock, committer=books_committer),
             acquirer_state=_beside(database_url, "acquirer", ".json"),
+            committers=committers,
         )
 
+    def switch(self, directory: IssuerDirectory) -> CardNetwork:
+        """The card network's switch on these books and services, its issuers in
+        `directory`."""
+        return CardNetwork(self.books, directory, self.detokenizer, self.luks, self.tsp, self.clock)
+
     def close(self) -> None:
+        for committer in self.committers:
+            committer.close()
         self.banks.close()
         self.network_engine.dispose()
         self.engine.dispose()
@@ -251,8 +274,17 @@ class TapNetwork:
         directory: MerchantDirectory | None = None,
         seed: int = 1,
         acquirer_timeout_s: float = ACQUIRER_TIMEOUT_S,
+        issuer_ports: Mapping[str, int] | None = None,
+        switch_port: int | None = None,
     ) -> None:
+        """`issuer_ports`: the banks' issuer hosts already listen on 127.0.0.1 at these
+        ports (in another process, `sim.parties`); None: they run in this one.
+        `switch_port`: the switch already listens there (with its issuers): only the
+        acquirer runs in this process."""
         self._platform = platform
+        self._issuer_ports = dict(issuer_ports) if issuer_ports is not None else None
+        self._switch_port = switch_port
+        self._port_in_use: int | None = None  # the switch's, once open
         self._codes = tuple(bank_codes or platform.banks.codes)
         self.merchants = directory or merchants()
         self._random = random.Random(seed)
@@ -266,27 +298,13 @@ class TapNetwork:
 
     async def __aenter__(self) -> TapNetwork:
         platform = self._platform
-        directory = IssuerDirectory({})
-        for code in self._codes:
-            bank = platform.banks.bank(code)
-            server = Iso8583Server(self._recorded(code, issuer_handler(bank)))
-            await server.start()
-            self._servers.append(server)
-            directory.set_address(code, "127.0.0.1", server.port)
-        self.switch = CardNetwork(
-            platform.books,
-            directory,
-            platform.detokenizer,
-            platform.luks,
-            platform.tsp,
-            platform.clock,
-        )
-        switch_server = Iso8583Server(self.switch.handle)
-        await switch_server.start()
-        self._servers.append(switch_server)
+        switch_port = self._switch_port
+        if switch_port is None:
+            switch_port = await self._start_switch()
+        self._port_in_use = switch_port
         self.acquirer = AcquirerHost(
             "127.0.0.1",
-            switch_server.port,
+            switch_port,
             platform.clock,
             self.merchants,
             last_stans=self._load_stans(),
@@ -294,6 +312,25 @@ class TapNetwork:
         )
         await self.acquirer.__aenter__()
         return self
+
+    async def _start_switch(self) -> int:
+        """The issuer hosts (unless elsewhere) and the switch; the switch's port."""
+        platform = self._platform
+        directory = IssuerDirectory({})
+        for code in self._codes:
+            if self._issuer_ports is not None:
+                directory.set_address(code, "127.0.0.1", self._issuer_ports[code])
+                continue
+            bank = platform.banks.bank(code)
+            server = Iso8583Server(self._recorded(code, issuer_handler(bank)))
+            await server.start()
+            self._servers.append(server)
+            directory.set_address(code, "127.0.0.1", server.port)
+        self.switch = platform.switch(directory)
+        switch_server = Iso8583Server(self.switch.handle)
+        await switch_server.start()
+        self._servers.append(switch_server)
+        return switch_server.port
 
     async def __aexit__(self, *_exc: object) -> None:
         if self.acquirer is not None:
@@ -306,9 +343,10 @@ class TapNetwork:
 
     @property
     def switch_port(self) -> int:
-        """The port of the switch's server on 127.0.0.1 (other acquirers connect to it)."""
-        assert self.switch is not None, "open the network first (async with)"
-        return self._servers[-1].port
+        """The port of the switch on 127.0.0.1 that other acquirers connect to: the one
+        this network started, or the `switch_port` it was given."""
+        assert self._port_in_use is not None, "open the network first (async with)"
+        return self._port_in_use
 
     async def restart_switch(self) -> None:
         """Fault injection: the switch's server stops (its connections dropped, answers

@@ -8,10 +8,12 @@ takes the write lock at BEGIN (BEGIN IMMEDIATE) instead of failing on upgrade.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +117,55 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+#: One lock per SQLite file for the writers of this process (see `write_gate`).
+_WRITE_GATES: dict[Path, threading.Lock] = {}
+_WRITE_GATES_LOCK = threading.Lock()
+
+
+class WriteGateTimeout(TimeoutError):
+    """A writer of this process held the SQLite file longer than the busy timeout."""
+
+
+@contextmanager
+def _gate(path: Path) -> Iterator[None]:
+    with _WRITE_GATES_LOCK:
+        lock = _WRITE_GATES.setdefault(path, threading.Lock())
+    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        raise WriteGateTimeout(f"{path.name}: another writer held it for too long")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def write_gate(engine: sa.Engine) -> AbstractContextManager[None]:
+    """Hold around a write transaction. On SQLite, the writers of one process take
+    turns on a lock of their own before BEGIN IMMEDIATE: one waiting on SQLite's busy
+    handler sleeps in steps of up to 100 ms and is not woken when the lock frees,
+    while a thread waiting here starts the moment the writer before it commits. (Other
+    processes still meet at SQLite's lock, under the busy timeout.) A no-op on
+    PostgreSQL, whose writers wait on row locks only."""
+    database = engine.url.database
+    if not is_sqlite(engine) or not database:
+        return nullcontext()
+    return _gate(_gate_path(database))
+
+
+@functools.lru_cache(maxsize=256)
+def _gate_path(database: str) -> Path:
+    return Path(database).resolve()
+
+
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One write transaction. On SQLite it begins with BEGIN IMMEDIATE, so concurrent
-    writers queue for the lock (up to the busy timeout) instead of failing mid-way."""
-    with engine.connect().execution_options(**{WRITE_LOCK: True}) as conn, conn.begin():
+    """One write transaction. On SQLite it begins with BEGIN IMMEDIATE after the
+    process's own `write_gate`, so concurrent writers queue for the lock (up to the
+    busy timeout) instead of failing mid-way."""
+    with (
+        write_gate(engine),
+        engine.connect().execution_options(**{WRITE_LOCK: True}) as conn,
+        conn.begin(),
+    ):
         yield conn
 
 
@@ -128,3 +174,43 @@ def read_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One read transaction: a consistent snapshot on SQLite (WAL)."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+@contextmanager
+def savepoint(conn: sa.Connection, name: str) -> Iterator[None]:
+    """Undo what the block wrote on `conn` if it raises, and nothing else of the
+    transaction. Plain SAVEPOINT statements: the same on both databases, and lighter
+    than SQLAlchemy's nested transactions on paths every payment takes."""
+    conn.exec_driver_sql(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        raise
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+
+
+class ConnectionTransaction:
+    """A write transaction on `connection` whose parts can be undone one by one."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+        self._savepoints = 0
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        self._savepoints += 1
+        return savepoint(self.connection, f"millet_{self._savepoints}")
+
+
+class EngineTransactions:
+    """Write transactions on an engine's database, for a `GroupCommitter` of units that
+    write their own rows (no ledger)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[ConnectionTransaction]:
+        with write_transaction(self._engine) as conn:
+            yield ConnectionTransaction(conn)

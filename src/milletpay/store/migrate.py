@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from milletpay.store.engine import WRITE_LOCK, is_sqlite
+from milletpay.store.engine import WRITE_LOCK, is_sqlite, write_gate
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK_KEY = 0x4D494C4C  # "MILL"
@@ -45,7 +45,11 @@ def upgrade(
     `version_table`: the platform's chain by default; another chain (a bank's own tables)
     keeps its own version table, so two chains live in one database side by side."""
     if is_sqlite(engine):
-        with engine.connect().execution_options(**{WRITE_LOCK: True}) as conn, conn.begin():
+        with (
+            write_gate(engine),
+            engine.connect().execution_options(**{WRITE_LOCK: True}) as conn,
+            conn.begin(),
+        ):
             command.upgrade(alembic_config(conn, migrations_dir, version_table), revision)
         return
     with engine.connect() as conn, conn.begin():

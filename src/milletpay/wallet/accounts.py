@@ -52,8 +52,17 @@ class TransferCode(enum.IntEnum):
     MERCHANT_FEE = 12  # merchant -> fee revenue: the merchant discount on what was taken
     MERCHANT_REFUND = 13  # merchant -> wallet: a refund of a payment
     MERCHANT_PAYOUT = 14  # merchant -> settlement at its bank: what it was owed, paid out
-    CARD_PAYMENT = 15  # card network -> merchant: a card payment the network approved
-    CARD_REFUND = 16  # merchant -> card network: a refund the network took to the card
+    # A checkout merchant paid in coins: the coins are retired (purse -> coins issued; a
+    # hold's post and void keep the code) and the merchant is owed their CNY value, which
+    # the platform took when the coins were sold (coin sales -> merchant).
+    COIN_MERCHANT_PAYMENT = 15
+    COIN_MERCHANT_VALUE = 16
+    # Its refund: the coins re-issued (coins issued -> purse), the CNY value back
+    # (merchant -> coin sales).
+    COIN_MERCHANT_REFUND = 17
+    COIN_MERCHANT_VALUE_BACK = 18
+    CARD_PAYMENT = 19  # card network -> merchant: a card payment the network approved
+    CARD_REFUND = 20  # merchant -> card network: a refund the network took to the card
 
 
 @dataclass(frozen=True, slots=True)

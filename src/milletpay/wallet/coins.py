@@ -1,10 +1,12 @@
 """`CoinService`: Millet coins, a virtual currency for digital goods on its own ledger.
 
 A user buys coins with their wallet balance or a linked bank account (1 coin = 1 CNY), and
-spends them only at the digital-goods merchants of `MERCHANTS`. Coins are never redeemable
-for cash: no method here moves coins back to CNY. The one way coins come back is
-`refund_service_shutdown`, which returns to their purses the coins users spent at a merchant
-that shut down on orders it never fulfilled, as coins.
+spends them only at the digital-goods merchants of `MERCHANTS`, or pays a checkout
+merchant of a digital-goods MCC with them (`pay_merchant_in`, in the payment intent's
+transaction). Coins are never redeemable for cash: no method here moves coins back to CNY
+for the user. Coins come back only as coins: `refund_service_shutdown` returns to their
+purses the coins users spent at a merchant that shut down on orders it never fulfilled,
+and `receive_refund_in` the coins of a checkout payment the merchant refunds.
 
 Every operation follows `WalletService`'s steps: check the input, admit it in one write
 transaction holding the user's wallet row (an earlier attempt under the same key, or a new
@@ -14,6 +16,7 @@ outcome. A retry never moves anything twice.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from milletpay.ledger import (
     Transfer,
     TransferFlags,
 )
+from milletpay.ledger.engine import LedgerTransaction
 from milletpay.risk import (
     Decision,
     decide,
@@ -43,6 +47,7 @@ from milletpay.store.engine import read_transaction, write_transaction
 from milletpay.wallet.accounts import (
     CHART,
     FEN_PER_COIN,
+    LEDGER_CNY,
     LEDGER_COINS,
     AccountCode,
     TransferCode,
@@ -121,12 +126,16 @@ class CoinDeclineCode(StrEnum):
     INSUFFICIENT_BALANCE = "insufficient_balance"
     INSUFFICIENT_COINS = "insufficient_coins"
     BANK_DECLINED = "bank_declined"
+    MERCHANT_BALANCE_INSUFFICIENT = "merchant_balance_insufficient"  # a checkout refund
 
 
 # The legs of an operation: each gets its own derived transfer id, from (user, the
 # operation's kind, its key, leg); a shutdown refund's from the spend's key under its own kind.
-_LEG_CNY, _LEG_COINS = 0, 1
+_LEG_CNY, _LEG_COINS, _LEG_POST, _LEG_VOID = 0, 1, 2, 3
 _REFUND_TRANSFER_KIND = "coin_shutdown_refund"
+#: The checkout's coin operations derive their transfer ids under a kind of their own, so
+#: that no id can meet the wallet's (its merchant payments use the same key).
+_CHECKOUT_TRANSFER_PREFIX = "coins:"
 
 
 class CoinMerchantUnknown(WalletError):
@@ -355,6 +364,143 @@ class CoinService:
             purses += sum(a.balance_credit_minus_debit for a in self._ledger.lookup_accounts(chunk))
         return CoinLiability(liability, purses)
 
+    # -- checkout: coins paying a payment intent, in the caller's transaction ---------
+
+    def pay_merchant_in(
+        self,
+        tx: LedgerTransaction,
+        user_id: int,
+        merchant_ref: str,
+        merchant_account: int,
+        amount_coins: int,
+        idempotency_key: str,
+        *,
+        hold_timeout_s: int = 0,
+    ) -> CoinOutcome:
+        """Pay a checkout merchant (`merchant_ref`: its id, 32 hex digits) in coins, in the
+        caller's transaction. Risk judges it as a `coin_payment`, with limits of its own.
+        Then one linked batch across both ledgers: the coins retired (purse → coins
+        issued) and their CNY value from coin sales to `merchant_account`, since the
+        platform took the CNY when it sold the coins. With `hold_timeout_s` only the coins
+        are held (a pending transfer the ledger releases itself after the timeout);
+        `end_merchant_hold_in` posts or voids it. Declined `insufficient_coins`. The coin
+        transfer's id is `merchant_payment_transfer_id(user_id, idempotency_key)`; a retry
+        with the key answers the first outcome and moves nothing again."""
+        request = _Request(
+            CoinOperationKind.MERCHANT_PAYMENT, user_id, amount_coins, idempotency_key, merchant_ref
+        )
+        row = self._admit_in(tx, request)
+        if row.status != CoinOperationStatus.PENDING:
+            return _outcome(row)
+        retire = _merchant_coins(request)
+        if hold_timeout_s:
+            batch = [
+                dataclasses.replace(retire, flags=TransferFlags.PENDING, timeout_s=hold_timeout_s)
+            ]
+        else:
+            value = _merchant_value(request, merchant_account, amount_coins)
+            batch = [dataclasses.replace(retire, flags=TransferFlags.LINKED), value]
+        results = tx.create_transfers(batch)
+        if results[0] is CreateTransferResult.EXCEEDS_CREDITS:
+            return _finish_on(tx.connection, row, CoinDeclineCode.INSUFFICIENT_COINS)
+        _require_applied(results)
+        return _finish_on(tx.connection, row, None)
+
+    def end_merchant_hold_in(
+        self, tx: LedgerTransaction, operation_id: int, merchant_account: int, captured_coins: int
+    ) -> None:
+        """End a held coin payment in the caller's transaction: `captured_coins` of it
+        taken (the hold posted for them, their CNY value coin sales → `merchant_account`,
+        the operation now shows that amount), or nothing (the hold voided, the operation
+        `canceled`, counted toward no limit). A hold the ledger already let expire has
+        nothing left to void."""
+        ops = coin_operations.c
+        row = tx.connection.execute(
+            sa.select(coin_operations).where(
+                ops.id == id_to_bytes(operation_id),
+                ops.kind == CoinOperationKind.MERCHANT_PAYMENT.value,
+                ops.status == CoinOperationStatus.COMPLETED.value,
+            )
+        ).one()
+        assert 0 <= captured_coins <= row.amount_coins, "a hold ends once, for at most what it held"
+        request = _Request(
+            CoinOperationKind.MERCHANT_PAYMENT,
+            id_from_bytes(row.user_id),
+            row.amount_coins,
+            row.idempotency_key,
+            row.merchant_id,
+        )
+        hold = _merchant_coins(request)
+        if captured_coins == 0:
+            void = dataclasses.replace(
+                hold,
+                id=_checkout_transfer_id(request, _LEG_VOID),
+                flags=TransferFlags.VOID_PENDING_TRANSFER,
+                pending_id=hold.id,
+            )
+            (result,) = tx.create_transfers([void])
+            if result is not CreateTransferResult.PENDING_TRANSFER_EXPIRED:
+                _require_applied([result])
+            values: dict[str, Any] = {"status": CoinOperationStatus.CANCELED.value}
+        else:
+            post = dataclasses.replace(
+                hold,
+                id=_checkout_transfer_id(request, _LEG_POST),
+                amount=captured_coins,
+                flags=TransferFlags.POST_PENDING_TRANSFER | TransferFlags.LINKED,
+                pending_id=hold.id,
+            )
+            value = _merchant_value(request, merchant_account, captured_coins)
+            _require_applied(tx.create_transfers([post, value]))
+            values = {"amount_coins": captured_coins}
+        tx.connection.execute(sa.update(coin_operations).where(ops.id == row.id).values(values))
+
+    def receive_refund_in(
+        self,
+        tx: LedgerTransaction,
+        user_id: int,
+        merchant_ref: str,
+        merchant_account: int,
+        amount_coins: int,
+        idempotency_key: str,
+    ) -> CoinOutcome:
+        """A checkout merchant's refund of a coin payment, in the caller's transaction: an
+        operation in the user's coin history (`merchant_refund`, counted toward no limit)
+        and one linked batch: the CNY value `merchant_account` → coin sales, the coins
+        re-issued into the purse. Coins come back as coins, never as cash. Declined
+        `merchant_balance_insufficient` when the merchant is owed less than the value (it
+        was paid out already), with nothing moved."""
+        request = _Request(
+            CoinOperationKind.MERCHANT_REFUND, user_id, amount_coins, idempotency_key, merchant_ref
+        )
+        row = self._admit_in(tx, request)
+        if row.status != CoinOperationStatus.PENDING:
+            return _outcome(row)
+        value_back = Transfer(
+            _checkout_transfer_id(request, _LEG_CNY),
+            merchant_account,
+            platform_account_id(AccountCode.COIN_SALES),
+            amount_coins * FEN_PER_COIN,
+            LEDGER_CNY,
+            TransferCode.COIN_MERCHANT_VALUE_BACK,
+            TransferFlags.LINKED,
+            user_data_128=user_id,
+        )
+        reissue = Transfer(
+            _checkout_transfer_id(request, _LEG_COINS),
+            platform_account_id(AccountCode.COINS_ISSUED),
+            coin_purse_account_id(user_id),
+            amount_coins,
+            LEDGER_COINS,
+            TransferCode.COIN_MERCHANT_REFUND,
+            user_data_128=user_id,
+        )
+        results = tx.create_transfers([value_back, reissue])
+        if results[0] is CreateTransferResult.EXCEEDS_CREDITS:
+            return _finish_on(tx.connection, row, CoinDeclineCode.MERCHANT_BALANCE_INSUFFICIENT)
+        _require_applied(results)
+        return _finish_on(tx.connection, row, None)
+
     # -- the steps ------------------------------------------------------------------
 
     def _prepare(self, request: _Request) -> None:
@@ -371,24 +517,39 @@ class CoinService:
         with self._write() as conn:
             lock = sa.select(wallets.c.user_id).where(wallets.c.user_id == key).with_for_update()
             conn.execute(lock).one()  # the wallet's lock: coin and wallet operations queue
-            earlier = conn.execute(
-                sa.select(coin_operations).where(
-                    coin_operations.c.user_id == key,
-                    coin_operations.c.idempotency_key == request.idempotency_key,
-                )
-            ).one_or_none()
-            if earlier is not None:
-                _check_same_request(earlier, request)
-                return earlier
-            if request.merchant_id is not None:
-                self._check_open(conn, request.merchant_id)
-            now_ns = self._clock.now_ns()
-            decision = self._decide(conn, request, tier, now_ns)
-            row = _new_row(self._ids.next_id(), request, decision, now_ns)
-            conn.execute(sa.insert(coin_operations).values(row))
-            return conn.execute(
-                sa.select(coin_operations).where(coin_operations.c.id == row["id"])
-            ).one()
+            return self._admit_on(conn, request, tier)
+
+    def _admit_in(self, tx: LedgerTransaction, request: _Request) -> Any:
+        """`_admit` in the caller's transaction: the input checked, the wallet row locked
+        (through the wallet, which opens it if new) and the purse opened first."""
+        _check_amount(request.amount_coins)
+        check_idempotency_key(request.idempotency_key)
+        self._wallet.open_wallet_in(tx, request.user_id)  # UserNotFound; the user's lock
+        self._open_purse_in(tx, request.user_id)
+        tier = self._identity.current_tier(request.user_id, conn=tx.connection)
+        return self._admit_on(tx.connection, request, tier)
+
+    def _admit_on(self, conn: sa.Connection, request: _Request, tier: KycTier | None) -> Any:
+        """Admission on `conn`, whose transaction holds the user's wallet row."""
+        earlier = conn.execute(
+            sa.select(coin_operations).where(
+                coin_operations.c.user_id == id_to_bytes(request.user_id),
+                coin_operations.c.idempotency_key == request.idempotency_key,
+            )
+        ).one_or_none()
+        if earlier is not None:
+            _check_same_request(earlier, request)
+            return earlier
+        if request.kind is CoinOperationKind.SPEND:
+            assert request.merchant_id is not None
+            self._check_open(conn, request.merchant_id)
+        now_ns = self._clock.now_ns()
+        decision = self._decide(conn, request, tier, now_ns)
+        row = _new_row(self._ids.next_id(), request, decision, now_ns)
+        conn.execute(sa.insert(coin_operations).values(row))
+        return conn.execute(
+            sa.select(coin_operations).where(coin_operations.c.id == row["id"])
+        ).one()
 
     def _decide(
         self, conn: sa.Connection, request: _Request, tier: KycTier | None, now_ns: int
@@ -410,6 +571,7 @@ class CoinService:
         query = (
             sa.select(coin_operations)
             .where(
+                ops.kind == CoinOperationKind.SPEND.value,
                 ops.merchant_id == merchant_id,
                 ops.status == CoinOperationStatus.COMPLETED.value,
                 ops.fulfilled == sa.false(),
@@ -423,12 +585,8 @@ class CoinService:
     def _finish(
         self, row: Any, decline_code: str | None, *, reason: str | None = None
     ) -> CoinOutcome:
-        status = CoinOperationStatus.DECLINED if decline_code else CoinOperationStatus.COMPLETED
-        values = {"status": status.value, "decline_code": decline_code, "decline_reason": reason}
-        where = coin_operations.c.id == row.id
         with self._write() as conn:
-            conn.execute(sa.update(coin_operations).where(where).values(values))
-            return _outcome(conn.execute(sa.select(coin_operations).where(where)).one())
+            return _finish_on(conn, row, decline_code, reason=reason)
 
     def _linked_account(self, user_id: int, linked_account_id: int) -> tuple[str, str]:
         row = find_link(self._engine, user_id, linked_account_id)
@@ -451,6 +609,20 @@ class CoinService:
             if len(found) == len(chain):
                 return
         raise LedgerRefused(f"coin purchase refused: {', '.join(r.value for r in results)}")
+
+    def _open_purse_in(self, tx: LedgerTransaction, user_id: int) -> None:
+        kind = CHART[AccountCode.COIN_PURSE]
+        purse = Account(
+            coin_purse_account_id(user_id),
+            kind.ledger,
+            kind.code,
+            kind.flags,
+            user_data_128=user_id,
+        )
+        accounts = [*(_platform_account(c) for c in _PLATFORM_CODES), purse]
+        for result, account in zip(tx.create_accounts(accounts), accounts, strict=True):
+            if result not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
+                raise LedgerRefused(f"account {account.id:032x}: {result.value}")
 
     def _create_accounts(self, accounts: list[Account]) -> None:
         for result, account in zip(self._ledger.create_accounts(accounts), accounts, strict=True):
@@ -524,6 +696,53 @@ def _refund_transfer(row: Any) -> Transfer:
         TransferCode.COIN_SHUTDOWN_REFUND,
         user_data_128=user_id,
     )
+
+
+def merchant_payment_transfer_id(user_id: int, idempotency_key: str) -> int:
+    """The id of the coin transfer (or hold) of the user's checkout payment under the key."""
+    request = _Request(CoinOperationKind.MERCHANT_PAYMENT, user_id, 1, idempotency_key)
+    return _checkout_transfer_id(request, _LEG_COINS)
+
+
+def _checkout_transfer_id(request: _Request, leg: int) -> int:
+    kind = _CHECKOUT_TRANSFER_PREFIX + request.kind.value
+    return transfer_id(request.user_id, kind, request.idempotency_key, leg)
+
+
+def _merchant_coins(request: _Request) -> Transfer:
+    """A checkout payment's coins: from the purse back to the issuer, which retires them."""
+    return Transfer(
+        _checkout_transfer_id(request, _LEG_COINS),
+        coin_purse_account_id(request.user_id),
+        platform_account_id(AccountCode.COINS_ISSUED),
+        request.amount_coins,
+        LEDGER_COINS,
+        TransferCode.COIN_MERCHANT_PAYMENT,
+        user_data_128=request.user_id,
+    )
+
+
+def _merchant_value(request: _Request, merchant_account: int, coins: int) -> Transfer:
+    """The CNY value of `coins` taken by a checkout merchant: coin sales → the merchant."""
+    return Transfer(
+        _checkout_transfer_id(request, _LEG_CNY),
+        platform_account_id(AccountCode.COIN_SALES),
+        merchant_account,
+        coins * FEN_PER_COIN,
+        LEDGER_CNY,
+        TransferCode.COIN_MERCHANT_VALUE,
+        user_data_128=request.user_id,
+    )
+
+
+def _finish_on(
+    conn: sa.Connection, row: Any, decline_code: str | None, *, reason: str | None = None
+) -> CoinOutcome:
+    status = CoinOperationStatus.DECLINED if decline_code else CoinOperationStatus.COMPLETED
+    values = {"status": status.value, "decline_code": decline_code, "decline_reason": reason}
+    where = coin_operations.c.id == row.id
+    conn.execute(sa.update(coin_operations).where(where).values(values))
+    return _outcome(conn.execute(sa.select(coin_operations).where(where)).one())
 
 
 def _require_applied(results: Sequence[CreateTransferResult]) -> None:

@@ -420,6 +420,12 @@ class WalletService:
         _require_applied(result, move)
         return self._finish(tx, admitted, None)
 
+    def open_wallet_in(self, tx: LedgerTransaction, user_id: int) -> int:
+        """The user's wallet account id, opened if new, its row locked to the end of `tx`:
+        the one lock every wallet and coin operation of the user takes, so the limits see
+        every operation before them."""
+        return self._open_wallet(tx, user_id)
+
     def pay_merchant_in(
         self,
         tx: LedgerTransaction,

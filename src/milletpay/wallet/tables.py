@@ -66,7 +66,9 @@ coin_merchant_shutdowns = sa.table(
 class CoinOperationKind(StrEnum):
     PURCHASE_FROM_BALANCE = "purchase_balance"
     PURCHASE_BY_CARD = "purchase_card"
-    SPEND = "spend"
+    SPEND = "spend"  # at a coin merchant of `coins.MERCHANTS`
+    MERCHANT_PAYMENT = "merchant_payment"  # a checkout merchant's payment intent, in coins
+    MERCHANT_REFUND = "merchant_refund"  # a refund of such a payment, back into the purse
 
 
 class CoinOperationStatus(StrEnum):
@@ -74,3 +76,4 @@ class CoinOperationStatus(StrEnum):
     COMPLETED = "completed"
     DECLINED = "declined"
     REFUNDED = "refunded"  # a spend returned to the purse when its merchant shut down
+    CANCELED = "canceled"  # a merchant payment's hold released with nothing taken

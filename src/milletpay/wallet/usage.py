@@ -3,7 +3,9 @@
 Wallet operations (top-up, withdrawal, P2P) and coin purchases are counted together.
 A coin purchase counts as the operation kind risk judges it as (`RISK_KIND_OF_COIN`):
 from the balance it is a balance payment (P2P's kind), by card it is money in from a
-bank (top-up's). Only operations that are pending or completed count.
+bank (top-up's). A coin payment to a checkout merchant is a `coin_payment`, with limits
+of its own. Spends at the coin merchants and refunds count toward nothing. Only
+operations that are pending or completed count.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from milletpay.wallet.tables import CoinOperationKind
 RISK_KIND_OF_COIN = {
     CoinOperationKind.PURCHASE_FROM_BALANCE: OperationKind.P2P,
     CoinOperationKind.PURCHASE_BY_CARD: OperationKind.TOP_UP,
+    CoinOperationKind.MERCHANT_PAYMENT: OperationKind.COIN_PAYMENT,
 }
 #: Statuses that count toward limits (the same words in both operation tables).
 COUNTED_STATUSES = ("pending", "completed")
@@ -62,7 +65,7 @@ def usage(
             done.append((OperationKind(kind_text), 1, int(day), int(period), int(count)))
     for coin_kind, day, period, count in _COINS_SINCE.run(conn, **params):
         risk_kind = RISK_KIND_OF_COIN.get(CoinOperationKind(coin_kind))
-        if risk_kind is not None:  # spending coins is no money operation
+        if risk_kind is not None:  # a spend at a coin merchant, a refund: never counted
             done.append((risk_kind, FEN_PER_COIN, int(day), int(period), int(count)))
     return Usage(
         today_fen=sum(unit * day for k, unit, day, _, _ in done if k is kind),
