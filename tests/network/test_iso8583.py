@@ -344,3 +344,12 @@ def test_rrn_is_year_digit_day_hour_and_stan() -> None:
     now_ns = 1_795_651_200 * NS_PER_S  # 2026-11-26 00:00:00 UTC, day 330
     assert spec.retrieval_reference(now_ns + 3600 * 4 * NS_PER_S, "000123") == "633004000123"
     assert spec.transmission_date_time(now_ns + 65 * NS_PER_S) == "1126000105"
+
+
+def test_a_completion_posts_field_95s_actual_amount_when_it_has_one() -> None:
+    advice = Message("0220", {4: "000000004200"})
+    assert spec.amount_to_post_fen(advice) == 4_200  # no field 95: field 4
+    partial = advice.with_fields({95: "000000003150" * 2 + "0" * 18})
+    assert spec.amount_to_post_fen(partial) == 3_150  # the actual amount, first 12 digits
+    with pytest.raises(Iso8583Error, match="field 95"):
+        spec.amount_to_post_fen(advice.with_fields({95: "00000000315X" + "0" * 30}))

@@ -275,6 +275,30 @@ def test_a_completion_posts_the_hold(world: NetworkWorld) -> None:
     assert (record.status, record.completed_fen) == (ClearingStatus.COMPLETED, yuan(35))
 
 
+def test_a_completion_posts_field_95s_actual_amount_not_field_4(world: NetworkWorld) -> None:
+    bank, card, account_id = world.card("CCB")
+    acquirer = Acquirer()
+    original = acquirer.request(card.pan, yuan(40))
+
+    def replaced(actual_fen: int) -> Message:
+        """A POS's 0220: field 4 the authorized amount, the final one in field 95."""
+        advice = follow_up(original, "0220", acquirer.next_stan())
+        return advice.with_fields({95: f"{actual_fen:012d}" * 2 + "0" * 18})
+
+    async def scenario(net: Running) -> None:
+        assert (await net.acquirer.request(original)).fields[39] == "00"
+        for wrong in (0, yuan(41)):  # nothing, or more than authorized
+            assert (await net.acquirer.request(replaced(wrong))).fields[39] == "13"
+        answer = await net.acquirer.request(replaced(yuan(35)))
+        assert (answer.mti, answer.fields[39]) == ("0230", "00")
+
+    run(world, scenario)
+    balance = bank.balance(account_id)
+    assert (balance.posted_fen, balance.held_fen) == (yuan(965), 0)
+    (record,) = world.books.clearing_records()
+    assert (record.status, record.completed_fen) == (ClearingStatus.COMPLETED, yuan(35))
+
+
 def test_a_completion_while_the_issuer_is_down_is_delivered_later(world: NetworkWorld) -> None:
     bank, card, account_id = world.card("ICBC")
     acquirer = Acquirer()

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from stdnum.cn import ric
 
-from milletpay.acquiring.host import ResultStatus
+from milletpay.acquiring.host import Completion, CompletionStatus, ResultStatus
 from milletpay.banks import Bank
 from milletpay.banks.keys import issuer_bins
 from milletpay.core.clock import ManualClock
@@ -118,3 +118,33 @@ def test_a_cryptogram_sent_again_is_declined(platform: TapPlatform) -> None:
 
     assert asyncio.run(run()) == ("00", "05")
     assert balance(platform.banks.bank("ICBC")) == (DEPOSIT_FEN - 2_000, 0)
+
+
+def test_a_dual_message_purchase_completed_for_less_posts_exactly_the_final_amount(
+    platform: TapPlatform,
+) -> None:
+    """The POS keeps field 4 of its 0220 the authorized amount and gives the final amount
+    only in field 95: the switch's clearing record and the bank's books take field 95."""
+    phone = shopper(platform)
+    authorized_fen, final_fen = 4_200, 3_150
+
+    async def run() -> Completion:
+        async with TapNetwork(platform, ("ICBC",)) as network:
+            tapped = await network.tap(phone, RESTAURANT, authorized_fen)
+            assert tapped.result is not None and tapped.result.approved
+            assert balance(platform.banks.bank("ICBC")) == (DEPOSIT_FEN, authorized_fen)
+            assert network.acquirer is not None
+            return await network.acquirer.complete(RESTAURANT, tapped.result.rrn, final_fen)
+
+    completion = asyncio.run(run())
+    assert completion.status is CompletionStatus.COMPLETED
+    assert completion.advice is not None
+    assert int(completion.advice.text(4)) == authorized_fen  # the POS's field 4 ...
+    assert int(completion.advice.text(95)[:12]) == final_fen  # ... and its final amount
+    assert balance(platform.banks.bank("ICBC")) == (DEPOSIT_FEN - final_fen, 0)
+    (record,) = platform.books.clearing_records()
+    assert (record.amount_fen, record.completed_fen, str(record.status)) == (
+        authorized_fen,
+        final_fen,
+        "completed",
+    )

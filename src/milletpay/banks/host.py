@@ -9,7 +9,7 @@ network's switch connects to it and sends
 | 0120 authorization advice (the switch stood in) | `authorize` (the hold, if funds allow) | 0130 |
 | 0200 financial request | `authorize` and post the approval, in one transaction | 0210 |
 | 0200 with processing code 20 (refund) | `refund`: a credit to the card's account | 0210 |
-| 0220 completion advice | `complete` the hold for field 4 | 0230 |
+| 0220 completion advice | `complete` the hold for field 95's actual amount, else field 4 | 0230 |
 | 0400 / 0420 reversal | `reverse` the hold | 0410 / 0430 |
 
 The bank keys each authorization on `authorization_reference`: the acquirer (32), the
@@ -39,7 +39,7 @@ from milletpay.banks.bank import Bank
 from milletpay.banks.errors import BankInputError
 from milletpay.banks.responses import ResponseCode
 from milletpay.core.money import CURRENCIES
-from milletpay.network.iso8583 import Message, response_to
+from milletpay.network.iso8583 import Iso8583Error, Message, amount_to_post_fen, response_to
 
 __all__ = [
     "ENTRY_MODE_CHANNELS",
@@ -230,7 +230,15 @@ def _financial(bank: Bank, message: Message) -> Message:
 
 
 def _complete(bank: Bank, message: Message) -> Message:
-    answer = bank.complete(original_reference(message), _amount_fen(message))
+    """Post the hold for the actual amount of field 95 when there is one, else field 4
+    (`amount_to_post_fen`): a POS keeps field 4 the authorized amount."""
+    try:
+        amount_fen = amount_to_post_fen(message)
+    except Iso8583Error as exc:
+        raise HostRefusal(HOST_CODES["format_error"], str(exc)) from None
+    if amount_fen <= 0:
+        raise HostRefusal(HOST_CODES["amount_invalid"], "amount is zero")
+    answer = bank.complete(original_reference(message), amount_fen)
     return _hold_answer(message, answer)
 
 

@@ -131,8 +131,9 @@ def reversal(original: Message, *, stan: str, now_ns: int) -> Message:
 def completion(
     original: Message, approval_code: str, taken: int, *, stan: str, transmitted: str
 ) -> Message:
-    """The 0220 completing `original` for `taken`: field 4 the amount taken (what the
-    switch and the issuer post), and field 95 with it when it is less than authorized."""
+    """The 0220 completing `original` for `taken`: field 4 the amount taken, and field 95
+    with it when it is less than authorized (the switch and the issuer post field 95's
+    actual amount when present, else field 4: both say `taken`)."""
     allowed = MESSAGE_TYPES["0220"].must | MESSAGE_TYPES["0220"].may
     fields = {n: v for n, v in original.fields.items() if n in allowed and n != 55}
     fields |= {

@@ -30,6 +30,7 @@ from milletpay.core.clock import NS_PER_S
 from milletpay.core.errors import MilletError
 
 __all__ = [
+    "ACTUAL_AMOUNT_DIGITS",
     "APPROVAL_CODE_MTIS",
     "APPROVED",
     "ECHOED_FIELDS",
@@ -51,6 +52,7 @@ __all__ = [
     "MessageType",
     "Prefix",
     "StanSequence",
+    "amount_to_post_fen",
     "decode",
     "encode",
     "is_request",
@@ -511,6 +513,25 @@ def original_data_elements(original: Message) -> str:
         + acquirer.zfill(11)
         + forwarder.zfill(11)
     )
+
+
+#: Field 95 (replacement amounts): the actual transaction amount is its first 12 digits.
+ACTUAL_AMOUNT_DIGITS: Final = 12
+
+
+def amount_to_post_fen(message: Message) -> int:
+    """What a completion advice (0220) posts: the actual amount of field 95 (replacement
+    amounts, its first 12 digits) when the message has one, else field 4. An acquirer
+    may keep field 4 the authorized amount and give the final amount only in field 95,
+    so field 4 alone may be more than was taken. An actual amount that is not 12 digits
+    is an `Iso8583Error` naming field 95; whether the amount may be posted (more than
+    zero, at most what was authorized) is the caller's to judge."""
+    if 95 not in message.fields:
+        return int(message.text(4))
+    actual = message.text(95)[:ACTUAL_AMOUNT_DIGITS]
+    if len(actual) != ACTUAL_AMOUNT_DIGITS or not (actual.isascii() and actual.isdigit()):
+        raise Iso8583Error("the actual amount is not 12 digits", field=95)
+    return int(actual)
 
 
 class StanSequence:

@@ -7,7 +7,8 @@ the token's limited-use keys, and forwards the card number to the issuer's host 
 `IssuerDirectory` of outbound links); the acquirer gets the token back, never the card
 number, and the issuer's ARPC under the LUK. When the issuer does not answer, the switch
 stands in within `StandInLimits` and owes the issuer an advice (`send_stand_in_advices`).
-Completions (0220) and reversals (0400, 0420) follow the clearing record of the original.
+Completions (0220) and reversals (0400, 0420) follow the clearing record of the original;
+a completion posts field 95's actual amount when it has one, else field 4.
 A refund to a card (a 0200 with processing code 20) is routed and detokenized alike, but
 carries no cryptogram and is never stood in for; its clearing record says it is a credit.
 
@@ -50,6 +51,7 @@ from milletpay.network.iso8583 import (
     Iso8583Error,
     Message,
     StanSequence,
+    amount_to_post_fen,
     original_data_elements,
     response_to,
     transmission_date_time,
@@ -114,9 +116,9 @@ ROUTING_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "issuer_not_connected": "92",  # a bank with no host in the directory
         "duplicate": "94",  # the key (32, 41, 11, 7) was seen before
         "issuer_unavailable": "91",  # no answer, and stand-in refused
-        "format_error": "30",  # field 55 not EMV data or a tag missing; no field 90
+        "format_error": "30",  # field 55 not EMV data or a tag missing; no field 90; bad 95
         "not_supported": "12",  # an MTI the switch does not carry; nothing to complete
-        "amount_invalid": "13",  # a completion above the authorization
+        "amount_invalid": "13",  # a completion of zero, or above the authorization
         "cryptogram_missing": "05",  # a token payment without field 55
         "system_malfunction": "96",
     }
@@ -559,8 +561,11 @@ class CardNetwork:
             return response_to(message, ROUTING_CODES["not_supported"])
         if record.status is ClearingStatus.COMPLETED:
             return response_to(message, APPROVED)  # told before
-        amount_fen = int(message.text(4))
-        if amount_fen > record.amount_fen:
+        try:
+            amount_fen = amount_to_post_fen(message)  # field 95's actual amount, else 4
+        except Iso8583Error as exc:
+            raise _Decline(ROUTING_CODES["format_error"], str(exc)) from None
+        if not 0 < amount_fen <= record.amount_fen:
             return response_to(message, ROUTING_CODES["amount_invalid"])
         forwarded = self._forwarded_by_record(message, await self._record_card(message, record))
         code = await self._tell_issuer(record, forwarded, ClearingStatus.COMPLETED, amount_fen)
