@@ -115,12 +115,12 @@ class Merchant:
     @property
     def qr_name(self) -> str:
         """The merchant name of a QR code (tag 59): printable ASCII."""
-        return self.name_latin or self.display_name
+        return self.display_name if self.name_latin is None else self.name_latin
 
     @property
     def qr_city(self) -> str:
         """The merchant city of a QR code (tag 60): printable ASCII."""
-        return self.city_latin or self.city
+        return self.city if self.city_latin is None else self.city_latin
 
     @property
     def account_id(self) -> int:
@@ -200,6 +200,7 @@ class MerchantService:
         key = id_to_bytes(merchant_id)
         now_ns = self._clock.now_ns()
         number = application.settlement_account_number
+        language = application.name_language
         row = {
             "id": key,
             "legal_name": application.legal_name,
@@ -207,7 +208,7 @@ class MerchantService:
             "city": application.city,
             "name_latin": application.name_latin,
             "city_latin": application.city_latin,
-            "name_language": (application.name_language or "").lower() or None,
+            "name_language": None if language is None else language.lower(),
             "mcc": application.mcc,
             "settlement_bank_code": application.settlement_bank_code,
             "settlement_account_masked": _mask_account(number),
@@ -391,7 +392,8 @@ def _check_text(field: str, value: object, chars_max: int) -> None:
         raise MerchantInvalid(f"{field} has a character that does not print", field=field)
 
 
-# (the shown text, its Latin form for the QR code, the EMV tag the Latin form goes in)
+# (the shown field, the field of its Latin form, their length limit, the EMV tag the
+# Latin form goes in)
 _LATIN_FORMS: Final = (
     ("display_name", "name_latin", DISPLAY_NAME_CHARS_MAX, "59 (merchant name)"),
     ("city", "city_latin", CITY_CHARS_MAX, "60 (merchant city)"),
