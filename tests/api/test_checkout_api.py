@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from milletpay.checkout.webhooks import verify_signature
-from milletpay.emv.qr import decode_cpm, decode_mpm
+from milletpay.emv.qr import AlternateLanguage, decode_cpm, decode_mpm
 
 from .wallet_world import PIN, Person, World
 
@@ -483,6 +484,150 @@ def test_a_code_of_another_network_or_a_broken_one_is_422(world: World) -> None:
     answer = world.client.post("/v1/me/qr/scans", json={"payload": broken}, headers=payer.headers)
     assert (answer.status_code, answer.json()["error"]["code"]) == (422, "qr_invalid")
     assert "63" in answer.json()["error"]["message"]
+
+
+# A teahouse whose name and city are in Chinese: tags 59 and 60 carry the Latin form
+# (printable ASCII only), the language template (64) the Chinese one (EMV QRCPS MPM,
+# Merchant Information—Language Template).
+TEAHOUSE = {
+    "display_name": "兰亭茶馆",
+    "city": "杭州",
+    "name_latin": "Lanting Teahouse",
+    "city_latin": "Hangzhou",
+    "name_language": "zh",
+}
+
+
+def merchant_count(world: World) -> int:
+    with world.ledger.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM merchants")).scalar_one())
+
+
+def test_a_chinese_name_is_in_the_language_template_and_the_wallet_shows_it(
+    world: World,
+) -> None:
+    teahouse = onboard(world, **TEAHOUSE)
+    me = world.client.get("/v1/merchant", headers=teahouse.secret).json()
+    assert (me["display_name"], me["name_latin"], me["name_language"]) == (
+        "兰亭茶馆",
+        "Lanting Teahouse",
+        "zh",
+    )
+    code = world.client.get("/v1/merchant/qr", headers=teahouse.secret)
+    assert code.status_code == 200, code.text
+    decoded = decode_mpm(code.json()["payload"])
+    assert (decoded.merchant_name, decoded.merchant_city) == ("Lanting Teahouse", "Hangzhou")
+    assert decoded.alternate_language == AlternateLanguage("ZH", "兰亭茶馆", "杭州")
+    payer = funded(world)
+    scanned = world.client.post(
+        "/v1/me/qr/scans", json={"payload": code.json()["payload"]}, headers=payer.headers
+    )
+    assert scanned.status_code == 200, scanned.text
+    shown = scanned.json()["merchant"]
+    assert (shown["display_name"], shown["city"]) == ("兰亭茶馆", "杭州")
+    assert (shown["name_latin"], shown["city_latin"]) == ("Lanting Teahouse", "Hangzhou")
+    body = {"payload": code.json()["payload"], "amount_fen": 1_200, "pin": PIN}
+    paid = world.post("/v1/me/qr/payments", payer, body, "tea-1")
+    assert paid.status_code == 200, paid.text
+
+
+def test_a_chinese_named_merchants_dynamic_code_is_scanned_with_its_chinese_name(
+    world: World,
+) -> None:
+    teahouse = onboard(world, **TEAHOUSE)
+    intent = new_intent(world, teahouse, amount_fen=3_800)
+    code = world.client.post(f"/v1/payment-intents/{intent['id']}/qr", headers=teahouse.secret)
+    assert code.status_code == 200, code.text
+    decoded = decode_mpm(code.json()["payload"])
+    assert (decoded.merchant_name, decoded.amount_minor) == ("Lanting Teahouse", 3_800)
+    assert decoded.alternate_language == AlternateLanguage("ZH", "兰亭茶馆", "杭州")
+    payer = funded(world)
+    scanned = world.client.post(
+        "/v1/me/qr/scans", json={"payload": code.json()["payload"]}, headers=payer.headers
+    )
+    assert scanned.json()["payment_intent"]["merchant"]["display_name"] == "兰亭茶馆"
+
+
+def test_only_the_part_outside_ascii_needs_a_latin_form(world: World) -> None:
+    cafe = onboard(
+        world, display_name="Lantern Café", name_latin="Lantern Cafe", name_language="en"
+    )
+    decoded = decode_mpm(world.client.get("/v1/merchant/qr", headers=cafe.secret).json()["payload"])
+    assert (decoded.merchant_name, decoded.merchant_city) == ("Lantern Cafe", "Shanghai")
+    # The city is printable ASCII already: it is tag 60, and 64 has the name alone.
+    assert decoded.alternate_language == AlternateLanguage("EN", "Lantern Café")
+
+
+def test_an_ascii_merchants_code_has_no_language_template(world: World, merchant: Merchant) -> None:
+    me = world.client.get("/v1/merchant", headers=merchant.secret).json()
+    assert (me["name_latin"], me["city_latin"], me["name_language"]) == (None, None, None)
+    code = world.client.get("/v1/merchant/qr", headers=merchant.secret).json()["payload"]
+    assert decode_mpm(code).alternate_language is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"display_name": "兰亭茶馆", "name_language": "zh"}, "name_latin"),
+        ({"display_name": "Lantern Café", "name_language": "en"}, "name_latin"),
+        ({"city": "杭州", "name_language": "zh"}, "city_latin"),
+        ({"display_name": "兰亭茶馆", "name_latin": "Lanting Teahouse"}, "name_language"),
+        ({**TEAHOUSE, "name_latin": "兰亭 Teahouse"}, "name_latin"),
+        ({**TEAHOUSE, "name_language": "z1"}, "name_language"),
+        ({"name_latin": "Millet Books Ltd"}, "name_latin"),
+        ({"name_language": "zh"}, "name_language"),
+    ],
+)
+def test_a_name_or_city_for_qr_codes_missing_or_wrong_is_422_and_creates_nothing(
+    world: World, changes: dict[str, str], field: str
+) -> None:
+    before = merchant_count(world)
+    answer = world.client.post("/v1/merchants", json={**APPLICATION, **changes})
+    assert answer.status_code == 422, answer.text
+    assert (answer.json()["error"]["code"], answer.json()["error"]["field"]) == (
+        "merchant_invalid",
+        field,
+    )
+    assert merchant_count(world) == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({**TEAHOUSE, "name_latin": "Lanting Teahouse of Hangzhou"}, "name_latin"),
+        ({**TEAHOUSE, "city_latin": "Hangzhou Xihu District"}, "city_latin"),
+        ({**TEAHOUSE, "display_name": "兰" * 26}, "display_name"),
+    ],
+)
+def test_a_name_too_long_for_a_qr_code_is_refused_never_cut(
+    world: World, changes: dict[str, str], field: str
+) -> None:
+    before = merchant_count(world)
+    answer = world.client.post("/v1/merchants", json={**APPLICATION, **changes})
+    assert (answer.status_code, answer.json()["error"]["field"]) == (422, field)
+    assert merchant_count(world) == before
+
+
+def test_a_merchant_record_that_cannot_make_a_code_is_422_naming_the_field(
+    world: World,
+) -> None:
+    teahouse = onboard(world, **TEAHOUSE)
+    intent = new_intent(world, teahouse)
+    # As a merchant onboarded before Latin forms were asked for is stored.
+    with world.ledger.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE merchants SET name_latin = NULL, city_latin = NULL, name_language = NULL"
+            )
+        )
+    for answer in (
+        world.client.get("/v1/merchant/qr", headers=teahouse.secret),
+        world.client.post(f"/v1/payment-intents/{intent['id']}/qr", headers=teahouse.secret),
+    ):
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["field"]) == ("qr_invalid", "display_name")
+        assert error["message"].startswith("tag 59 (merchant name)")
 
 
 def test_a_payment_code_is_collected_once(world: World, merchant: Merchant) -> None:

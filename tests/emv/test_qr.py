@@ -380,6 +380,42 @@ def test_alternate_language_must_be_two_letters() -> None:
     _refused(_static(t64=_obj("00", "Z1") + _obj("01", "面馆")), "64.00", "ISO 639")
 
 
+# EMV QRCPS MPM, Merchant Information—Language Template (ID "64"): 00 language preference
+# (mandatory), 01 name (mandatory, up to 25 characters), 02 city (optional, up to 15);
+# 03-99 are reserved for EMVCo. Lengths count characters, not UTF-8 bytes.
+
+
+def test_alternate_language_template_needs_the_language_preference() -> None:
+    _refused(_static(t64=_obj("01", "兰亭茶馆")), "64.00", "is mandatory, missing")
+
+
+def test_alternate_language_name_of_25_characters_is_read() -> None:
+    name = "兰" * 25  # 75 UTF-8 bytes: the length counts characters
+    payload = qr.decode_mpm(_static(t64=_obj("00", "ZH") + _obj("01", name)))
+    assert payload.alternate_language == AlternateLanguage("ZH", name)
+
+
+def test_alternate_language_name_over_25_characters_is_refused() -> None:
+    template = _obj("00", "ZH") + _obj("01", "兰" * 26)
+    _refused(_static(t64=template), "64.01", "length 26, must be 01 to 25")
+
+
+def test_alternate_language_city_over_15_characters_is_refused() -> None:
+    template = _obj("00", "ZH") + _obj("01", "兰亭茶馆") + _obj("02", "杭" * 16)
+    _refused(_static(t64=template), "64.02", "length 16, must be 01 to 15")
+
+
+def test_alternate_language_sub_tag_reserved_for_emvco_is_refused() -> None:
+    template = _obj("00", "ZH") + _obj("01", "兰亭茶馆") + _obj("03", "X")
+    _refused(_static(t64=template), "64.03", "is reserved")
+
+
+def test_alternate_language_template_twice_is_refused() -> None:
+    template = _obj("00", "ZH") + _obj("01", "兰亭茶馆")
+    objects = [*_STATIC, ("64", template), ("64", template)]
+    _refused(_code(*objects), "64", "occurs more than once")
+
+
 def test_unreserved_template_needs_its_globally_unique_identifier() -> None:
     _refused(_static(t80=_obj("01", "X")), "80.00", "is mandatory, missing")
 

@@ -5,6 +5,7 @@ refusals that change nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,6 +143,8 @@ def test_the_secret_key_is_never_stored(shop: Shop) -> None:
         ("settlement_bank_code", "NOPE"),
         ("settlement_account_number", "12345"),
         ("legal_name", "Line\nbreak"),
+        ("name_latin", "Millet Fresh Market"),  # display_name is ASCII already
+        ("name_language", "zh"),  # nor is anything outside ASCII
     ],
 )
 def test_an_application_with_a_bad_field_is_refused_naming_it(
@@ -161,6 +164,48 @@ def test_an_application_with_a_bad_field_is_refused_naming_it(
         shop.merchants.onboard(MerchantApplication(**fields))
     assert refused.value.field == field
     assert len(shop.merchants.keys(shop.merchant.id)) == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"display_name": "兰亭茶馆", "name_language": "zh"}, "name_latin"),
+        ({"city": "杭州", "name_language": "zh"}, "city_latin"),
+        ({"display_name": "兰亭茶馆", "name_latin": "Lanting Teahouse"}, "name_language"),
+        (
+            {"display_name": "兰亭茶馆", "name_latin": "L" * 26, "name_language": "zh"},
+            "name_latin",
+        ),
+        ({"city": "杭州", "city_latin": "Hangzhou\tCity", "name_language": "zh"}, "city_latin"),
+    ],
+)
+def test_a_name_outside_ascii_needs_its_latin_form_within_the_qr_bounds(
+    shop: Shop, changes: dict[str, str], field: str
+) -> None:
+    with pytest.raises(MerchantInvalid) as refused:
+        shop.merchants.onboard(dataclasses.replace(GROCER, **changes))
+    assert refused.value.field == field
+
+
+def test_a_chinese_name_is_stored_with_its_latin_form(shop: Shop) -> None:
+    application = dataclasses.replace(
+        GROCER,
+        display_name="兰亭茶馆",
+        city="杭州",
+        name_latin="Lanting Teahouse",
+        city_latin="Hangzhou",
+        name_language="ZH",
+    )
+    made = shop.merchants.onboard(application).merchant
+    stored = shop.merchants.merchant(made.id)
+    assert stored == made
+    assert (stored.display_name, stored.qr_name, stored.qr_city) == (
+        "兰亭茶馆",
+        "Lanting Teahouse",
+        "Hangzhou",
+    )
+    assert stored.name_language == "zh"
+    assert (shop.merchant.qr_name, shop.merchant.name_language) == ("Millet Fresh", None)
 
 
 def test_a_revoked_key_signs_nothing_and_revoking_again_answers_the_same(shop: Shop) -> None:

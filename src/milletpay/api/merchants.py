@@ -26,6 +26,7 @@ from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import check_key, request_hash
 from milletpay.api.wallet import Idempotency, IdempotencyKey
 from milletpay.checkout.codes import (
+    MerchantQrInvalid,
     PaymentCodeRefused,
     PaymentCodes,
     QrNotPayable,
@@ -66,6 +67,7 @@ from milletpay.checkout.merchants import (
     ACCOUNT_DIGITS_MAX,
     CITY_CHARS_MAX,
     DISPLAY_NAME_CHARS_MAX,
+    LANGUAGE_CHARS,
     LEGAL_NAME_CHARS_MAX,
     ApiKey,
     ApiKeyKind,
@@ -109,6 +111,7 @@ CHECKOUT_STATUS: dict[type[MilletError], int] = {
     PaymentCodeRefused: 422,
     QrNotPayable: 422,
     QrError: 422,
+    MerchantQrInvalid: 422,
     PaymentIntentInvalid: 422,
     CoinsNotAccepted: 422,
     CoinAmountNotWhole: 422,
@@ -172,12 +175,25 @@ AnyKey = Annotated[tuple[Merchant, ApiKeyKind], Depends(merchant_key)]
 
 
 class Application(BaseModel):
+    """A merchant's sign-up. A `display_name` or `city` outside printable ASCII (兰亭茶馆,
+    Café) needs its Latin form for QR codes (`name_latin`, `city_latin`) and the ISO 639-1
+    `name_language` it is written in; a name or city too long is refused, never cut."""
+
     legal_name: str = Field(min_length=1, max_length=LEGAL_NAME_CHARS_MAX)
     display_name: str = Field(min_length=1, max_length=DISPLAY_NAME_CHARS_MAX)
     city: str = Field(min_length=1, max_length=CITY_CHARS_MAX)
     mcc: str = Field(min_length=4, max_length=4, examples=["5411"])
     settlement_bank_code: str = Field(min_length=1, max_length=16, examples=["ICBC"])
     settlement_account_number: str = Field(min_length=1, max_length=ACCOUNT_DIGITS_MAX)
+    name_latin: str | None = Field(
+        default=None, min_length=1, max_length=DISPLAY_NAME_CHARS_MAX, examples=["Lanting Teahouse"]
+    )
+    city_latin: str | None = Field(
+        default=None, min_length=1, max_length=CITY_CHARS_MAX, examples=["Hangzhou"]
+    )
+    name_language: str | None = Field(
+        default=None, min_length=LANGUAGE_CHARS, max_length=LANGUAGE_CHARS, examples=["zh"]
+    )
 
 
 class NewKeyRequest(BaseModel):
@@ -404,8 +420,9 @@ def list_payouts(merchant: SignedMerchant, request: Request) -> dict[str, Any]:
 
 @router.get("/merchant/qr")
 def merchant_qr(merchant: SignedMerchant) -> dict[str, Any]:
-    """The merchant's static code for the till: the payer scans it and types the amount."""
-    return qr_json(static_code(merchant))
+    """The merchant's static code for the till: the payer scans it and types the amount.
+    422 `qr_invalid` naming the merchant's field when its record cannot make a code."""
+    return qr_json(_run(lambda: static_code(merchant)))
 
 
 @router.post("/payment-intents/{intent_id}/qr")
@@ -417,7 +434,9 @@ def intent_qr(intent_id: str, merchant: SignedMerchant, intents: Intents) -> dic
     if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
         raise ApiError(409, "payment_intent_unexpected_state", f"{intent_id} is {intent.status}")
     secret = intents.client_secret(merchant.id, number)
-    return qr_json(dynamic_code(merchant, secret, intent.amount_fen, intent.merchant_order_id))
+    return qr_json(
+        _run(lambda: dynamic_code(merchant, secret, intent.amount_fen, intent.merchant_order_id))
+    )
 
 
 @router.post("/payment-intents/{intent_id}/collect")
@@ -522,6 +541,9 @@ def merchant_json(merchant: Merchant) -> dict[str, Any]:
         "legal_name": merchant.legal_name,
         "display_name": merchant.display_name,
         "city": merchant.city,
+        "name_latin": merchant.name_latin,
+        "city_latin": merchant.city_latin,
+        "name_language": merchant.name_language,
         "mcc": merchant.mcc,
         "mdr_bps": merchant.mdr_bps,
         "digital_goods": merchant.digital_goods,
@@ -581,15 +603,25 @@ def qr_json(payload: str) -> dict[str, Any]:
     return {"payload": payload, "svg": render_svg(payload)}
 
 
+def merchant_view(merchant: Merchant) -> dict[str, Any]:
+    """Whom the payer pays: the name and city as the merchant shows them (in its own
+    script: what a code's language template, tag 64, carries), their Latin form when
+    it differs (tags 59 and 60), the MCC."""
+    return {
+        "display_name": merchant.display_name,
+        "city": merchant.city,
+        "name_latin": merchant.name_latin,
+        "city_latin": merchant.city_latin,
+        "name_language": merchant.name_language,
+        "mcc": merchant.mcc,
+    }
+
+
 def payer_view(intent: PaymentIntent, merchant: Merchant) -> dict[str, Any]:
     """What the payer's screen shows: whom they pay, what for, how much."""
     return {
         "id": intent_object(intent)["id"],
-        "merchant": {
-            "display_name": merchant.display_name,
-            "city": merchant.city,
-            "mcc": merchant.mcc,
-        },
+        "merchant": merchant_view(merchant),
         "amount_fen": intent.amount_fen,
         "currency": intent.currency,
         "description": intent.description,

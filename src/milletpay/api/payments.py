@@ -32,6 +32,7 @@ from milletpay.api.merchants import (
     Intents,
     _intent_id,
     _run,
+    merchant_view,
     payer_view,
 )
 from milletpay.api.users import Identity, SignedIn
@@ -168,12 +169,7 @@ def scan(body: Scan, _signed_in: SignedIn, request: Request, intents: Intents) -
         raise ApiError(422, "qr_not_payable", "the code's merchant is unknown") from None
     return {
         "kind": "merchant",
-        "merchant": {
-            "id": f"{merchant.id:032x}",
-            "display_name": merchant.display_name,
-            "city": merchant.city,
-            "mcc": merchant.mcc,
-        },
+        "merchant": {"id": f"{merchant.id:032x}", **merchant_view(merchant)},
     }
 
 

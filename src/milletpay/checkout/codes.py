@@ -5,7 +5,11 @@ amount) names the merchant in Millet Pay's template 26 (GUID `COM.MILLETPAY`, su
 the merchant id); a dynamic code for one payment intent carries its amount and, in
 sub-tag 02, the intent's client secret, so the wallet that scans it can show and pay that
 intent. `read_merchant_code` tells which a scanned code is, or refuses a code that is
-not Millet Pay's (`qr_not_payable`).
+not Millet Pay's (`qr_not_payable`). Tags 59 and 60 carry the merchant's name and city
+in Latin characters (`Merchant.qr_name`, `qr_city`); a merchant whose shown name or city
+is in another script has them in the language template (64) as well. A merchant whose
+record cannot make a valid code is `MerchantQrInvalid` (`qr_invalid`) naming the
+merchant's field at fault, never a bare `QrError`.
 
 Consumer-presented: the wallet shows a one-time payment code, as EMV CPM (base64 BER-TLV)
 and as 18 digits for a cashier to type or a barcode (`emv.qr.encode_numeric_code`). It
@@ -35,6 +39,8 @@ from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.qr import (
     NUMERIC_CODE,
+    QR_INVALID,
+    AlternateLanguage,
     CpmPayload,
     CpmTemplate,
     Field,
@@ -84,6 +90,14 @@ class PaymentCodeRefused(CheckoutError):
     code = "payment_code_invalid"
 
 
+class MerchantQrInvalid(CheckoutError):
+    """The merchant's record (or the intent's order id) cannot make a valid code: the
+    message is the QR rule broken, naming its tag; `field` the merchant's field that
+    fed that tag."""
+
+    code = QR_INVALID
+
+
 @dataclass(frozen=True, slots=True)
 class MerchantCode:
     """What a scanned merchant code asks the wallet to pay: the merchant (static; the
@@ -106,20 +120,22 @@ class IssuedCode:
 
 
 def static_code(merchant: Merchant) -> str:
-    """The merchant's printed code: no amount, reused."""
-    return encode_mpm(
-        _merchant_payload(merchant, Initiation.STATIC, None, SUBTAG_MERCHANT, f"{merchant.id:032x}")
+    """The merchant's printed code: no amount, reused. `MerchantQrInvalid` naming the
+    field when the merchant's record cannot make one."""
+    payload = _merchant_payload(
+        merchant, Initiation.STATIC, None, SUBTAG_MERCHANT, f"{merchant.id:032x}"
     )
+    return _encoded(payload, merchant)
 
 
 def dynamic_code(merchant: Merchant, client_secret: str, amount_fen: int, order_id: str) -> str:
     """A code for one payment intent: its amount, its client secret, the order as bill
-    number (62.01)."""
+    number (62.01). `MerchantQrInvalid` naming the field when one cannot be made."""
     payload = _merchant_payload(
         merchant, Initiation.DYNAMIC, amount_fen, SUBTAG_CLIENT_SECRET, client_secret
     )
     bill = (Field("01", order_id[:BILL_NUMBER_CHARS_MAX]),)
-    return encode_mpm(dataclasses.replace(payload, additional_data=bill))
+    return _encoded(dataclasses.replace(payload, additional_data=bill), merchant)
 
 
 def read_merchant_code(text: str) -> MerchantCode:
@@ -253,11 +269,42 @@ def _merchant_payload(
         merchant_category_code=merchant.mcc,
         currency=CURRENCY,
         country=COUNTRY,
-        merchant_name=merchant.display_name,
-        merchant_city=merchant.city,
+        merchant_name=merchant.qr_name,
+        merchant_city=merchant.qr_city,
         initiation=initiation,
         amount_minor=amount_fen,
+        alternate_language=_language_template(merchant),
     )
+
+
+def _language_template(merchant: Merchant) -> AlternateLanguage | None:
+    """Tag 64: the shown name (01, mandatory) and, when it is not the Latin one, the
+    shown city (02), in the merchant's language (00, upper case as EMVCo's example)."""
+    if merchant.name_language is None:
+        return None
+    city = merchant.city if merchant.city_latin is not None else None
+    return AlternateLanguage(merchant.name_language.upper(), merchant.display_name, city)
+
+
+def _encoded(payload: MpmPayload, merchant: Merchant) -> str:
+    try:
+        return encode_mpm(payload)
+    except QrError as error:
+        raise MerchantQrInvalid(error.message, field=_field_of(error.tag, merchant)) from None
+
+
+def _field_of(tag: str | None, merchant: Merchant) -> str | None:
+    """The field of the merchant (or of the intent) that a code's tag came from."""
+    fields = {
+        "52": "mcc",
+        "59": "name_latin" if merchant.name_latin is not None else "display_name",
+        "60": "city_latin" if merchant.city_latin is not None else "city",
+        "62.01": "merchant_order_id",
+        "64.00": "name_language",
+        "64.01": "display_name",
+        "64.02": "city",
+    }
+    return None if tag is None else fields.get(tag)
 
 
 def _is_hex(text: str) -> bool:

@@ -2,9 +2,13 @@
 
 A merchant is onboarded with its legal name, the name and city a QR code and the wallet
 show, its merchant category code (which sets the merchant discount rate, `fees.py`) and
-the bank account its takings are paid out to. Onboarding opens the merchant's ledger
-account (what Millet Pay owes it) and gives it one secret key and one publishable key,
-in one transaction.
+the bank account its takings are paid out to. A QR code's merchant name and city (EMV
+tags 59 and 60) are printable ASCII: a name or city in another script (兰亭茶馆, Café)
+comes with its Latin form for them (`name_latin`, `city_latin`) and its language
+(`name_language`), and the code carries it in its language template (tag 64). Nothing
+is ever cut to fit: a name or city too long for the code is refused at onboarding.
+Onboarding opens the merchant's ledger account (what Millet Pay owes it) and gives it
+one secret key and one publishable key, in one transaction.
 
 A secret key (`sk_live_…`) signs server-to-server calls. It is shown once, when made:
 only its HMAC under a key-ring-derived key is stored, and a request is matched by that
@@ -38,6 +42,7 @@ from milletpay.checkout.tables import merchant_api_keys, merchants
 from milletpay.core.clock import Clock
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
+from milletpay.emv.qr import is_common_charset
 from milletpay.ledger import Account, CreateAccountResult, Ledger
 from milletpay.ledger.committer import Committer, DirectCommitter
 from milletpay.ledger.engine import LedgerTransaction
@@ -50,14 +55,16 @@ KEY_CHARS_MAX: Final = 64
 #: Live (unrevoked) keys one merchant may hold, of both kinds together.
 API_KEYS_PER_MERCHANT_MAX: Final = 20
 LEGAL_NAME_CHARS_MAX: Final = 100
-DISPLAY_NAME_CHARS_MAX: Final = 25  # EMV QR tag 59
-CITY_CHARS_MAX: Final = 15  # EMV QR tag 60
+DISPLAY_NAME_CHARS_MAX: Final = 25  # EMV QR tags 59 and 64.01
+CITY_CHARS_MAX: Final = 15  # EMV QR tags 60 and 64.02
+LANGUAGE_CHARS: Final = 2  # ISO 639-1, EMV QR tag 64.00
 ACCOUNT_DIGITS_MIN: Final = 10
 ACCOUNT_DIGITS_MAX: Final = 30
 _KEY_HASH_PURPOSE: Final = b"milletpay/checkout/api-key-hash/v1"
 _ACCOUNT_AAD: Final = b"milletpay/checkout/settlement-account/v1|"
 _ACCOUNT_NUMBER: Final = re.compile(rf"\A[0-9]{{{ACCOUNT_DIGITS_MIN},{ACCOUNT_DIGITS_MAX}}}\Z")
 _KEY_TEXT: Final = re.compile(r"\A[A-Za-z0-9_\-]{1,64}\Z")
+_LANGUAGE: Final = re.compile(rf"\A[A-Za-z]{{{LANGUAGE_CHARS}}}\Z")
 
 
 class MerchantStatus(enum.StrEnum):
@@ -72,7 +79,9 @@ class ApiKeyKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MerchantApplication:
-    """What onboarding asks for. Its repr hides the account number."""
+    """What onboarding asks for. `name_latin` is given exactly when `display_name` is
+    not printable ASCII, `city_latin` exactly when `city` is not, `name_language` (ISO
+    639-1) when either is given. Its repr hides the account number."""
 
     legal_name: str
     display_name: str
@@ -80,6 +89,9 @@ class MerchantApplication:
     mcc: str
     settlement_bank_code: str
     settlement_account_number: str
+    name_latin: str | None = None
+    city_latin: str | None = None
+    name_language: str | None = None
 
     def __repr__(self) -> str:
         return f"MerchantApplication({self.legal_name!r}, mcc={self.mcc})"
@@ -96,6 +108,19 @@ class Merchant:
     settlement_account_masked: str
     status: MerchantStatus
     created_at_ns: int
+    name_latin: str | None = None  # None: display_name is printable ASCII already
+    city_latin: str | None = None  # None: city is printable ASCII already
+    name_language: str | None = None  # ISO 639-1, lower case; None when both are ASCII
+
+    @property
+    def qr_name(self) -> str:
+        """The merchant name of a QR code (tag 59): printable ASCII."""
+        return self.display_name if self.name_latin is None else self.name_latin
+
+    @property
+    def qr_city(self) -> str:
+        """The merchant city of a QR code (tag 60): printable ASCII."""
+        return self.city if self.city_latin is None else self.city_latin
 
     @property
     def account_id(self) -> int:
@@ -175,11 +200,15 @@ class MerchantService:
         key = id_to_bytes(merchant_id)
         now_ns = self._clock.now_ns()
         number = application.settlement_account_number
+        language = application.name_language
         row = {
             "id": key,
             "legal_name": application.legal_name,
             "display_name": application.display_name,
             "city": application.city,
+            "name_latin": application.name_latin,
+            "city_latin": application.city_latin,
+            "name_language": None if language is None else language.lower(),
             "mcc": application.mcc,
             "settlement_bank_code": application.settlement_bank_code,
             "settlement_account_masked": _mask_account(number),
@@ -340,10 +369,8 @@ def _check(application: MerchantApplication) -> None:
         ("city", application.city, CITY_CHARS_MAX),
     )
     for field, value, chars_max in texts:
-        if not (isinstance(value, str) and len(value.strip()) >= 1 and len(value) <= chars_max):
-            raise MerchantInvalid(f"{field} is 1 to {chars_max} characters", field=field)
-        if not value.isprintable():
-            raise MerchantInvalid(f"{field} has a character that does not print", field=field)
+        _check_text(field, value, chars_max)
+    _check_latin_forms(application)
     if not is_mcc(application.mcc):
         raise MerchantInvalid("mcc is a merchant category code of 4 digits", field="mcc")
     if application.settlement_bank_code not in bank_codes():
@@ -355,6 +382,66 @@ def _check(application: MerchantApplication) -> None:
         raise MerchantInvalid(
             f"settlement_account_number is {ACCOUNT_DIGITS_MIN} to {ACCOUNT_DIGITS_MAX} digits",
             field="settlement_account_number",
+        )
+
+
+def _check_text(field: str, value: object, chars_max: int) -> None:
+    if not (isinstance(value, str) and len(value.strip()) >= 1 and len(value) <= chars_max):
+        raise MerchantInvalid(f"{field} is 1 to {chars_max} characters", field=field)
+    if not value.isprintable():
+        raise MerchantInvalid(f"{field} has a character that does not print", field=field)
+
+
+# (the shown field, the field of its Latin form, their length limit, the EMV tag the
+# Latin form goes in)
+_LATIN_FORMS: Final = (
+    ("display_name", "name_latin", DISPLAY_NAME_CHARS_MAX, "59 (merchant name)"),
+    ("city", "city_latin", CITY_CHARS_MAX, "60 (merchant city)"),
+)
+
+
+def _check_latin_forms(application: MerchantApplication) -> None:
+    """`name_latin` / `city_latin` exactly when the shown name / city is not printable
+    ASCII, themselves printable ASCII of the same bounds; `name_language` exactly when
+    either is given."""
+    needed = False
+    for shown_field, latin_field, chars_max, tag in _LATIN_FORMS:
+        shown: str = getattr(application, shown_field)
+        latin: str | None = getattr(application, latin_field)
+        if is_common_charset(shown):
+            if latin is not None:
+                raise MerchantInvalid(
+                    f"{latin_field} is only for a {shown_field} outside printable ASCII; "
+                    f"{shown_field} {shown!r} goes in a QR code as it is",
+                    field=latin_field,
+                )
+            continue
+        needed = True
+        if latin is None:
+            raise MerchantInvalid(
+                f"{shown_field} {shown!r} has characters a QR code's tag {tag} cannot carry "
+                f"(printable ASCII only): give {latin_field}, its Latin form, "
+                f"1 to {chars_max} characters",
+                field=latin_field,
+            )
+        _check_text(latin_field, latin, chars_max)
+        if not is_common_charset(latin):
+            raise MerchantInvalid(f"{latin_field} is printable ASCII only", field=latin_field)
+    language = application.name_language
+    if needed and language is None:
+        raise MerchantInvalid(
+            "name_language (ISO 639-1, two letters, e.g. zh) is needed with a name or city "
+            "outside printable ASCII: a QR code's language template (tag 64) names it",
+            field="name_language",
+        )
+    if not needed and language is not None:
+        raise MerchantInvalid(
+            "name_language is only for a display_name or city outside printable ASCII",
+            field="name_language",
+        )
+    if language is not None and not (isinstance(language, str) and _LANGUAGE.match(language)):
+        raise MerchantInvalid(
+            "name_language is an ISO 639-1 code of two letters", field="name_language"
         )
 
 
@@ -373,6 +460,9 @@ def _merchant(row: Any) -> Merchant:
         settlement_account_masked=row["settlement_account_masked"],
         status=MerchantStatus(row["status"]),
         created_at_ns=row["created_at"],
+        name_latin=row["name_latin"],
+        city_latin=row["city_latin"],
+        name_language=row["name_language"],
     )
 
 

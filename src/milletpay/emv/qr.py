@@ -58,6 +58,7 @@ __all__ = [
     "encode_cpm",
     "encode_mpm",
     "encode_numeric_code",
+    "is_common_charset",
 ]
 
 MPM_CHARS_MAX = 512  # EMV QRCPS MPM: a payload is at most 512 characters
@@ -459,10 +460,16 @@ def _checked(nodes: tuple[_Node, ...], table: tuple[QrTag, ...], parent: str) ->
     return tuple(checked)
 
 
+def is_common_charset(text: str) -> bool:
+    """Whether `text` is in the common character set of format ANS (printable ASCII,
+    0x20-0x7E): what tags 59 (merchant name) and 60 (city) may carry."""
+    return all(" " <= c <= "~" for c in text)
+
+
 _FORMAT_CHECKS: Mapping[QrFormat, tuple[Callable[[str], bool], str]] = MappingProxyType(
     {
         QrFormat.N: (_digits, "digits only"),
-        QrFormat.ANS: (lambda v: all(" " <= c <= "~" for c in v), "printable ASCII only"),
+        QrFormat.ANS: (is_common_charset, "printable ASCII only"),
         QrFormat.S: (str.isprintable, "printable characters only"),
         QrFormat.TEMPLATE: (lambda v: True, ""),
     }
