@@ -124,17 +124,22 @@ CLIENT_SECRET_CHARS_MAX = 80
 PAYMENT_CODE_CHARS_MAX = 512
 
 
-def merchant_service(request: Request) -> MerchantService:
+# The dependencies that never block are `async def`: FastAPI runs them on the event loop,
+# where a plain `def` costs a trip to a worker thread each. `merchant_key` reads the
+# database, so it stays a plain `def`.
+
+
+async def merchant_service(request: Request) -> MerchantService:
     service: MerchantService = request.app.state.merchants
     return service
 
 
-def intent_service(request: Request) -> PaymentIntents:
+async def intent_service(request: Request) -> PaymentIntents:
     service: PaymentIntents = request.app.state.intents
     return service
 
 
-def webhook_service(request: Request) -> Webhooks:
+async def webhook_service(request: Request) -> Webhooks:
     service: Webhooks = request.app.state.webhooks
     return service
 
@@ -156,7 +161,7 @@ def merchant_key(
     return found
 
 
-def secret_key(
+async def secret_key(
     signed: Annotated[tuple[Merchant, ApiKeyKind], Depends(merchant_key)],
 ) -> Merchant:
     """The merchant, signed in with a secret key; 403 for a publishable key."""
