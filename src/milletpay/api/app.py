@@ -283,11 +283,14 @@ def create_app(
         return {"status": "ok", "database": engine.dialect.name, "version": __version__}
 
     app.include_router(v1)
-    app.include_router(users.router)
+    # A request is matched against the routes in this order, one by one: the routers of
+    # the payment paths (the payer's confirmation, P2P, the merchant's intents) first.
+    # No path of one router matches a route of another, so the order changes no answer.
+    app.include_router(payments.router)
     app.include_router(wallet.router)
+    app.include_router(merchants.router)
+    app.include_router(users.router)
     app.include_router(coins.router)
     app.include_router(partners.router)
     app.include_router(cards.router)
-    app.include_router(merchants.router)
-    app.include_router(payments.router)
     return app
