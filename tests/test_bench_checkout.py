@@ -18,3 +18,4 @@ def test_the_checkout_benchmark_pays_and_reports() -> None:
     assert (figures["payments"], figures["errors"], figures["ledger_verify_ok"]) == (30, 0, True)
     assert figures["intents_per_s"] > 0
     assert figures["latency_ms_p99"] >= figures["latency_ms_p50"] > 0
+    assert figures["server_cpu_ms_per_payment"] > 0 and figures["client_cpu_ms_per_payment"] > 0

@@ -15,8 +15,10 @@ releases it. The payer's side is in `api/payments.py`.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -93,10 +95,11 @@ from milletpay.checkout.webhooks import (
 from milletpay.core.errors import MilletError
 from milletpay.emv.qr import QrError
 from milletpay.emv.qr_render import render_svg
-from milletpay.ledger.committer import Committer
+from milletpay.ledger.committer import Committer, GroupCommitter
 from milletpay.ledger.engine import LedgerTransaction
 
 router = APIRouter(prefix="/v1", tags=["merchants"])
+T = TypeVar("T")
 
 #: The checkout's errors -> HTTP status.
 CHECKOUT_STATUS: dict[type[MilletError], int] = {
@@ -128,17 +131,22 @@ CLIENT_SECRET_CHARS_MAX = 80
 PAYMENT_CODE_CHARS_MAX = 512
 
 
-def merchant_service(request: Request) -> MerchantService:
+# The dependencies that never block are `async def`: FastAPI runs them on the event loop,
+# where a plain `def` costs a trip to a worker thread each. `merchant_key` reads the
+# database, so it stays a plain `def`.
+
+
+async def merchant_service(request: Request) -> MerchantService:
     service: MerchantService = request.app.state.merchants
     return service
 
 
-def intent_service(request: Request) -> PaymentIntents:
+async def intent_service(request: Request) -> PaymentIntents:
     service: PaymentIntents = request.app.state.intents
     return service
 
 
-def webhook_service(request: Request) -> Webhooks:
+async def webhook_service(request: Request) -> Webhooks:
     service: Webhooks = request.app.state.webhooks
     return service
 
@@ -160,7 +168,7 @@ def merchant_key(
     return found
 
 
-def secret_key(
+async def secret_key(
     signed: Annotated[tuple[Merchant, ApiKeyKind], Depends(merchant_key)],
 ) -> Merchant:
     """The merchant, signed in with a secret key; 403 for a publishable key."""
@@ -280,10 +288,12 @@ def revoke_key(key_id: str, merchant: SignedMerchant, service: Merchants) -> dic
     status_code=201,
     responses={200: {"description": "the intent the merchant's order already has"}},
 )
-def create_intent(body: NewIntent, merchant: SignedMerchant, intents: Intents) -> JSONResponse:
+async def create_intent(
+    body: NewIntent, merchant: SignedMerchant, intents: Intents, request: Request
+) -> JSONResponse:
     """A payment intent for the merchant's order: 201, or 200 with the intent the order
     already has (same amount and capture method; 409 `merchant_order_reused` if not)."""
-    request = IntentRequest(
+    wanted = IntentRequest(
         amount_fen=body.amount_fen,
         merchant_order_id=body.merchant_order_id,
         currency=body.currency,
@@ -292,7 +302,9 @@ def create_intent(body: NewIntent, merchant: SignedMerchant, intents: Intents) -
         capture_method=CaptureMethod(body.capture_method),
         expires_in_s=body.expires_in_s,
     )
-    created = _run(lambda: intents.create(merchant.id, request))
+    # `PaymentIntents.create`'s unit, awaited here rather than waited for on a worker
+    # thread: nothing else in this request blocks.
+    created = await _committed(request, lambda tx: intents.create_in(tx, merchant.id, wanted))
     answer = {**intent_object(created.intent), "client_secret": created.client_secret}
     return JSONResponse(answer, status_code=201 if created.created else 200)
 
@@ -637,8 +649,22 @@ def _run(call: Any) -> Any:
     try:
         return call()
     except tuple(CHECKOUT_STATUS) as error:
-        field = getattr(error, "field", None)
-        raise ApiError(CHECKOUT_STATUS[type(error)], error.code, error.message, field) from None
+        raise _api_error(error) from None
+
+
+async def _committed(request: Request, work: Callable[[LedgerTransaction], T]) -> T:
+    """`work` committed by the app's committer, as `Committer.run` would, but awaited on
+    the event loop; its checkout errors as HTTP answers naming the field."""
+    committer: GroupCommitter[LedgerTransaction] = request.app.state.committer
+    try:
+        return await asyncio.wrap_future(committer.submit(work))
+    except tuple(CHECKOUT_STATUS) as error:
+        raise _api_error(error) from None
+
+
+def _api_error(error: MilletError) -> ApiError:
+    field = getattr(error, "field", None)
+    return ApiError(CHECKOUT_STATUS[type(error)], error.code, error.message, field)
 
 
 def _card_funding(request: Request) -> Any:

@@ -126,7 +126,18 @@ SWEEP_BATCH_MAX: Final = 500
 _CLIENT_SECRET_PURPOSE: Final = b"milletpay/checkout/client-secret/v1"
 _CLIENT_SECRET_CHARS: Final = 24
 _ORDER_ID: Final = re.compile(r"\A[\x21-\x7e]{1,64}\Z")  # visible ASCII
-_LOCK_INTENT = Sql("SELECT id FROM payment_intents WHERE id = :id FOR UPDATE")
+# The statements every payment runs are plain SQL (`Sql`); the rest is SQLAlchemy Core.
+_INTENT_COLUMNS: Final = tuple(column.name for column in payment_intents.c)
+_SELECT_INTENTS: Final = f"SELECT {', '.join(_INTENT_COLUMNS)} FROM payment_intents WHERE "
+_INTENT = Sql(_SELECT_INTENTS + "id = :id")
+_LOCKED_INTENT = Sql(_SELECT_INTENTS + "id = :id FOR UPDATE")
+_ORDER_INTENT = Sql(_SELECT_INTENTS + "merchant_id = :merchant_id AND merchant_order_id = :order")
+_INSERT_INTENT = Sql(
+    f"INSERT INTO payment_intents ({', '.join(_INTENT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _INTENT_COLUMNS)})"
+)
+#: `UPDATE payment_intents` statements by the columns they set, made on first use.
+_UPDATES: dict[tuple[str, ...], Sql] = {}
 
 
 class IntentStatus(enum.StrEnum):
@@ -329,7 +340,7 @@ class PaymentIntents:
     def create_in(self, tx: LedgerTransaction, merchant_id: int, request: IntentRequest) -> Created:
         """`create` in the caller's transaction (a payment to a static QR code creates
         its intent and pays it in one)."""
-        merchant = self._merchants.merchant(merchant_id)
+        merchant = self._merchants.merchant_in(tx.connection, merchant_id)
         if merchant.status is not MerchantStatus.ACTIVE:
             raise MerchantNotActive(f"merchant {merchant_id:032x} is {merchant.status}")
         _check_request(request)
@@ -340,7 +351,7 @@ class PaymentIntents:
         intent_id = self._ids.next_id()
         secret = self._client_secret(intent_id)
         row = _new_row(intent_id, merchant_id, request, self._clock.now_ns(), secret)
-        tx.connection.execute(sa.insert(payment_intents).values(row))
+        _INSERT_INTENT.run(tx.connection, **row)
         intent = _intent(row)
         self._emit(tx, intent, "payment_intent.created")
         return Created(intent, secret, created=True)
@@ -378,7 +389,7 @@ class PaymentIntents:
                     f"amount_fen to capture is 1 to {intent.amount_capturable_fen}",
                     field="amount_fen",
                 )
-            merchant = self._merchants.merchant(intent.merchant_id)
+            merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
             self._source_of(intent).check(merchant, taken)  # coins: whole coins only
             return self._capture(tx, intent, merchant, taken)
 
@@ -442,7 +453,7 @@ class PaymentIntents:
             raise PaymentIntentInvalid(
                 f"reason is at most {REFUND_REASON_CHARS_MAX} characters", field="reason"
             )
-        merchant = self._merchants.merchant(intent.merchant_id)
+        merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
         self._source_of(intent).check(merchant, amount)  # coins: whole coins only
         return self._refund(tx, intent, merchant, amount, reason)
 
@@ -506,10 +517,10 @@ class PaymentIntents:
         self._check_secret(intent_id, client_secret)
         with self._engine.connect() as conn:
             row = _row(conn, intent_id)
-        if row is None:
-            raise PaymentIntentNotFound(f"no payment intent {public_id(intent_id)}")
-        intent = _intent(row._asdict())
-        return intent, self._merchants.merchant(intent.merchant_id)
+            if row is None:
+                raise PaymentIntentNotFound(f"no payment intent {public_id(intent_id)}")
+            intent = _intent(row._asdict())
+            return intent, self._merchants.merchant_in(conn, intent.merchant_id)
 
     def confirm_in(
         self,
@@ -563,7 +574,7 @@ class PaymentIntents:
         self, tx: LedgerTransaction, intent: PaymentIntent, user_id: int, source: FundingSource
     ) -> Confirmation:
         """Pay the locked intent, waiting for confirmation, from the user's `source`."""
-        merchant = self._merchants.merchant(intent.merchant_id)
+        merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
         source.check(merchant, intent.amount_fen)  # before anything changes
         if self._clock.now_ns() >= intent.expires_at_ns:
             expired = self._cancel(tx, intent, CancellationReason.EXPIRED)
@@ -691,7 +702,7 @@ class PaymentIntents:
         self, tx: LedgerTransaction, intent: PaymentIntent, reason: CancellationReason
     ) -> PaymentIntent:
         if intent.status is IntentStatus.REQUIRES_CAPTURE:
-            merchant = self._merchants.merchant(intent.merchant_id)
+            merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
             self._source_of(intent).release_in(tx, intent, merchant)
         done = self._update(
             tx,
@@ -784,9 +795,7 @@ class PaymentIntents:
     ) -> PaymentIntent:
         """The intent, its row locked to the end of `tx`; `PaymentIntentNotFound` if it is
         not `merchant_id`'s (when given)."""
-        key = id_to_bytes(intent_id)
-        _LOCK_INTENT.run(tx.connection, id=key)
-        row = _row(tx.connection, intent_id)
+        row = _LOCKED_INTENT.run(tx.connection, id=id_to_bytes(intent_id)).first()
         if row is None or (
             merchant_id is not None and id_from_bytes(row.merchant_id) != merchant_id
         ):
@@ -795,11 +804,11 @@ class PaymentIntents:
 
     def _update(self, tx: LedgerTransaction, intent: PaymentIntent, **values: Any) -> PaymentIntent:
         values["updated_at"] = self._clock.now_ns()
-        key = id_to_bytes(intent.id)
-        done = tx.connection.execute(
-            sa.update(payment_intents)
-            .where(payment_intents.c.id == key, payment_intents.c.status == intent.status.value)
-            .values(values)
+        done = _update_statement(tuple(values)).run(
+            tx.connection,
+            **values,
+            where_id=id_to_bytes(intent.id),
+            where_status=intent.status.value,
         )
         assert done.rowcount == 1, "the intent's row is locked: nothing else changed it"
         row = _row(tx.connection, intent.id)
@@ -924,18 +933,25 @@ def _same_order(row: Any, request: IntentRequest) -> PaymentIntent:
 
 
 def _order_row(conn: sa.Connection, merchant_id: int, order_id: str) -> Any:
-    c = payment_intents.c
-    return conn.execute(
-        sa.select(payment_intents).where(
-            c.merchant_id == id_to_bytes(merchant_id), c.merchant_order_id == order_id
-        )
-    ).first()
+    return _ORDER_INTENT.run(conn, merchant_id=id_to_bytes(merchant_id), order=order_id).first()
 
 
 def _row(conn: sa.Connection, intent_id: int) -> Any:
-    return conn.execute(
-        sa.select(payment_intents).where(payment_intents.c.id == id_to_bytes(intent_id))
-    ).first()
+    return _INTENT.run(conn, id=id_to_bytes(intent_id)).first()
+
+
+def _update_statement(columns: tuple[str, ...]) -> Sql:
+    """`UPDATE payment_intents SET <columns>` of the intent `:where_id` while its status
+    is `:where_status`; one statement per set of columns, made once."""
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        assert set(columns) <= set(_INTENT_COLUMNS), columns
+        assignments = ", ".join(f"{name} = :{name}" for name in columns)
+        statement = _UPDATES[columns] = Sql(
+            f"UPDATE payment_intents SET {assignments} "
+            "WHERE id = :where_id AND status = :where_status"
+        )
+    return statement
 
 
 def _opt_id(value: bytes | None) -> int | None:

@@ -46,6 +46,7 @@ from milletpay.emv.qr import is_common_charset
 from milletpay.ledger import Account, CreateAccountResult, Ledger
 from milletpay.ledger.committer import Committer, DirectCommitter
 from milletpay.ledger.engine import LedgerTransaction
+from milletpay.store.sql import Sql
 from milletpay.wallet.accounts import CHART, LEDGER_CNY, AccountCode, merchant_account_id
 
 SECRET_KEY_PREFIX: Final = "sk_live_"
@@ -65,6 +66,15 @@ _ACCOUNT_AAD: Final = b"milletpay/checkout/settlement-account/v1|"
 _ACCOUNT_NUMBER: Final = re.compile(rf"\A[0-9]{{{ACCOUNT_DIGITS_MIN},{ACCOUNT_DIGITS_MAX}}}\Z")
 _KEY_TEXT: Final = re.compile(r"\A[A-Za-z0-9_\-]{1,64}\Z")
 _LANGUAGE: Final = re.compile(rf"\A[A-Za-z]{{{LANGUAGE_CHARS}}}\Z")
+# Every request of a merchant and every payment reads a merchant: plain SQL (`Sql`).
+_MERCHANT_COLUMNS: Final = ", ".join(f"m.{column.name}" for column in merchants.c)
+_MERCHANT = Sql(f"SELECT {_MERCHANT_COLUMNS} FROM merchants m WHERE m.id = :id")
+_KEY_MERCHANT: Final = (
+    f"SELECT {_MERCHANT_COLUMNS}, k.kind AS key_kind FROM merchants m "
+    "JOIN merchant_api_keys k ON k.merchant_id = m.id WHERE k.revoked_at IS NULL AND "
+)
+_BY_SECRET_KEY = Sql(_KEY_MERCHANT + "k.key_hash = :key")
+_BY_PUBLISHABLE_KEY = Sql(_KEY_MERCHANT + "k.publishable_key = :key")
 
 
 class MerchantStatus(enum.StrEnum):
@@ -291,19 +301,15 @@ class MerchantService:
         else (unknown, revoked, malformed)."""
         if not _KEY_TEXT.match(text):
             return None
-        c = merchant_api_keys.c
+        key: bytes | str
         if text.startswith(SECRET_KEY_PREFIX):
-            where = c.key_hash == self._hash(text)
+            by_key, key = _BY_SECRET_KEY, self._hash(text)
         elif text.startswith(PUBLISHABLE_KEY_PREFIX):
-            where = c.publishable_key == text
+            by_key, key = _BY_PUBLISHABLE_KEY, text
         else:
             return None
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(merchants, c.kind.label("key_kind"))
-                .join(merchant_api_keys, c.merchant_id == merchants.c.id)
-                .where(where, c.revoked_at.is_(None))
-            ).first()
+            row = by_key.run(conn, key=key).first()
         if row is None:
             return None
         return _merchant(row._asdict()), ApiKeyKind(row.key_kind)
@@ -311,8 +317,13 @@ class MerchantService:
     # -- reading ----------------------------------------------------------------------
 
     def merchant(self, merchant_id: int) -> Merchant:
+        """`MerchantNotFound` for an unknown merchant."""
         with self._engine.connect() as conn:
-            return _merchant(self._require(conn, merchant_id)._asdict())
+            return self.merchant_in(conn, merchant_id)
+
+    def merchant_in(self, conn: sa.Connection, merchant_id: int) -> Merchant:
+        """`merchant` read on the caller's connection, in its transaction."""
+        return _merchant(self._require(conn, merchant_id)._asdict())
 
     def balance_fen(self, merchant_id: int) -> tuple[int, int]:
         """(posted, pending) of what Millet Pay owes the merchant."""
@@ -330,9 +341,7 @@ class MerchantService:
     # -- storage ----------------------------------------------------------------------
 
     def _require(self, conn: sa.Connection, merchant_id: int) -> Any:
-        row = conn.execute(
-            sa.select(merchants).where(merchants.c.id == id_to_bytes(merchant_id))
-        ).first()
+        row = _MERCHANT.run(conn, id=id_to_bytes(merchant_id)).first()
         if row is None:
             raise MerchantNotFound(f"no merchant {merchant_id:032x}")
         return row

@@ -60,8 +60,10 @@ def run_checkout_bench(config: CheckoutBenchConfig) -> dict[str, Any]:
         bench.release()
         with served_api(url, keys_json) as (port, pid):
             cpu_before_s = cpu_seconds(pid)
+            client_before_s = time.process_time()
             latencies, errors, elapsed = asyncio.run(_drive(port, users, secret_key, config))
             server_cpu_s = cpu_seconds(pid) - cpu_before_s
+            client_cpu_s = time.process_time() - client_before_s
         with Ledger.open(url) as ledger:
             verified = ledger.verify().ok
     done = len(latencies)
@@ -78,6 +80,7 @@ def run_checkout_bench(config: CheckoutBenchConfig) -> dict[str, Any]:
         "users": config.users,
         "elapsed_s": round(elapsed, 3),
         "server_cpu_ms_per_payment": round(server_cpu_s * 1000 / done, 3) if done else None,
+        "client_cpu_ms_per_payment": round(client_cpu_s * 1000 / done, 3) if done else None,
         "requests_per_payment": 2,
         "prepare_s": round(prepare_s, 3),
         "database": "sqlite (temporary file)",
