@@ -529,6 +529,7 @@ TAKES_NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("POST", "/v1/merchant/events/{event_id}/replay"): _MERCHANT_KEY,
     ("GET", "/v1/me/payment-intents/{intent_id}"): _CLIENT_SECRET,
     ("POST", "/v1/me/payment-intents/{intent_id}/confirm"): _CLIENT_SECRET,
+    ("GET", "/v1/me/payment-intents/{intent_id}/card-data"): _CLIENT_SECRET,
     ("GET", "/v1/health"): "platform status; no user data",
     ("POST", "/v1/users"): "creates a new user from personal data; a taken phone is 409",
     ("GET", "/v1/me"): "the session's user only; no id in path, query or body",
