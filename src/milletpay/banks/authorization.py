@@ -22,7 +22,7 @@ import enum
 import hmac
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
@@ -179,9 +179,7 @@ def _same_request(
 
 
 def _authorization_row(conn: sa.Connection, auth_id: int) -> Any:
-    return conn.execute(
-        sa.select(authorizations).where(authorizations.c.id == id_to_bytes(auth_id))
-    ).first()
+    return conn.execute(_AUTHORIZATION_BY_ID, {"the_id": id_to_bytes(auth_id)}).first()
 
 
 def _answer(row: Any) -> AuthorizationAnswer:
@@ -200,7 +198,7 @@ def _decide(
     """Every check but funds, in order; the first that fails decides."""
     card = None
     if fingerprint is not None and bank.spec.issues_iin(request.pan[:6]):
-        card = conn.execute(sa.select(cards).where(cards.c.pan_fingerprint == fingerprint)).first()
+        card = conn.execute(_CARD_BY_FINGERPRINT, {"the_fingerprint": fingerprint}).first()
     if card is None:
         return _Decision(R.INVALID_CARD, "card_unknown")
     ids = {"card_id": card.id, "account_id": card.account_id}
@@ -211,9 +209,7 @@ def _decide(
         return _Decision(R.EXPIRED_CARD, "card_expired", **ids)
     if request.expiry_yymm is not None and request.expiry_yymm != card.expiry_yymm:
         return _Decision(R.EXPIRED_CARD, "expiry_mismatch", **ids)
-    account = conn.execute(
-        sa.select(bank_accounts).where(bank_accounts.c.id == card.account_id)
-    ).one()
+    account = conn.execute(_ACCOUNT_BY_ID, {"the_account": card.account_id}).one()
     if account.status != AccountStatus.ACTIVE:
         return _Decision(R.RESTRICTED_CARD, f"account_{account.status}", **ids)
     if request.currency != CURRENCY:
@@ -286,7 +282,7 @@ def class_limit_exceeded(
 _LIVE = (AuthStatus.HELD.value, AuthStatus.COMPLETED.value)
 
 
-def _spent(now_ns: int) -> sa.ColumnElement[int]:
+def _spent(now_ns: int | sa.BindParameter[int]) -> sa.ColumnElement[int]:
     """What an authorization row spent: the posted amount once completed, the held
     amount while its hold can still be live (a hold past its timeout has lapsed in the
     ledger even if nobody has resolved the row yet), else nothing."""
@@ -300,12 +296,27 @@ def _spent(now_ns: int) -> sa.ColumnElement[int]:
 
 def card_spent_fen(conn: sa.Connection, card_id: bytes, since_ns: int, now_ns: int) -> int:
     """What the card has spent since `since_ns`: holds live or completed."""
-    query = sa.select(sa.func.coalesce(sa.func.sum(_spent(now_ns)), 0)).where(
-        authorizations.c.card_id == card_id,
-        authorizations.c.created_at >= since_ns,
-        authorizations.c.status.in_(_LIVE),
-    )
-    return int(conn.execute(query).scalar_one())
+    values = {"the_card": card_id, "the_since": since_ns, "the_now": now_ns}
+    return int(conn.execute(_CARD_SPENT, values).scalar_one())
+
+
+#: Built once: the statements every card payment runs.
+_CARD_BY_FINGERPRINT: Final = sa.select(cards).where(
+    cards.c.pan_fingerprint == sa.bindparam("the_fingerprint")
+)
+_ACCOUNT_BY_ID: Final = sa.select(bank_accounts).where(
+    bank_accounts.c.id == sa.bindparam("the_account")
+)
+_AUTHORIZATION_BY_ID: Final = sa.select(authorizations).where(
+    authorizations.c.id == sa.bindparam("the_id")
+)
+_CARD_SPENT: Final = sa.select(
+    sa.func.coalesce(sa.func.sum(_spent(sa.bindparam("the_now", type_=sa.BigInteger))), 0)
+).where(
+    authorizations.c.card_id == sa.bindparam("the_card"),
+    authorizations.c.created_at >= sa.bindparam("the_since"),
+    authorizations.c.status.in_(_LIVE),
+)
 
 
 def account_spent_fen(conn: sa.Connection, account_id: bytes, since_ns: int, now_ns: int) -> int:
@@ -514,13 +525,11 @@ def _refund_decision(
 ) -> _Decision:
     card = None
     if fingerprint is not None and bank.spec.issues_iin(request.pan[:6]):
-        card = conn.execute(sa.select(cards).where(cards.c.pan_fingerprint == fingerprint)).first()
+        card = conn.execute(_CARD_BY_FINGERPRINT, {"the_fingerprint": fingerprint}).first()
     if card is None:
         return _Decision(R.INVALID_CARD, "card_unknown")
     ids = {"card_id": card.id, "account_id": card.account_id}
-    account = conn.execute(
-        sa.select(bank_accounts).where(bank_accounts.c.id == card.account_id)
-    ).one()
+    account = conn.execute(_ACCOUNT_BY_ID, {"the_account": card.account_id}).one()
     if account.status == AccountStatus.CLOSED:
         return _Decision(R.RESTRICTED_CARD, "account_closed", **ids)
     if request.currency != CURRENCY:
