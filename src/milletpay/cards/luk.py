@@ -184,6 +184,8 @@ class LimitedUseKeys:
         self._committer = committer
         self._luk_keys: OrderedDict[tuple[str, str, int, int, int], bytes] = OrderedDict()
         self._luk_keys_lock = threading.Lock()
+        #: (token id, ATC) → LUK of the cryptograms verified last, for their ARPCs.
+        self._verified: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._key_store = key_store
         self._clock = clock
         self._limits = limits
@@ -315,6 +317,10 @@ class LimitedUseKeys:
         verdict = self._count_use(key, luk, atc)
         if not verdict.ok:
             return self._refused(token, verdict.code, luk, atc)
+        with self._luk_keys_lock:  # the ARPC that answers it needs this LUK again
+            self._verified[(token.id, atc)] = luk_key
+            while len(self._verified) > LUK_KEYS_KEPT:
+                self._verified.popitem(last=False)
         return verdict
 
     def _refusal(self, row: Any, luk: Any, has_luk: bool, seen: bool) -> LukCode | None:
@@ -383,13 +389,16 @@ class LimitedUseKeys:
         counts nothing. `LukUnknown` if no LUK of the token holds the ATC;
         `EmvCryptoError` for a malformed tag. The LUK itself never leaves this object."""
         atc = _atc(data)
-        key = id_to_bytes(token.id)
-        with read_transaction(self._engine) as conn:
-            row = _token_row(conn, key)
-            luk = _luk_for_atc(conn, key, atc)
-        if row is None or luk is None:
-            raise LukUnknown(f"token {token.number} has no LUK for ATC {atc}")
-        luk_key = self._luk(row.bank_code, row.token_number, row.psn, luk._asdict())
+        with self._luk_keys_lock:  # the LUK of a cryptogram this object verified
+            luk_key = self._verified.get((token.id, atc))
+        if luk_key is None:
+            key = id_to_bytes(token.id)
+            with read_transaction(self._engine) as conn:
+                row = _token_row(conn, key)
+                luk = _luk_for_atc(conn, key, atc)
+            if row is None or luk is None:
+                raise LukUnknown(f"token {token.number} has no LUK for ATC {atc}")
+            luk_key = self._luk(row.bank_code, row.token_number, row.psn, luk._asdict())
         return crypto.generate_arpc(self._profile, luk_key, data, arqc, arc)
 
     # -- keys ------------------------------------------------------------------------
