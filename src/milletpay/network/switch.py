@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -91,6 +93,8 @@ ISSUER_TIMEOUT_S: Final = 5.0
 ISSUER_ATTEMPTS_MAX: Final = 2
 #: Advices one `send_stand_in_advices` run sends at most.
 ADVICES_PER_RUN_MAX: Final = 100
+#: Tokens the switch keeps in memory (the most recently seen), for their id and number.
+TOKENS_KEPT: Final = 100_000
 #: A stand-in approval code: this letter, then 5 digits (an issuer's are 6 digits).
 STAND_IN_APPROVAL_PREFIX: Final = "S"
 CONTACTLESS_TAG_ARPC: Final = "91"  # issuer authentication data: ARPC || ARC
@@ -309,6 +313,8 @@ class CardNetwork:
         self._stand_in = stand_in
         self._institution_id = institution_id
         self._stans = StanSequence()
+        self._tokens_seen: OrderedDict[int, Token] = OrderedDict()
+        self._tokens_lock = threading.Lock()
         # Stand-in decisions of one switch are taken one at a time, so that two taps
         # of one card cannot both fit under its daily limit.
         self._stand_in_lock = asyncio.Lock()
@@ -402,7 +408,7 @@ class CardNetwork:
         if is_refund(message):  # a credit: no cryptogram to check, no ARPC to give
             return _Card(found.bank_code, found.pan.clear_digits(), number, None, expiry)
         icc = _icc_data(message)
-        token = self._tokens.token(found.token_id)
+        token = self._token(found.token_id)
         try:
             verdict = self._luks.verify(token, icc["9F26"], icc)
         except EmvCryptoError as exc:
@@ -410,6 +416,20 @@ class CardNetwork:
         if not verdict.ok:
             raise _Decline(LUK_CODES[verdict.code], verdict.code.value)
         return _Card(found.bank_code, found.pan.clear_digits(), number, token, expiry, icc)
+
+    def _token(self, token_id: int) -> Token:
+        """The token, for its id and number only, which never change: its state is
+        what the detokenizer and the LUK check read from the token service each time.
+        Kept for the last `TOKENS_KEPT` tokens seen."""
+        with self._tokens_lock:
+            token = self._tokens_seen.get(token_id)
+        if token is None:
+            token = self._tokens.token(token_id)
+            with self._tokens_lock:
+                self._tokens_seen[token_id] = token
+                while len(self._tokens_seen) > TOKENS_KEPT:
+                    self._tokens_seen.popitem(last=False)
+        return token
 
     def _forwarded(self, message: Message, card: _Card) -> Message:
         """The request as the issuer gets it: the card number in 2, the token in 63."""
