@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -48,6 +47,7 @@ from milletpay.checkout.merchants import MerchantService
 from milletpay.checkout.payouts import Payouts
 from milletpay.checkout.webhooks import Webhooks, WebhookWorker
 from milletpay.core.clock import NS_PER_S, Clock, SystemClock
+from milletpay.core.collector import settle_collector
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.keys import ImkSource, IssuerKeyStore, VersionedKey
 from milletpay.identity import IdentityService, PinHashing, SimulatedSms, SmsChannel
@@ -65,7 +65,6 @@ MAINTENANCE_EVERY_S = 30.0
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
 #: Allocations (less frees) between the garbage collector's young passes while serving.
-GC_YOUNG_THRESHOLD = 20_000
 
 
 async def _maintain(
@@ -201,16 +200,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # What exists at start-up lives as long as the server: keep it out of the
-        # collector's full passes, which otherwise walk it all and stall every request
-        # in flight for a hundred milliseconds or more, every second or two under load.
-        gc.freeze()
-        # Nearly every object a request makes is freed by its reference count, yet at
-        # the default threshold (700) the collector ran every few payments: over a
-        # `millet bench checkout` run (3,000 payments) its passes took 0.43 s of the
-        # server's CPU, start-up included; at `GC_YOUNG_THRESHOLD`, 0.13 s.
-        _, older, oldest = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+        settle_collector()
         sweeper = asyncio.create_task(
             _maintain(
                 app.state.wallet,

@@ -34,6 +34,7 @@ from stdnum.cn import ric
 from milletpay.acquiring.merchants import MerchantDirectory, load_merchants
 from milletpay.banks.keys import issuer_bins
 from milletpay.cards.luk import LukLimits
+from milletpay.core.collector import settle_collector
 from milletpay.emv.keys import IssuerKeyStore
 from milletpay.sim.parties import IssuerHostsProcess, PartyKeys, SwitchProcess
 from milletpay.sim.tap import TapNetwork, TapPhone, TapPlatform
@@ -66,6 +67,7 @@ def run_tap_bench(config: TapBenchConfig) -> dict[str, Any]:
             with issuers as issuer_ports:
                 switch = SwitchProcess(url, keys, limits, issuer_ports)
                 with switch as switch_port:
+                    settle_collector()  # the readers too, as the parties do
                     before = (time.process_time(), switch.cpu_s(), issuers.cpu_s())
                     latencies_ms, declined, elapsed_s = asyncio.run(
                         _run(platform, phones, config, switch_port)

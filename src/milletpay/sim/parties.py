@@ -27,6 +27,7 @@ from milletpay.banks.host import issuer_handler
 from milletpay.banks.keys import IssuerKeyStoreKeys
 from milletpay.cards.luk import LukLimits
 from milletpay.core.clock import SystemClock
+from milletpay.core.collector import settle_collector
 from milletpay.core.keyring import KeyRing
 from milletpay.emv.crypto import quiet_pyemv_warnings
 from milletpay.emv.keys import IssuerKeyStore
@@ -152,6 +153,7 @@ async def _child_main(serve: Serve, args: tuple[Any, ...], conn: Connection) -> 
     except Exception as exc:  # the parent hears why, and stops waiting
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    settle_collector()  # set up: now serve with steady answers, as the API server does
     conn.send(("ok", answer))
     with contextlib.suppress(EOFError):  # EOF: the parent went away
         while await asyncio.to_thread(conn.recv) == CPU:
