@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from milletpay.banks.model import cst_now
 from milletpay.cards.lifecycle import TokenState
 from milletpay.cards.pan import PAN_DIGITS_MAX, PAN_DIGITS_MIN, Expiry, Pan, mask_pan
-from milletpay.cards.tables import tokens
+from milletpay.cards.tables import tokens, vault_pans
 from milletpay.cards.tokens import TokenDomain, domain_allows
 from milletpay.cards.vault import PanVault, VaultRef
 from milletpay.core.clock import Clock
@@ -77,7 +77,7 @@ class Detokenizer:
         if refusal is not None:
             log.info("detokenization of %s refused: %s", token_number, refusal)
             return Detokenized(refusal)
-        card = self._vault.reveal(VaultRef(id_from_bytes(row.vault_ref)))
+        card = self._vault.open_sealed(VaultRef(id_from_bytes(row.vault_ref)), row.sealed)
         return Detokenized(
             DetokenizeCode.OK, card.pan, card.expiry, row.bank_code, id_from_bytes(row.id)
         )
@@ -100,16 +100,21 @@ class Detokenizer:
         return None
 
 
-#: Built once: every tap detokenizes.
-_TOKEN_BY_NUMBER: Final = sa.select(
-    tokens.c.id,
-    tokens.c.vault_ref,
-    tokens.c.bank_code,
-    tokens.c.state,
-    tokens.c.domain,
-    tokens.c.expiry,
-    tokens.c.device_id,
-).where(tokens.c.token_number == sa.bindparam("the_number"))
+#: Built once: every tap detokenizes. The vault's sealed card comes in the same read.
+_TOKEN_BY_NUMBER: Final = (
+    sa.select(
+        tokens.c.id,
+        tokens.c.vault_ref,
+        tokens.c.bank_code,
+        tokens.c.state,
+        tokens.c.domain,
+        tokens.c.expiry,
+        tokens.c.device_id,
+        vault_pans.c.sealed,
+    )
+    .select_from(tokens.outerjoin(vault_pans, vault_pans.c.id == tokens.c.vault_ref))
+    .where(tokens.c.token_number == sa.bindparam("the_number"))
+)
 
 
 def _masked(number: str) -> str:

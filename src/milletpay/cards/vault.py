@@ -204,9 +204,15 @@ class PanVault:
         key = id_to_bytes(ref.id)
         with read_transaction(self._engine) as conn:
             sealed = conn.execute(_SEALED_BY_ID, {"the_ref": key}).scalar_one_or_none()
+        return self.open_sealed(ref, sealed)
+
+    def open_sealed(self, ref: VaultRef, sealed: bytes | None) -> RevealedCard:
+        """`reveal` for a caller that read the entry's sealed column itself (the card
+        network's detokenizer reads it with the token, in one statement): None is no
+        entry. The same errors as `reveal`."""
         if sealed is None:
             raise VaultRefUnknown(f"no card {ref} in the vault")
-        return self._open(ref, sealed)
+        return self._open(ref, bytes(sealed))
 
     def find(self, pan: Pan | str) -> VaultRef | None:
         """The reference of the card with this PAN, if the vault holds it (by fingerprint:
