@@ -272,13 +272,14 @@ def bench_tap(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     terminals: Annotated[
         int, typer.Option(min=1, max=512, help="Concurrent readers, one phone each.")
-    ] = 32,
+    ] = 16,
     taps: Annotated[int, typer.Option(min=1, max=1_000_000, help="Taps in all.")] = 3_000,
     rate: Annotated[
         float, typer.Option(min=0.0, max=100_000.0, help="Taps a second in all; 0: unpaced.")
     ] = 0.0,
 ) -> None:
-    """Taps to pay end to end (APDUs, acquirer, TCP to the switch, the bank's books)."""
+    """Taps to pay end to end (APDUs, acquirer, TCP to the switch, the bank's books),
+    the switch and the issuer hosts in processes of their own."""
     from milletpay.sim.bench_tap import TapBenchConfig, run_tap_bench
 
     result = run_tap_bench(TapBenchConfig(terminals=terminals, taps=taps, rate=rate))

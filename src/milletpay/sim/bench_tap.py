@@ -46,7 +46,7 @@ BANK_CODES: Final = ("ICBC", "CCB", "ABC", "BOC")
 
 @dataclass(frozen=True)
 class TapBenchConfig:
-    terminals: int = 32
+    terminals: int = 16
     taps: int = 3_000
     rate: float = 0.0  # taps a second in all; 0: unpaced
 
