@@ -683,15 +683,7 @@ class CardFunding:
         intent = intents._locked(tx, None, intent_id)
         assert intent.status is IntentStatus.PROCESSING, intent.status
         _finish_row(tx, sent.row_id, result, self._clock.now_ns())
-        done = intents._update(
-            tx,
-            intent,
-            status=IntentStatus.CANCELED.value,
-            amount_capturable_fen=0,
-            cancellation_reason=reason.value,
-        )
-        intents._emit(tx, done, "payment_intent.canceled")
-        return done
+        return intents._mark_canceled(tx, intent, reason)
 
     # -- refunds --------------------------------------------------------------------------
 

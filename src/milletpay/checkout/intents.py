@@ -704,6 +704,12 @@ class PaymentIntents:
         if intent.status is IntentStatus.REQUIRES_CAPTURE:
             merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
             self._source_of(intent).release_in(tx, intent, merchant)
+        return self._mark_canceled(tx, intent, reason)
+
+    def _mark_canceled(
+        self, tx: LedgerTransaction, intent: PaymentIntent, reason: CancellationReason
+    ) -> PaymentIntent:
+        """The intent canceled and announced, once its money was released."""
         done = self._update(
             tx,
             intent,
