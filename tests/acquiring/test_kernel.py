@@ -380,6 +380,22 @@ def test_a_flipped_byte_in_any_answer_gives_an_outcome(which: int, at: int, flip
         assert outcome.authorization is not None
 
 
+def test_a_gpo_answer_without_an_afl_ends_the_tap() -> None:
+    """Found by the flipped-byte property test: a GPO answer whose AFL (94) was lost
+    gave the kernel a KeyError. It is an answer the kernel cannot go on with."""
+
+    def drop_afl(command: bytes, response: bytes) -> bytes:
+        if command[:2] != b"\x80\xa8" or response[-2:] != b"\x90\x00":
+            return response
+        (template,) = tlv.decode(response[:-2])
+        assert isinstance(template.value, tuple)
+        kept = tuple(item for item in template.value if item.tag != "94")
+        return tlv.encode(Tlv("77", kept)) + b"\x90\x00"
+
+    outcome = tap(Rewriting(phone(ManualClock()), drop_afl))
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.END_APPLICATION, "card_data_missing")
+
+
 @pytest.mark.parametrize(("asked", "reason"), [(252, "gpo_refused"), (253, "pdol_malformed")])
 def test_pdol_data_is_limited_to_a_short_apdu(clock: ManualClock, asked: int, reason: str) -> None:
     """83 81 FC and 252 bytes fill Lc 255; one byte more cannot be sent."""

@@ -396,7 +396,10 @@ def _process(tap: _Tap, pdol_data: bytes) -> dict[str, bytes]:
     items = _decoded(answer.data)
     if len(items) != 1 or items[0].tag != "77":
         raise _Ended(OutcomeKind.END_APPLICATION, "gpo_format_unsupported")
-    return _primitives(items)
+    found = _primitives(items)
+    if "94" not in found:  # no AFL: nothing to read the card's records by
+        raise _Ended(OutcomeKind.END_APPLICATION, "card_data_missing")
+    return found
 
 
 def _read_records(tap: _Tap, afl: bytes, known: Mapping[str, bytes]) -> dict[str, bytes]:
