@@ -586,20 +586,7 @@ class CardFunding:
         self, tx: LedgerTransaction, merchant_id: int, intent_id: int, amount_fen: int | None
     ) -> _Sent:
         intents = self._intents
-        intent = intents._locked(tx, merchant_id, intent_id)
-        if intent.status is not IntentStatus.REQUIRES_CAPTURE or intent.funding is not Funding.CARD:
-            raise _conflict(intent, "captured")
-        assert intent.capture_before_ns is not None
-        if self._clock.now_ns() >= intent.capture_before_ns:
-            raise PaymentIntentConflict(
-                f"{public_id(intent.id)}: its capture window lapsed; the hold is released"
-            )
-        taken = intent.amount_capturable_fen if amount_fen is None else amount_fen
-        if not (_is_int(taken) and 0 < taken <= intent.amount_capturable_fen):
-            raise PaymentIntentInvalid(
-                f"amount_fen to capture is 1 to {intent.amount_capturable_fen}",
-                field="amount_fen",
-            )
+        intent, taken = intents._capturable(tx, merchant_id, intent_id, amount_fen, card=True)
         row = _original_payment(tx.connection, intent.id)
         merchant = intents._merchants.merchant(intent.merchant_id)
         now_ns = self._clock.now_ns()

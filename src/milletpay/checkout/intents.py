@@ -375,20 +375,7 @@ class PaymentIntents:
         capture window; `PaymentIntentInvalid` for an amount above what is held."""
 
         def unit(tx: LedgerTransaction) -> PaymentIntent:
-            intent = self._locked(tx, merchant_id, intent_id)
-            if intent.status is not IntentStatus.REQUIRES_CAPTURE or _by_card(intent):
-                raise _conflict(intent, "captured")
-            assert intent.capture_before_ns is not None
-            if self._clock.now_ns() >= intent.capture_before_ns:
-                raise PaymentIntentConflict(
-                    f"{public_id(intent.id)}: its capture window lapsed; the hold is released"
-                )
-            taken = intent.amount_capturable_fen if amount_fen is None else amount_fen
-            if not (_is_int(taken) and 0 < taken <= intent.amount_capturable_fen):
-                raise PaymentIntentInvalid(
-                    f"amount_fen to capture is 1 to {intent.amount_capturable_fen}",
-                    field="amount_fen",
-                )
+            intent, taken = self._capturable(tx, merchant_id, intent_id, amount_fen, card=False)
             merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
             self._source_of(intent).check(merchant, taken)  # coins: whole coins only
             return self._capture(tx, intent, merchant, taken)
@@ -705,6 +692,35 @@ class PaymentIntents:
             merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
             self._source_of(intent).release_in(tx, intent, merchant)
         return self._mark_canceled(tx, intent, reason)
+
+    def _capturable(
+        self,
+        tx: LedgerTransaction,
+        merchant_id: int,
+        intent_id: int,
+        amount_fen: int | None,
+        *,
+        card: bool,
+    ) -> tuple[PaymentIntent, int]:
+        """The held intent, locked, and the amount to take (by default all it holds):
+        `PaymentIntentConflict` unless `requires_capture` by the path asked for (card or
+        not) and inside the capture window; `PaymentIntentInvalid` for an amount that is
+        not 1 to what is held."""
+        intent = self._locked(tx, merchant_id, intent_id)
+        if intent.status is not IntentStatus.REQUIRES_CAPTURE or _by_card(intent) is not card:
+            raise _conflict(intent, "captured")
+        assert intent.capture_before_ns is not None
+        if self._clock.now_ns() >= intent.capture_before_ns:
+            raise PaymentIntentConflict(
+                f"{public_id(intent.id)}: its capture window lapsed; the hold is released"
+            )
+        taken = intent.amount_capturable_fen if amount_fen is None else amount_fen
+        if not (_is_int(taken) and 0 < taken <= intent.amount_capturable_fen):
+            raise PaymentIntentInvalid(
+                f"amount_fen to capture is 1 to {intent.amount_capturable_fen}",
+                field="amount_fen",
+            )
+        return intent, taken
 
     def _mark_canceled(
         self, tx: LedgerTransaction, intent: PaymentIntent, reason: CancellationReason
