@@ -62,13 +62,11 @@ from milletpay.checkout.card_messages import (
 from milletpay.checkout.errors import (
     MerchantNotActive,
     PaymentIntentConflict,
-    PaymentIntentInvalid,
     PaymentIntentNotFound,
 )
 from milletpay.checkout.funding import intent_transfer_id as _transfer_id
 from milletpay.checkout.intents import (
     CAPTURE_WINDOW_S,
-    REFUND_REASON_CHARS_MAX,
     CancellationReason,
     Confirmation,
     Funding,
@@ -78,12 +76,12 @@ from milletpay.checkout.intents import (
     Refund,
     RefundStatus,
     _conflict,
-    _is_int,
     _refund_value,
     _refunded_fen,
     _require_ok,
     _share,
     public_id,
+    refund_amount,
     refund_object,
 )
 from milletpay.checkout.intents import (
@@ -715,16 +713,7 @@ class CardFunding:
             return self._earlier_refund(tx.connection, earlier)
         left = intent.amount_received_fen - _refunded_fen(tx.connection, intent.id)
         left -= _refunds_in_flight_fen(tx.connection, intent.id)
-        amount = left if amount_fen is None else amount_fen
-        if not (_is_int(amount) and 0 < amount <= left):
-            raise PaymentIntentInvalid(
-                f"amount_fen to refund is 1 to {left}, what is left of the payment",
-                field="amount_fen",
-            )
-        if reason is not None and len(reason) > REFUND_REASON_CHARS_MAX:
-            raise PaymentIntentInvalid(
-                f"reason is at most {REFUND_REASON_CHARS_MAX} characters", field="reason"
-            )
+        amount = refund_amount(left, amount_fen, reason)
         merchant = intents._merchants.merchant(intent.merchant_id)
         refund_id = self._ids.next_id()
         before = intent.amount_received_fen - left  # refunded, and in flight

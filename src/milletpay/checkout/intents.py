@@ -430,16 +430,7 @@ class PaymentIntents:
         if intent.status is not IntentStatus.SUCCEEDED or _by_card(intent):
             raise _conflict(intent, "refunded")
         left = intent.amount_received_fen - _refunded_fen(tx.connection, intent.id)
-        amount = left if amount_fen is None else amount_fen
-        if not (_is_int(amount) and 0 < amount <= left):
-            raise PaymentIntentInvalid(
-                f"amount_fen to refund is 1 to {left}, what is left of the payment",
-                field="amount_fen",
-            )
-        if reason is not None and len(reason) > REFUND_REASON_CHARS_MAX:
-            raise PaymentIntentInvalid(
-                f"reason is at most {REFUND_REASON_CHARS_MAX} characters", field="reason"
-            )
+        amount = refund_amount(left, amount_fen, reason)
         merchant = self._merchants.merchant_in(tx.connection, intent.merchant_id)
         self._source_of(intent).check(merchant, amount)  # coins: whole coins only
         return self._refund(tx, intent, merchant, amount, reason)
@@ -1048,6 +1039,22 @@ def _payer_key(intent: PaymentIntent) -> str:
     intent and attempt, so a retry of an attempt pays once and a new attempt after a
     decline is a new operation."""
     return f"{public_id(intent.id)}:{intent.confirm_attempts}"
+
+
+def refund_amount(left_fen: int, amount_fen: int | None, reason: str | None) -> int:
+    """What a refund asked for takes (by default all that is left of the payment):
+    `PaymentIntentInvalid` for an amount that is not 1 to `left_fen`, or a reason too long."""
+    amount = left_fen if amount_fen is None else amount_fen
+    if not (_is_int(amount) and 0 < amount <= left_fen):
+        raise PaymentIntentInvalid(
+            f"amount_fen to refund is 1 to {left_fen}, what is left of the payment",
+            field="amount_fen",
+        )
+    if reason is not None and len(reason) > REFUND_REASON_CHARS_MAX:
+        raise PaymentIntentInvalid(
+            f"reason is at most {REFUND_REASON_CHARS_MAX} characters", field="reason"
+        )
+    return amount
 
 
 def _by_card(intent: PaymentIntent) -> bool:
