@@ -39,11 +39,12 @@ from milletpay.banks.model import (
     year_start_ns,
 )
 from milletpay.banks.responses import ResponseCode as R
-from milletpay.banks.tables import authorizations, bank_accounts, cards, movements
+from milletpay.banks.tables import authorizations, cards
 from milletpay.core.clock import NS_PER_S
 from milletpay.core.ids import id_from_bytes, id_to_bytes
 from milletpay.ledger import AMOUNT_MAX, CreateTransferResult, Transfer, TransferFlags
 from milletpay.ledger.engine import LedgerTransaction
+from milletpay.store.sql import Sql
 
 if TYPE_CHECKING:
     from milletpay.banks.bank import Bank
@@ -146,8 +147,8 @@ def authorize(
             decision = _decide(bank, tx.connection, request, fingerprint)
             answer = _record(bank, tx, request, auth_id, decision)
             if post and answer.approved:
-                row = _authorization_row(tx.connection, auth_id)
-                _posted(_post_or_void(bank, tx, row, request.reference, request.amount_fen))
+                held = _Held(id_to_bytes(auth_id), id_to_bytes(answer.hold_id))
+                _posted(_post_or_void(bank, tx, held, request.reference, request.amount_fen))
             return answer
     except Exception:
         # Never the request itself in the log: it carries the PAN.
@@ -179,7 +180,7 @@ def _same_request(
 
 
 def _authorization_row(conn: sa.Connection, auth_id: int) -> Any:
-    return conn.execute(_AUTHORIZATION_BY_ID, {"the_id": id_to_bytes(auth_id)}).first()
+    return _AUTHORIZATION_BY_ID.run(conn, the_id=id_to_bytes(auth_id)).first()
 
 
 def _answer(row: Any) -> AuthorizationAnswer:
@@ -198,7 +199,7 @@ def _decide(
     """Every check but funds, in order; the first that fails decides."""
     card = None
     if fingerprint is not None and bank.spec.issues_iin(request.pan[:6]):
-        card = conn.execute(_CARD_BY_FINGERPRINT, {"the_fingerprint": fingerprint}).first()
+        card = _CARD_BY_FINGERPRINT.run(conn, the_fingerprint=fingerprint).first()
     if card is None:
         return _Decision(R.INVALID_CARD, "card_unknown")
     ids = {"card_id": card.id, "account_id": card.account_id}
@@ -209,7 +210,7 @@ def _decide(
         return _Decision(R.EXPIRED_CARD, "card_expired", **ids)
     if request.expiry_yymm is not None and request.expiry_yymm != card.expiry_yymm:
         return _Decision(R.EXPIRED_CARD, "expiry_mismatch", **ids)
-    account = conn.execute(_ACCOUNT_BY_ID, {"the_account": card.account_id}).one()
+    account = _ACCOUNT_BY_ID.run(conn, the_account=card.account_id).one()
     if account.status != AccountStatus.ACTIVE:
         return _Decision(R.RESTRICTED_CARD, f"account_{account.status}", **ids)
     if request.currency != CURRENCY:
@@ -279,60 +280,57 @@ def class_limit_exceeded(
     return None
 
 
-_LIVE = (AuthStatus.HELD.value, AuthStatus.COMPLETED.value)
-
-
-def _spent(now_ns: int | sa.BindParameter[int]) -> sa.ColumnElement[int]:
-    """What an authorization row spent: the posted amount once completed, the held
-    amount while its hold can still be live (a hold past its timeout has lapsed in the
-    ledger even if nobody has resolved the row yet), else nothing."""
-    c = authorizations.c
-    return sa.case(
-        (c.status == AuthStatus.COMPLETED.value, c.completed_fen),
-        (c.created_at > now_ns - AUTH_HOLD_TIMEOUT_S * NS_PER_S, c.amount_fen),
-        else_=0,
-    )
+#: What an authorization row spent: the posted amount once completed, the held amount
+#: while its hold can still be live (a hold past its timeout has lapsed in the ledger
+#: even if nobody has resolved the row yet), else nothing; summed over the rows, of
+#: those `_SPENT_ROWS` names, created since `:the_since`.
+_SPENT_ROWS_SUM = f"""SELECT COALESCE(SUM(CASE
+        WHEN status = '{AuthStatus.COMPLETED.value}' THEN completed_fen
+        WHEN created_at > :the_now - {AUTH_HOLD_TIMEOUT_S * NS_PER_S} THEN amount_fen
+        ELSE 0 END), 0) AS spent_fen
+    FROM authorizations
+    WHERE created_at >= :the_since
+    AND status IN ('{AuthStatus.HELD.value}', '{AuthStatus.COMPLETED.value}')"""
+_CARD_SPENT: Final = Sql(_SPENT_ROWS_SUM + " AND card_id = :the_card")
+_ACCOUNT_CARD_SPENT: Final = Sql(_SPENT_ROWS_SUM + " AND account_id = :the_account")
+_ACCOUNT_DEBITED: Final = Sql(
+    """SELECT COALESCE(SUM(amount_fen), 0) AS debited_fen FROM movements
+    WHERE account_id = :the_account AND created_at >= :the_since
+    AND kind = 'debit' AND approved = :approved"""
+)
 
 
 def card_spent_fen(conn: sa.Connection, card_id: bytes, since_ns: int, now_ns: int) -> int:
     """What the card has spent since `since_ns`: holds live or completed."""
-    values = {"the_card": card_id, "the_since": since_ns, "the_now": now_ns}
-    return int(conn.execute(_CARD_SPENT, values).scalar_one())
+    spent = _CARD_SPENT.run(conn, the_card=card_id, the_since=since_ns, the_now=now_ns)
+    return int(spent.scalar_one_or_none())
 
 
-#: Built once: the statements every card payment runs.
-_CARD_BY_FINGERPRINT: Final = sa.select(cards).where(
-    cards.c.pan_fingerprint == sa.bindparam("the_fingerprint")
-)
-_ACCOUNT_BY_ID: Final = sa.select(bank_accounts).where(
-    bank_accounts.c.id == sa.bindparam("the_account")
-)
-_AUTHORIZATION_BY_ID: Final = sa.select(authorizations).where(
-    authorizations.c.id == sa.bindparam("the_id")
-)
-_CARD_SPENT: Final = sa.select(
-    sa.func.coalesce(sa.func.sum(_spent(sa.bindparam("the_now", type_=sa.BigInteger))), 0)
-).where(
-    authorizations.c.card_id == sa.bindparam("the_card"),
-    authorizations.c.created_at >= sa.bindparam("the_since"),
-    authorizations.c.status.in_(_LIVE),
+#: The statements every card payment runs.
+_CARD_BY_FINGERPRINT: Final = Sql("SELECT * FROM cards WHERE pan_fingerprint = :the_fingerprint")
+_ACCOUNT_BY_ID: Final = Sql("SELECT * FROM bank_accounts WHERE id = :the_account")
+_AUTHORIZATION_BY_ID: Final = Sql("SELECT * FROM authorizations WHERE id = :the_id")
+_INSERT_AUTHORIZATION: Final = Sql.insert(authorizations)
+_RESOLVE_AUTHORIZATION: Final = Sql(
+    """UPDATE authorizations SET status = :the_status, completed_fen = :the_completed,
+    resolved_at = :the_time WHERE id = :the_id"""
 )
 
 
 def account_spent_fen(conn: sa.Connection, account_id: bytes, since_ns: int, now_ns: int) -> int:
     """What left the account since `since_ns` by card or to Millet Pay."""
-    by_card = sa.select(sa.func.coalesce(sa.func.sum(_spent(now_ns)), 0)).where(
-        authorizations.c.account_id == account_id,
-        authorizations.c.created_at >= since_ns,
-        authorizations.c.status.in_(_LIVE),
-    )
-    linked = sa.select(sa.func.coalesce(sa.func.sum(movements.c.amount_fen), 0)).where(
-        movements.c.account_id == account_id,
-        movements.c.created_at >= since_ns,
-        movements.c.kind == "debit",
-        movements.c.approved.is_(True),
-    )
-    return int(conn.execute(by_card).scalar_one()) + int(conn.execute(linked).scalar_one())
+    when = {"the_account": account_id, "the_since": since_ns}
+    by_card = _ACCOUNT_CARD_SPENT.run(conn, **when, the_now=now_ns).scalar_one_or_none()
+    linked = _ACCOUNT_DEBITED.run(conn, **when, approved=True).scalar_one_or_none()
+    return int(by_card) + int(linked)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """The part of a held authorization's row `_post_or_void` needs."""
+
+    id: bytes
+    hold_id: bytes
 
 
 def _record(
@@ -370,20 +368,20 @@ def _record(
             .values(pin_failed_tries=decision.pin_tries)
         )
     approval_code = _approval_code(auth_id) if code is R.APPROVED else ""
-    conn.execute(
-        sa.insert(authorizations).values(
-            id=id_to_bytes(auth_id),
-            card_id=decision.card_id,
-            account_id=decision.account_id,
-            amount_fen=request.amount_fen,
-            channel=Channel(request.channel).value,
-            response_code=code.value,
-            approval_code=approval_code,
-            hold_id=id_to_bytes(hold_id) if hold_id else None,
-            status=(AuthStatus.HELD if hold_id else AuthStatus.DECLINED).value,
-            completed_fen=0,
-            created_at=bank.clock.now_ns(),
-        )
+    _INSERT_AUTHORIZATION.run(
+        conn,
+        id=id_to_bytes(auth_id),
+        card_id=decision.card_id,
+        account_id=decision.account_id,
+        amount_fen=request.amount_fen,
+        channel=Channel(request.channel).value,
+        response_code=code.value,
+        approval_code=approval_code,
+        hold_id=id_to_bytes(hold_id) if hold_id else None,
+        status=(AuthStatus.HELD if hold_id else AuthStatus.DECLINED).value,
+        completed_fen=0,
+        created_at=bank.clock.now_ns(),
+        resolved_at=None,
     )
     return AuthorizationAnswer(code, approval_code, auth_id, hold_id, reason)
 
@@ -483,14 +481,12 @@ def _post_or_void(
         assert result is CreateTransferResult.OK, result
         new_status = AuthStatus.COMPLETED if posting else AuthStatus.REVERSED
         completed = amount_fen or 0
-    tx.connection.execute(
-        sa.update(authorizations)
-        .where(authorizations.c.id == row.id)
-        .values(
-            status=new_status.value,
-            completed_fen=completed,
-            resolved_at=bank.clock.now_ns(),
-        )
+    _RESOLVE_AUTHORIZATION.run(
+        tx.connection,
+        the_status=new_status.value,
+        the_completed=completed,
+        the_time=bank.clock.now_ns(),
+        the_id=row.id,
     )
     return HoldAnswer(new_status is not AuthStatus.EXPIRED, new_status.value, completed)
 
@@ -525,11 +521,11 @@ def _refund_decision(
 ) -> _Decision:
     card = None
     if fingerprint is not None and bank.spec.issues_iin(request.pan[:6]):
-        card = conn.execute(_CARD_BY_FINGERPRINT, {"the_fingerprint": fingerprint}).first()
+        card = _CARD_BY_FINGERPRINT.run(conn, the_fingerprint=fingerprint).first()
     if card is None:
         return _Decision(R.INVALID_CARD, "card_unknown")
     ids = {"card_id": card.id, "account_id": card.account_id}
-    account = conn.execute(_ACCOUNT_BY_ID, {"the_account": card.account_id}).one()
+    account = _ACCOUNT_BY_ID.run(conn, the_account=card.account_id).one()
     if account.status == AccountStatus.CLOSED:
         return _Decision(R.RESTRICTED_CARD, "account_closed", **ids)
     if request.currency != CURRENCY:

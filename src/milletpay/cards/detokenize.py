@@ -20,11 +20,11 @@ import sqlalchemy as sa
 from milletpay.banks.model import cst_now
 from milletpay.cards.lifecycle import TokenState
 from milletpay.cards.pan import PAN_DIGITS_MAX, PAN_DIGITS_MIN, Expiry, Pan, mask_pan
-from milletpay.cards.tables import tokens, vault_pans
 from milletpay.cards.tokens import TokenDomain, domain_allows
 from milletpay.cards.vault import PanVault, VaultRef
 from milletpay.core.clock import Clock
 from milletpay.core.ids import id_from_bytes
+from milletpay.store.sql import Sql
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class Detokenizer:
         )
 
     def _row(self, token_number: str) -> Any:
-        with self._engine.connect() as conn:
-            return conn.execute(_TOKEN_BY_NUMBER, {"the_number": token_number}).first()
+        with self._engine.connect() as conn:  # one statement: its own snapshot
+            return _TOKEN_BY_NUMBER.run(conn, the_number=token_number).first()
 
     def _refusal(
         self, row: Any, domain: TokenDomain, device_id: str | None
@@ -100,20 +100,12 @@ class Detokenizer:
         return None
 
 
-#: Built once: every tap detokenizes. The vault's sealed card comes in the same read.
-_TOKEN_BY_NUMBER: Final = (
-    sa.select(
-        tokens.c.id,
-        tokens.c.vault_ref,
-        tokens.c.bank_code,
-        tokens.c.state,
-        tokens.c.domain,
-        tokens.c.expiry,
-        tokens.c.device_id,
-        vault_pans.c.sealed,
-    )
-    .select_from(tokens.outerjoin(vault_pans, vault_pans.c.id == tokens.c.vault_ref))
-    .where(tokens.c.token_number == sa.bindparam("the_number"))
+#: Every tap detokenizes. The vault's sealed card comes in the same read.
+_TOKEN_BY_NUMBER: Final = Sql(
+    """SELECT t.id, t.vault_ref, t.bank_code, t.state, t.domain, t.expiry, t.device_id,
+        v.sealed
+    FROM tokens t LEFT JOIN vault_pans v ON v.id = t.vault_ref
+    WHERE t.token_number = :the_number"""
 )
 
 

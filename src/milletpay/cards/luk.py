@@ -40,6 +40,7 @@ from milletpay.emv.profiles import CryptogramProfile, profile
 from milletpay.identity.kyc import SECONDS_PER_DAY
 from milletpay.ledger.committer import GroupCommitter
 from milletpay.store.engine import ConnectionTransaction, read_transaction, write_transaction
+from milletpay.store.sql import Sql
 from milletpay.wallet.periods import month_bounds_ns
 
 #: The cryptogram profile of the phone's applet: Millet Pay's network profile.
@@ -303,15 +304,16 @@ class LimitedUseKeys:
         one ATC, one wins). `EmvCryptoError` if `data` lacks a tag or one is malformed."""
         atc = _atc(data)
         key = id_to_bytes(token.id)
-        with read_transaction(self._engine) as conn:
-            row = _token_row(conn, key)
-            luk = _luk_for_atc(conn, key, atc)
-            has_luk = luk is not None or _latest_luk(conn, key) is not None
-            seen = luk is not None and _atc_seen(conn, key, atc)
+        with self._engine.connect() as conn:  # one statement: its own snapshot
+            row = _VERIFY_STATE.run(conn, the_token=key, the_atc=atc).first()
+        luk = None if row is None or row.luk_index is None else row
+        has_luk = row is not None and bool(row.has_luk)
+        seen = luk is not None and bool(row.seen)
         refusal = self._refusal(row, luk, has_luk, seen)
         if refusal is not None:
             return self._refused(token, refusal, luk, atc)
-        luk_key = self._luk(row.bank_code, row.token_number, row.psn, luk._asdict())
+        assert luk is not None  # `_refusal` passes no token without the ATC's LUK
+        luk_key = self._luk(luk.bank_code, luk.token_number, luk.psn, luk._asdict())
         if not crypto.verify_arqc(self._profile, luk_key, data, arqc):
             return self._refused(token, LukCode.ARQC_INVALID, luk, atc)
         verdict = self._count_use(key, luk, atc)
@@ -349,16 +351,17 @@ class LimitedUseKeys:
         where = {"the_token": key, "the_luk": luk.luk_index}
 
         def unit(conn: sa.Connection) -> Verdict:
-            state = conn.execute(_TOKEN_STATE, {"the_token": key}).scalar_one_or_none()
+            state = _TOKEN_STATE.run(conn, the_token=key).scalar_one_or_none()
             if state != TokenState.ACTIVE:
                 return Verdict(LukCode.TOKEN_NOT_ACTIVE, luk.luk_index)
-            used = conn.execute(_USE_LUK, where | {"the_time": now_ns}).scalar_one_or_none()
+            used = _USE_LUK.run(conn, **where, the_time=now_ns).scalar_one_or_none()
             if used is None:  # the LUK changed since it was read: say how
-                again = conn.execute(_LUK_ROW, where).one()
+                again = _LUK_ROW.run(conn, **where).one_or_none()
+                assert again is not None, "a LUK is never deleted"
                 code = self._luk_refusal(again)
                 assert code is not None, "the LUK changed but nothing refuses it"
                 return Verdict(code, luk.luk_index)
-            conn.execute(_SPEND_ATC, where | {"the_atc": atc, "the_time": now_ns})
+            _SPEND_ATC.run(conn, **where, the_atc=atc, the_time=now_ns)
             uses_left = luk.uses_max - used
             assert 0 <= uses_left < luk.uses_max
             return Verdict(LukCode.OK, luk.luk_index, uses_left)
@@ -439,43 +442,42 @@ def _atc(data: Mapping[str, bytes]) -> int:
     return int.from_bytes(value, "big")
 
 
-#: Built once, the statements of `_count_use`, which every tap runs.
-_THIS_LUK: Final = (
-    token_luks.c.token_id == sa.bindparam("the_token"),
-    token_luks.c.luk_index == sa.bindparam("the_luk"),
-)
-_TOKEN_STATE: Final = sa.select(tokens.c.state).where(tokens.c.id == sa.bindparam("the_token"))
+#: The statements of `_count_use`, which every tap runs.
+_THIS_LUK: Final = "token_id = :the_token AND luk_index = :the_luk"
+_TOKEN_STATE: Final = Sql("SELECT state FROM tokens WHERE id = :the_token")
 #: One use, if the LUK is still current, unexpired and under its uses: its new count.
-_USE_LUK: Final = (
-    sa.update(token_luks)
-    .where(
-        *_THIS_LUK,
-        token_luks.c.retired_at.is_(None),
-        token_luks.c.expires_at > sa.bindparam("the_time"),
-        token_luks.c.used_count < token_luks.c.uses_max,
-    )
-    .values(used_count=token_luks.c.used_count + 1)
-    .returning(token_luks.c.used_count)
+_USE_LUK: Final = Sql(
+    f"""UPDATE token_luks SET used_count = used_count + 1
+    WHERE {_THIS_LUK} AND retired_at IS NULL AND expires_at > :the_time
+    AND used_count < uses_max RETURNING used_count"""
 )
-_LUK_ROW: Final = sa.select(token_luks).where(*_THIS_LUK)
-_SPEND_ATC: Final = sa.insert(token_luk_atcs).values(
-    token_id=sa.bindparam("the_token"),
-    atc=sa.bindparam("the_atc"),
-    luk_index=sa.bindparam("the_luk"),
-    used_at=sa.bindparam("the_time"),
+_LUK_ROW: Final = Sql(f"SELECT * FROM token_luks WHERE {_THIS_LUK}")
+_SPEND_ATC: Final = Sql(
+    "INSERT INTO token_luk_atcs (token_id, atc, luk_index, used_at) "
+    "VALUES (:the_token, :the_atc, :the_luk, :the_time)"
+)
+#: What `verify` reads, in one statement: the token, the LUK whose window holds the ATC
+#: (its columns empty if none does), whether the token has any LUK, and whether the ATC
+#: was spent.
+_VERIFY_STATE: Final = Sql(
+    """SELECT t.state, t.bank_code, t.token_number, t.psn,
+        l.luk_index, l.imk_version, l.uses_max, l.used_count, l.expires_at, l.retired_at,
+        EXISTS (SELECT 1 FROM token_luks k WHERE k.token_id = t.id) AS has_luk,
+        EXISTS (
+            SELECT 1 FROM token_luk_atcs a WHERE a.token_id = t.id AND a.atc = :the_atc
+        ) AS seen
+    FROM tokens t LEFT JOIN token_luks l
+        ON l.token_id = t.id AND l.atc_first <= :the_atc AND l.atc_last >= :the_atc
+    WHERE t.id = :the_token"""
 )
 
 
-#: Built once, the reads of `verify` and `arpc`, which every tap runs.
+#: The reads of `arpc` when it has no LUK kept from `verify`.
 _TOKEN_ROW: Final = sa.select(tokens).where(tokens.c.id == sa.bindparam("the_token"))
 _LUK_FOR_ATC: Final = sa.select(token_luks).where(
     token_luks.c.token_id == sa.bindparam("the_token"),
     token_luks.c.atc_first <= sa.bindparam("the_atc"),
     token_luks.c.atc_last >= sa.bindparam("the_atc"),
-)
-_ATC_SEEN: Final = sa.select(token_luk_atcs.c.atc).where(
-    token_luk_atcs.c.token_id == sa.bindparam("the_token"),
-    token_luk_atcs.c.atc == sa.bindparam("the_atc"),
 )
 
 
@@ -490,10 +492,6 @@ def _latest_luk(conn: sa.Connection, key: bytes) -> Any:
 
 def _luk_for_atc(conn: sa.Connection, key: bytes, atc: int) -> Any:
     return conn.execute(_LUK_FOR_ATC, {"the_token": key, "the_atc": atc}).first()
-
-
-def _atc_seen(conn: sa.Connection, key: bytes, atc: int) -> bool:
-    return conn.execute(_ATC_SEEN, {"the_token": key, "the_atc": atc}).first() is not None
 
 
 def _retire(conn: sa.Connection, latest: Any, now_ns: int) -> bool:

@@ -26,6 +26,7 @@ from milletpay.ledger.committer import GroupCommitter
 from milletpay.network.iso8583 import Message, decode, encode
 from milletpay.network.tables import clearing_records, network_messages_seen, stand_in_advices
 from milletpay.store.engine import ConnectionTransaction, read_transaction, write_transaction
+from milletpay.store.sql import Sql
 
 __all__ = [
     "ADVICES_LISTED_MAX",
@@ -189,7 +190,7 @@ class NetworkBooks:
             "seen_at": self._clock.now_ns(),
         }
         try:
-            self._write(lambda conn: conn.execute(_INSERT_SEEN, row))
+            self._write(lambda conn: _INSERT_SEEN.run(conn, **row))
         except sa.exc.IntegrityError:
             return False
         return True
@@ -256,7 +257,7 @@ class NetworkBooks:
         }
 
         def unit(conn: sa.Connection) -> None:
-            conn.execute(_INSERT_RECORD, values)
+            _INSERT_RECORD.run(conn, **values)
             for advice in advices:
                 self._insert_advice(conn, approval.bank_code, advice, record_id)
 
@@ -382,8 +383,8 @@ class NetworkBooks:
 
 
 #: Built once: the statements every tap runs.
-_INSERT_SEEN: Final = sa.insert(network_messages_seen)
-_INSERT_RECORD: Final = sa.insert(clearing_records)
+_INSERT_SEEN: Final = Sql.insert(network_messages_seen)
+_INSERT_RECORD: Final = Sql.insert(clearing_records)
 
 
 def _aad(kind: bytes, row_id: int) -> bytes:

@@ -36,6 +36,11 @@ class Rows:
     def all(self) -> list[Any]:
         return list(self._rows)
 
+    def one(self) -> Any:
+        if len(self._rows) != 1:
+            raise sa.exc.NoResultFound(f"{len(self._rows)} rows where exactly one was expected")
+        return self._rows[0]
+
     def first(self) -> Any:
         return self._rows[0] if self._rows else None
 
@@ -59,6 +64,14 @@ class Sql:
         self._sqlite = self.text.removesuffix(_FOR_UPDATE)
         self._row_types: dict[tuple[str, ...], Any] = {}
 
+    @classmethod
+    def insert(cls, table: sa.TableClause) -> Sql:
+        """The INSERT of one whole row of `table`: a parameter per column, named as the
+        column."""
+        names = [column.name for column in table.columns]
+        columns, values = ", ".join(names), ", ".join(f":{name}" for name in names)
+        return cls(f"INSERT INTO {table.name} ({columns}) VALUES ({values})")
+
     def __repr__(self) -> str:
         return f"Sql({self.text!r})"
 
@@ -77,6 +90,12 @@ class Sql:
                 return Rows([], cursor.rowcount)
             row_type = self._row_type(tuple(column[0] for column in cursor.description))
             return Rows([row_type._make(row) for row in cursor.fetchall()], cursor.rowcount)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy raises it: callers catch `sa.exc.IntegrityError` and the
+            # like whichever way their statement ran.
+            raise sa.exc.DBAPIError.instance(
+                text, params, exc, conn.dialect.loaded_dbapi.Error
+            ) from exc
         finally:
             cursor.close()
 
