@@ -8,6 +8,7 @@ Only canonical encodings are accepted (definite lengths, shortest form), so that
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ TAG_BYTES_MAX = 3  # EMV tags are one or two bytes; three leaves room for propri
 LENGTH_BYTES_MAX = 2  # forms 81 and 82: values up to 65,535 bytes
 DEPTH_MAX = 8  # constructed objects nested inside each other
 DATA_BYTES_MAX = 65_535  # one `decode` call's input, and one `encode` call's output
+TAGS_KEPT = 1_024  # checked tags remembered (see `_tag_bytes`)
 
 _CONSTRUCTED = 0x20
 _TAG_NUMBER_MASK = 0x1F  # first tag byte: 11111 means "more tag bytes follow"
@@ -176,8 +178,11 @@ def _length_bytes(length: int) -> bytes:
     raise TlvError(None, f"a value of {length} bytes is over {DATA_BYTES_MAX}")
 
 
+@functools.lru_cache(maxsize=TAGS_KEPT)
 def _tag_bytes(tag: str) -> bytes:
-    """The bytes of a hex tag, refused unless `_read_tag` would read exactly them."""
+    """The bytes of a hex tag, refused unless `_read_tag` would read exactly them. Kept
+    for the last `TAGS_KEPT` tags: every object made or read checks its tag, and a
+    kernel or a switch meets the same few dozen again and again."""
     try:
         raw = bytes.fromhex(tag)
     except ValueError:

@@ -578,10 +578,10 @@ def _value_problem(definition: FieldDef, value: FieldValue) -> str | None:
         return f"{size} {unit}, expected {definition.max_len}"
     if not definition.min_len <= size <= definition.max_len:
         return f"{size} {unit}, expected {definition.min_len}..{definition.max_len}"
-    if isinstance(value, str):
-        for offset, char in enumerate(value):
-            if char not in _CHARSETS[definition.kind]:
-                return f"character {offset + 1} is not allowed in an {definition.kind} field"
+    if isinstance(value, str) and not _CHARSETS[definition.kind].issuperset(value):
+        allowed = _CHARSETS[definition.kind]
+        offset = next(n for n, char in enumerate(value) if char not in allowed)
+        return f"character {offset + 1} is not allowed in an {definition.kind} field"
     if definition.codes is not None:
         width = len(next(iter(definition.codes)))
         if not isinstance(value, str) or value[:width] not in definition.codes:
