@@ -34,7 +34,7 @@ import calendar
 import datetime
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Final
@@ -255,6 +255,17 @@ class _CardState:
     luk: HceLuk
     atc_next: int
     uses: int = 0
+    # The answers that never change while the card is on the phone, made once: its
+    # SELECT (the FCI) and its READ RECORDs by (SFI, record number).
+    selected_answer: bytes = b""
+    record_answers: dict[tuple[int, int], bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.selected_answer = respond(StatusWord.OK, tlv.encode(_aid_fci(self.card)))
+        self.record_answers = {
+            place: respond(StatusWord.OK, tlv.encode(Tlv("70", record)))
+            for place, record in _records(self.card).items()
+        }
 
 
 @dataclass(slots=True)
@@ -277,6 +288,7 @@ class PaymentApplet:
         if len({s.card.token_pan for s in states}) != len(states):
             raise AppletError("two cards share a token PAN")
         self._cards = {s.card.token_pan: s for s in states}
+        self._ppse_answer = respond(StatusWord.OK, tlv.encode(_ppse_fci(states)))
         self._clock = clock
         self._session = _Session()
         self._cdcvm_at_ns: int | None = None
@@ -362,12 +374,12 @@ class PaymentApplet:
         if not 1 <= len(apdu.data) <= AID_BYTES_MAX:
             return respond(StatusWord.WRONG_LENGTH)
         if apdu.data == PPSE_NAME:
-            return respond(StatusWord.OK, tlv.encode(_ppse_fci(self._cards.values())))
+            return self._ppse_answer
         state = next((s for s in self._cards.values() if s.card.aid == apdu.data), None)
         if state is None:
             return respond(StatusWord.FILE_NOT_FOUND)
         self._session.selected = state
-        return respond(StatusWord.OK, tlv.encode(_aid_fci(state.card)))
+        return state.selected_answer
 
     def _get_processing_options(self, apdu: CommandApdu) -> bytes:
         state = self._session.selected
@@ -393,10 +405,8 @@ class PaymentApplet:
             return respond(StatusWord.CONDITIONS_NOT_SATISFIED)
         if apdu.p2 & 0x07 != READ_RECORD_P2_BY_NUMBER:
             return respond(StatusWord.INCORRECT_P1_P2)
-        record = _records(state.card).get((apdu.p2 >> 3, apdu.p1))
-        if record is None:
-            return respond(StatusWord.RECORD_NOT_FOUND)
-        return respond(StatusWord.OK, tlv.encode(Tlv("70", record)))
+        record = state.record_answers.get((apdu.p2 >> 3, apdu.p1))
+        return respond(StatusWord.RECORD_NOT_FOUND) if record is None else record
 
     # -- keys and the cryptogram ------------------------------------------------------
 
