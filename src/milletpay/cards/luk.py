@@ -20,7 +20,8 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
@@ -38,7 +39,7 @@ from milletpay.emv.crypto import EmvCryptoError
 from milletpay.emv.keys import ImkSource
 from milletpay.emv.profiles import CryptogramProfile, profile
 from milletpay.identity.kyc import SECONDS_PER_DAY
-from milletpay.ledger.committer import GroupCommitter
+from milletpay.ledger.committer import GroupCommitter, RowWriter, settled
 from milletpay.store.engine import ConnectionTransaction, read_transaction, write_transaction
 from milletpay.store.sql import Sql
 from milletpay.wallet.periods import month_bounds_ns
@@ -167,6 +168,17 @@ def derive_luk(icc_mk: bytes, luk_index: int) -> bytes:
     return _kd.derive_common_sk(icc_mk, LUK_R_LABEL + luk_index.to_bytes(4, "big"))
 
 
+@dataclass(frozen=True, slots=True)
+class _Use:
+    """A cryptogram that passed every check but its use's count: the write to make."""
+
+    token: Token
+    atc: int
+    luk: Any
+    luk_key: bytes = field(repr=False)
+    unit: Callable[[sa.Connection], Verdict] = field(repr=False)
+
+
 class LimitedUseKeys:
     """Issues, replenishes and checks a token's LUKs; thread-safe."""
 
@@ -182,7 +194,7 @@ class LimitedUseKeys:
         """`committer`: the uses `verify` counts are written through it, many
         verifications' in one transaction (its owner closes it); None: each in its own."""
         self._engine = engine
-        self._committer = committer
+        self._writer = RowWriter(engine, committer)
         self._luk_keys: OrderedDict[tuple[str, str, int, int, int], bytes] = OrderedDict()
         self._luk_keys_lock = threading.Lock()
         #: (token id, ATC) → LUK of the cryptograms verified last, for their ARPCs.
@@ -302,6 +314,24 @@ class LimitedUseKeys:
         under the LUK whose window holds the ATC, and that LUK may still be used; an `OK`
         counts one use of the LUK and spends the ATC, atomically (of two verifications of
         one ATC, one wins). `EmvCryptoError` if `data` lacks a tag or one is malformed."""
+        checked = self._check(token, arqc, data)
+        if isinstance(checked, Verdict):
+            return checked
+        return self._counted(checked, self._writer.submit(checked.unit))
+
+    async def verify_async(
+        self, token: Token, arqc: bytes, data: Mapping[str, bytes]
+    ) -> Verdict:
+        """`verify`, its use counted while the event loop waits instead of a thread (its
+        read and the cryptogram's check run on the loop)."""
+        checked = self._check(token, arqc, data)
+        if isinstance(checked, Verdict):
+            return checked
+        return self._counted(checked, await settled(self._writer.submit(checked.unit)))
+
+    def _check(self, token: Token, arqc: bytes, data: Mapping[str, bytes]) -> Verdict | _Use:
+        """A refusal, or the use to count: every check of `verify` but the last, which
+        only the write can make (the LUK and the ATC still free when it is counted)."""
         atc = _atc(data)
         key = id_to_bytes(token.id)
         with self._engine.connect() as conn:  # one statement: its own snapshot
@@ -316,11 +346,18 @@ class LimitedUseKeys:
         luk_key = self._luk(luk.bank_code, luk.token_number, luk.psn, luk._asdict())
         if not crypto.verify_arqc(self._profile, luk_key, data, arqc):
             return self._refused(token, LukCode.ARQC_INVALID, luk, atc)
-        verdict = self._count_use(key, luk, atc)
+        return _Use(token, atc, luk, luk_key, self._use_unit(key, luk, atc))
+
+    def _counted(self, use: _Use, written: Future[Verdict]) -> Verdict:
+        """The verdict once `use` was counted (or refused when it came to it)."""
+        try:
+            verdict = written.result()
+        except sa.exc.IntegrityError:  # a concurrent verification spent the ATC first
+            verdict = Verdict(LukCode.ATC_REPLAYED, use.luk.luk_index)
         if not verdict.ok:
-            return self._refused(token, verdict.code, luk, atc)
+            return self._refused(use.token, verdict.code, use.luk, use.atc)
         with self._luk_keys_lock:  # the ARPC that answers it needs this LUK again
-            self._verified[(token.id, atc)] = luk_key
+            self._verified[(use.token.id, use.atc)] = use.luk_key
             while len(self._verified) > LUK_KEYS_KEPT:
                 self._verified.popitem(last=False)
         return verdict
@@ -344,9 +381,10 @@ class LimitedUseKeys:
             return LukCode.LUK_EXHAUSTED
         return None
 
-    def _count_use(self, key: bytes, luk: Any, atc: int) -> Verdict:
-        """One use of `luk` and the ATC spent, in one transaction, each compare-and-set:
-        the LUK still current, unexpired, under its uses, the ATC not spent."""
+    def _use_unit(self, key: bytes, luk: Any, atc: int) -> Callable[[sa.Connection], Verdict]:
+        """The write of one use of `luk` and the ATC spent, each compare-and-set: the LUK
+        still current, unexpired, under its uses, the ATC not spent (else the unit
+        raises `IntegrityError`)."""
         now_ns = self._clock.now_ns()
         where = {"the_token": key, "the_luk": luk.luk_index}
 
@@ -366,17 +404,7 @@ class LimitedUseKeys:
             assert 0 <= uses_left < luk.uses_max
             return Verdict(LukCode.OK, luk.luk_index, uses_left)
 
-        try:
-            return self._write(unit)
-        except sa.exc.IntegrityError:  # a concurrent verification spent the ATC first
-            return Verdict(LukCode.ATC_REPLAYED, luk.luk_index)
-
-    def _write(self, unit: Callable[[sa.Connection], T]) -> T:
-        """`unit` in a write transaction: the committer's shared one, or its own."""
-        if self._committer is None:
-            with write_transaction(self._engine) as conn:
-                return unit(conn)
-        return self._committer.run(lambda tx: unit(tx.connection))
+        return unit
 
     def _refused(self, token: Token, code: LukCode, luk: Any, atc: int) -> Verdict:
         log.info("token %s: cryptogram with ATC %d refused: %s", token.number, atc, code)

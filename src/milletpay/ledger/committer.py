@@ -16,6 +16,8 @@ few hundred operations a second whatever the CPU.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -24,7 +26,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+import sqlalchemy as sa
+
 from milletpay.ledger.engine import Ledger, LedgerTransaction
+from milletpay.store.engine import ConnectionTransaction, write_transaction
 
 T = TypeVar("T")
 
@@ -204,3 +209,44 @@ class GroupCommitter(Generic[TxT]):
                 unit.future.set_result(value)
             else:
                 unit.future.set_exception(value)
+
+
+class RowWriter:
+    """Write transactions for units that write rows of their own (no ledger) on
+    `engine`: the shared transactions of `committer` when there is one, else one of
+    their own each, on the caller's thread. `run` waits for the unit; `submit` gives a
+    future of it, which an event loop awaits with `settled` instead of blocking a thread
+    on it."""
+
+    def __init__(
+        self, engine: sa.Engine, committer: GroupCommitter[ConnectionTransaction] | None
+    ) -> None:
+        self._engine = engine
+        self._committer = committer
+
+    def run(self, unit: Callable[[sa.Connection], T]) -> T:
+        """`unit`'s result once committed, or the exception it raised."""
+        return self.submit(unit).result()
+
+    def submit(self, unit: Callable[[sa.Connection], T]) -> Future[T]:
+        """A future of `unit`'s result once committed. Without a committer the unit runs
+        now, in a transaction of its own, and the future is done when this returns."""
+        if self._committer is not None:
+            return self._committer.submit(lambda tx: unit(tx.connection))
+        future: Future[T] = Future()
+        try:
+            with write_transaction(self._engine) as conn:
+                result = unit(conn)
+        except Exception as error:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+        return future
+
+
+async def settled(future: Future[T]) -> Future[T]:
+    """`future` once it is done, waited for on the event loop without a thread; its
+    result or exception is for the caller to read (`future.result()` no longer blocks)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wrap_future(future)
+    return future

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -22,7 +22,7 @@ from milletpay.cards.pan import mask_pan
 from milletpay.core.clock import Clock
 from milletpay.core.ids import IdGenerator, id_from_bytes, id_to_bytes
 from milletpay.core.keyring import KeyRing
-from milletpay.ledger.committer import GroupCommitter
+from milletpay.ledger.committer import GroupCommitter, RowWriter, settled
 from milletpay.network.iso8583 import Message, decode, encode
 from milletpay.network.tables import clearing_records, network_messages_seen, stand_in_advices
 from milletpay.store.engine import ConnectionTransaction, read_transaction, write_transaction
@@ -168,7 +168,7 @@ class NetworkBooks:
         """`committer`: the switch's claims and clearing records are written through it,
         many taps' in one transaction (its owner closes it); None: each in its own."""
         self._engine = engine
-        self._committer = committer
+        self._writer = RowWriter(engine, committer)
         self._keyring = keyring
         self._clock = clock
         self._ids = IdGenerator(clock)
@@ -181,6 +181,13 @@ class NetworkBooks:
 
     def claim(self, key: MessageKey, mti: str) -> bool:
         """Record `key` as seen; False if it was seen before (a duplicate)."""
+        return _claimed(self._submit_claim(key, mti))
+
+    async def claim_async(self, key: MessageKey, mti: str) -> bool:
+        """`claim`, awaited on the event loop instead of a thread."""
+        return _claimed(await settled(self._submit_claim(key, mti)))
+
+    def _submit_claim(self, key: MessageKey, mti: str) -> Future[Any]:
         row = {
             "acquirer": key.acquirer,
             "terminal": key.terminal,
@@ -189,18 +196,7 @@ class NetworkBooks:
             "mti": mti,
             "seen_at": self._clock.now_ns(),
         }
-        try:
-            self._write(lambda conn: _INSERT_SEEN.run(conn, **row))
-        except sa.exc.IntegrityError:
-            return False
-        return True
-
-    def _write(self, unit: Callable[[sa.Connection], T]) -> T:
-        """`unit` in a write transaction: the committer's shared one, or its own."""
-        if self._committer is None:
-            with write_transaction(self._engine) as conn:
-                return unit(conn)
-        return self._committer.run(lambda tx: unit(tx.connection))
+        return self._writer.submit(lambda conn: _INSERT_SEEN.run(conn, **row))
 
     def forget_seen(self, before_ns: int, limit: int) -> int:
         """Forget at most `limit` keys first seen before `before_ns` (a maintenance run
@@ -229,6 +225,19 @@ class NetworkBooks:
     ) -> ClearingRecord:
         """The clearing record of an approval, and the advices it owes the issuer (a
         stand-in's), in one transaction."""
+        values, written = self._submit_approval(approval, advices)
+        written.result()
+        return _record(values)
+
+    async def record_approval_async(self, approval: Approval) -> ClearingRecord:
+        """`record_approval` (no advices), awaited on the event loop instead of a thread."""
+        values, written = self._submit_approval(approval, ())
+        (await settled(written)).result()
+        return _record(values)
+
+    def _submit_approval(
+        self, approval: Approval, advices: tuple[Message, ...]
+    ) -> tuple[dict[str, Any], Future[None]]:
         record_id = self._ids.next_id()
         now_ns = self._clock.now_ns()
         completed = approval.mti == "0200"
@@ -261,8 +270,7 @@ class NetworkBooks:
             for advice in advices:
                 self._insert_advice(conn, approval.bank_code, advice, record_id)
 
-        self._write(unit)
-        return _record(values)
+        return values, self._writer.submit(unit)
 
     def record(self, key: MessageKey) -> ClearingRecord | None:
         with read_transaction(self._engine) as conn:
@@ -385,6 +393,15 @@ class NetworkBooks:
 #: Built once: the statements every tap runs.
 _INSERT_SEEN: Final = Sql.insert(network_messages_seen)
 _INSERT_RECORD: Final = Sql.insert(clearing_records)
+
+
+def _claimed(written: Future[Any]) -> bool:
+    """Whether a claim's row was written: not if its key was there (a duplicate)."""
+    try:
+        written.result()
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 def _aad(kind: bytes, row_id: int) -> bytes:

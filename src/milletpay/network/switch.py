@@ -351,10 +351,12 @@ class CardNetwork:
     # -- authorization -----------------------------------------------------------------
 
     async def _authorize(self, message: Message) -> Message:
-        # The blocking work before and after the issuer, each in one worker-thread hop.
-        card = await asyncio.to_thread(self._admit, message)
-        if card is None:
+        # The reads and the cryptogram's check run on the loop (each a statement or two on
+        # the local database, under a millisecond); every write is awaited, and shares
+        # its committer's transaction with the writes of other taps.
+        if not await self._books.claim_async(MessageKey.of(message), message.mti):
             return response_to(message, ROUTING_CODES["duplicate"])
+        card = await self._card(message)
         forwarded = self._forwarded(message, card)
         try:
             answer = await self._directory.request(card.bank_code, forwarded)
@@ -366,24 +368,15 @@ class CardNetwork:
         code = _relayed_code(answer)
         approval = answer.fields.get(38) if code == APPROVED else None
         assert approval is None or isinstance(approval, str)
-        if approval is not None:
-            return await asyncio.to_thread(self._approved, message, card, approval)
-        return await self._answer(message, card, code, approval)
+        if approval is not None:  # the clearing record, then the acquirer's answer
+            await self._books.record_approval_async(
+                self._approval(message, card, approval, False)
+            )
+        return self._answer(message, card, code, approval)
 
-    def _admit(self, message: Message) -> _Card | None:
-        """Claim the request's key (None: a duplicate), then `_card`."""
-        if not self._books.claim(MessageKey.of(message), message.mti):
-            return None
-        return self._card(message)
-
-    def _approved(self, message: Message, card: _Card, approval: str) -> Message:
-        """The issuer approved: the clearing record, then the acquirer's answer."""
-        self._books.record_approval(self._approval(message, card, approval, False))
-        return self._answer_now(message, card, APPROVED, approval)
-
-    def _card(self, message: Message) -> _Card:
+    async def _card(self, message: Message) -> _Card:
         """Route the number in field 2; for a token, detokenize it and check its
-        cryptogram. A `_Decline` for anything that must not reach the issuer. Blocking."""
+        cryptogram. A `_Decline` for anything that must not reach the issuer."""
         number = message.text(2)
         found = route(number, self._specs)
         if found is None:
@@ -392,9 +385,9 @@ class CardNetwork:
             raise _Decline(ROUTING_CODES["issuer_not_connected"], f"no host for {found.bank_code}")
         if not found.token:
             return _Card(found.bank_code, number)
-        return self._token_card(message, number)
+        return await self._token_card(message, number)
 
-    def _token_card(self, message: Message, number: str) -> _Card:
+    async def _token_card(self, message: Message, number: str) -> _Card:
         domain = token_domain(message)
         if domain is None:
             raise _Decline(DETOKENIZE_CODES[DetokenizeCode.DOMAIN_MISMATCH], "entry mode")
@@ -410,7 +403,7 @@ class CardNetwork:
         icc = _icc_data(message)
         token = self._token(found.token_id)
         try:
-            verdict = self._luks.verify(token, icc["9F26"], icc)
+            verdict = await self._luks.verify_async(token, icc["9F26"], icc)
         except EmvCryptoError as exc:
             raise _Decline(ROUTING_CODES["format_error"], str(exc)) from None
         if not verdict.ok:
@@ -439,18 +432,12 @@ class CardNetwork:
             changes |= {63: card.token_number, 14: card.expiry_yymm}
         return message.with_fields(changes)
 
-    async def _answer(
-        self, message: Message, card: _Card, code: str, approval: str | None
-    ) -> Message:
-        if card.token is None:  # no ARPC to compute: nothing blocks
-            return self._answer_now(message, card, code, approval)
-        return await asyncio.to_thread(self._answer_now, message, card, code, approval)
-
-    def _answer_now(
+    def _answer(
         self, message: Message, card: _Card, code: str, approval: str | None
     ) -> Message:
         """The acquirer's answer, built from its own request (so its field 2 is what it
-        sent: the token), with the approval code and, for a token, the ARPC. Blocking."""
+        sent: the token), with the approval code and, for a token, the ARPC (under the
+        LUK its verification kept)."""
         extra: dict[int, FieldValue] = {} if approval is None else {38: approval}
         if card.token is not None and card.icc is not None:
             arc = code.encode("ascii")
@@ -506,7 +493,7 @@ class CardNetwork:
                 tuple(advices),
             )
         log.info("stood in for %s: approved %d fen", card.bank_code, amount_fen)
-        return await self._answer(message, card, APPROVED, approval)
+        return self._answer(message, card, APPROVED, approval)
 
     def _stand_in_allowed(self, message: Message, pan: str, amount_fen: int) -> bool:
         if is_refund(message) or amount_fen > self._stand_in.per_transaction_fen:
