@@ -15,7 +15,6 @@ releases it. The payer's side is in `api/payments.py`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -23,10 +22,12 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import check_key, request_hash
-from milletpay.api.wallet import Idempotency, IdempotencyKey
+from milletpay.api.lean import lean_route, plain_body
+from milletpay.api.wallet import Idempotency, IdempotencyKey, committed
 from milletpay.checkout.codes import (
     MerchantQrInvalid,
     PaymentCodeRefused,
@@ -95,7 +96,7 @@ from milletpay.checkout.webhooks import (
 from milletpay.core.errors import MilletError
 from milletpay.emv.qr import QrError
 from milletpay.emv.qr_render import render_svg
-from milletpay.ledger.committer import Committer, GroupCommitter
+from milletpay.ledger.committer import Committer
 from milletpay.ledger.engine import LedgerTransaction
 
 router = APIRouter(prefix="/v1", tags=["merchants"])
@@ -283,16 +284,29 @@ def revoke_key(key_id: str, merchant: SignedMerchant, service: Merchants) -> dic
 # -- payment intents ------------------------------------------------------------------------
 
 
-@router.post(
-    "/payment-intents",
-    status_code=201,
-    responses={200: {"description": "the intent the merchant's order already has"}},
-)
 async def create_intent(
-    body: NewIntent, merchant: SignedMerchant, intents: Intents, request: Request
+    body: NewIntent, merchant: SignedMerchant, request: Request
 ) -> JSONResponse:
     """A payment intent for the merchant's order: 201, or 200 with the intent the order
     already has (same amount and capture method; 409 `merchant_order_reused` if not)."""
+    return await _create_intent(request, merchant, body)
+
+
+async def _create_intent_shortcut(request: Request) -> JSONResponse | None:
+    """`create_intent` for a plain request (`api/lean.py`): a body of `NewIntent` and a
+    live secret key; None for any other, which FastAPI answers."""
+    body = await plain_body(request, NewIntent)
+    authorization = request.headers.get("authorization")
+    if body is None or not authorization or not authorization.startswith("Bearer "):
+        return None
+    service: MerchantService = request.app.state.merchants
+    found = await run_in_threadpool(service.authenticate, authorization[len("Bearer ") :])
+    if found is None or found[1] is not ApiKeyKind.SECRET:
+        return None
+    return await _create_intent(request, found[0], body)
+
+
+async def _create_intent(request: Request, merchant: Merchant, body: NewIntent) -> JSONResponse:
     wanted = IntentRequest(
         amount_fen=body.amount_fen,
         merchant_order_id=body.merchant_order_id,
@@ -302,11 +316,22 @@ async def create_intent(
         capture_method=CaptureMethod(body.capture_method),
         expires_in_s=body.expires_in_s,
     )
+    intents: PaymentIntents = request.app.state.intents
     # `PaymentIntents.create`'s unit, awaited here rather than waited for on a worker
     # thread: nothing else in this request blocks.
     created = await _committed(request, lambda tx: intents.create_in(tx, merchant.id, wanted))
     answer = {**intent_object(created.intent), "client_secret": created.client_secret}
     return JSONResponse(answer, status_code=201 if created.created else 200)
+
+
+router.add_api_route(
+    "/payment-intents",
+    create_intent,
+    methods=["POST"],
+    status_code=201,
+    responses={200: {"description": "the intent the merchant's order already has"}},
+    route_class_override=lean_route(_create_intent_shortcut),
+)
 
 
 @router.get("/payment-intents/{intent_id}")
@@ -653,11 +678,10 @@ def _run(call: Any) -> Any:
 
 
 async def _committed(request: Request, work: Callable[[LedgerTransaction], T]) -> T:
-    """`work` committed by the app's committer, as `Committer.run` would, but awaited on
-    the event loop; its checkout errors as HTTP answers naming the field."""
-    committer: GroupCommitter[LedgerTransaction] = request.app.state.committer
+    """`work` committed by the app's committer, awaited on the event loop (`committed`);
+    its checkout errors as HTTP answers naming the field."""
     try:
-        return await asyncio.wrap_future(committer.submit(work))
+        return await committed(request, work)
     except tuple(CHECKOUT_STATUS) as error:
         raise _api_error(error) from None
 
