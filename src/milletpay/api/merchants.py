@@ -22,7 +22,6 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import check_key, request_hash
@@ -57,6 +56,7 @@ from milletpay.checkout.intents import (
     TTL_S_MAX,
     TTL_S_MIN,
     CaptureMethod,
+    Created,
     Funding,
     IntentRequest,
     IntentStatus,
@@ -294,20 +294,38 @@ async def create_intent(
 
 async def _create_intent_shortcut(request: Request) -> JSONResponse | None:
     """`create_intent` for a plain request (`api/lean.py`): a body of `NewIntent` and a
-    live secret key; None for any other, which FastAPI answers."""
+    live secret key, looked up in the unit that creates the intent (no trip to a worker
+    thread); None for any other, which FastAPI answers (the unit then wrote nothing)."""
     body = await plain_body(request, NewIntent)
     authorization = request.headers.get("authorization")
     if body is None or not authorization or not authorization.startswith("Bearer "):
         return None
+    key_text = authorization[len("Bearer ") :]
     service: MerchantService = request.app.state.merchants
-    found = await run_in_threadpool(service.authenticate, authorization[len("Bearer ") :])
-    if found is None or found[1] is not ApiKeyKind.SECRET:
-        return None
-    return await _create_intent(request, found[0], body)
+    intents: PaymentIntents = request.app.state.intents
+    wanted = _intent_request(body)
+
+    def unit(tx: LedgerTransaction) -> Created | None:
+        found = service.authenticate_in(tx.connection, key_text)
+        if found is None or found[1] is not ApiKeyKind.SECRET:
+            return None
+        return intents.create_in(tx, found[0].id, wanted)
+
+    created = await _committed(request, unit)
+    return None if created is None else _created_answer(created)
 
 
 async def _create_intent(request: Request, merchant: Merchant, body: NewIntent) -> JSONResponse:
-    wanted = IntentRequest(
+    intents: PaymentIntents = request.app.state.intents
+    wanted = _intent_request(body)
+    # `PaymentIntents.create`'s unit, awaited here rather than waited for on a worker
+    # thread: nothing else in this request blocks.
+    created = await _committed(request, lambda tx: intents.create_in(tx, merchant.id, wanted))
+    return _created_answer(created)
+
+
+def _intent_request(body: NewIntent) -> IntentRequest:
+    return IntentRequest(
         amount_fen=body.amount_fen,
         merchant_order_id=body.merchant_order_id,
         currency=body.currency,
@@ -316,10 +334,9 @@ async def _create_intent(request: Request, merchant: Merchant, body: NewIntent) 
         capture_method=CaptureMethod(body.capture_method),
         expires_in_s=body.expires_in_s,
     )
-    intents: PaymentIntents = request.app.state.intents
-    # `PaymentIntents.create`'s unit, awaited here rather than waited for on a worker
-    # thread: nothing else in this request blocks.
-    created = await _committed(request, lambda tx: intents.create_in(tx, merchant.id, wanted))
+
+
+def _created_answer(created: Created) -> JSONResponse:
     answer = {**intent_object(created.intent), "client_secret": created.client_secret}
     return JSONResponse(answer, status_code=201 if created.created else 200)
 

@@ -50,6 +50,7 @@ from milletpay.api.wallet import (
     _payment,
     cny_text,
     committed,
+    off_loop,
     pay_in_one_transaction,
     paying_unit,
 )
@@ -143,7 +144,7 @@ async def _confirm_intent(
         intent, _merchant = _run(lambda: intents.for_payer(number, body.client_secret))
         return _approve(request, identity, user_id, key, body, _describe(intent))
 
-    tried = await run_in_threadpool(approve)
+    tried = await off_loop(request, approve)
     unit = paying_unit(
         identity,
         request.app.state.idempotency,

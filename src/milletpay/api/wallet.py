@@ -18,6 +18,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -484,6 +485,13 @@ def paying_unit(
         return store.run_in(tx, f"{user_id:032x}", key, digest, lambda: work(tx))
 
     return unit
+
+
+async def off_loop(request: Request, call: Callable[[], T]) -> T:
+    """`call()` on the app's threads for blocking work (`app.state.blocking`), awaited: a
+    plain executor, cheaper a trip than Starlette's thread pool."""
+    executor: ThreadPoolExecutor = request.app.state.blocking
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
 
 
 async def committed(request: Request, work: Callable[[LedgerTransaction], T]) -> T:
