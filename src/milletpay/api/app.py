@@ -12,6 +12,7 @@ import datetime
 import logging
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import httpx
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 
 #: How often the server finishes stuck wallet operations and removes lapsed step-ups.
 MAINTENANCE_EVERY_S = 30.0
+#: Threads for the blocking work of the lean routes (`api/lean.py`): a PIN's hash, a
+#: read before the committer's unit. As many as Starlette's pool for plain `def` routes.
+BLOCKING_THREADS_MAX = 40
 #: The largest request body the API reads, in bytes.
 REQUEST_BODY_MAX_BYTES = 64 * 1024
 #: Allocations (less frees) between the garbage collector's young passes while serving.
@@ -197,6 +201,7 @@ def create_app(
     ledger = Ledger(engine, clock)  # the same database as everything else
     # One writer thread commits the money-moving work of all requests, many per commit.
     committer = GroupCommitter(ledger)
+    blocking = ThreadPoolExecutor(BLOCKING_THREADS_MAX, thread_name_prefix="millet-blocking")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -227,6 +232,7 @@ def create_app(
         if app.state.card_funding is not None:
             app.state.card_funding.close()
         committer.close()
+        blocking.shutdown()
         app.state.banks.close()
         engine.dispose()  # the pool's connections go now, not when the process ends
 
@@ -250,6 +256,7 @@ def create_app(
     app.state.quick_pay = QuickPay(engine, clock)
     app.state.ledger = ledger
     app.state.committer = committer
+    app.state.blocking = blocking
     app.state.bank = bank_gateway or SimulatedBankGateway()
     app.state.wallet = WalletService(
         app.state.ledger,

@@ -170,7 +170,7 @@ def buy_coins(
     target: str = getattr(body, _target_field("coin_purchase", body.source))
     return _move(
         request,
-        signed_in,
+        signed_in.user_id,
         identity,
         store,
         idempotency_key,
@@ -194,7 +194,7 @@ def spend_coins(
     user_id = signed_in.user_id
     return _move(
         request,
-        signed_in,
+        signed_in.user_id,
         identity,
         store,
         idempotency_key,

@@ -15,7 +15,6 @@ releases it. The payer's side is in `api/payments.py`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -26,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
 from milletpay.api.idempotency import check_key, request_hash
-from milletpay.api.wallet import Idempotency, IdempotencyKey
+from milletpay.api.lean import lean_route, plain_body
+from milletpay.api.wallet import Idempotency, IdempotencyKey, committed
 from milletpay.checkout.codes import (
     MerchantQrInvalid,
     PaymentCodeRefused,
@@ -56,6 +56,7 @@ from milletpay.checkout.intents import (
     TTL_S_MAX,
     TTL_S_MIN,
     CaptureMethod,
+    Created,
     Funding,
     IntentRequest,
     IntentStatus,
@@ -95,7 +96,7 @@ from milletpay.checkout.webhooks import (
 from milletpay.core.errors import MilletError
 from milletpay.emv.qr import QrError
 from milletpay.emv.qr_render import render_svg
-from milletpay.ledger.committer import Committer, GroupCommitter
+from milletpay.ledger.committer import Committer
 from milletpay.ledger.engine import LedgerTransaction
 
 router = APIRouter(prefix="/v1", tags=["merchants"])
@@ -283,17 +284,48 @@ def revoke_key(key_id: str, merchant: SignedMerchant, service: Merchants) -> dic
 # -- payment intents ------------------------------------------------------------------------
 
 
-@router.post(
-    "/payment-intents",
-    status_code=201,
-    responses={200: {"description": "the intent the merchant's order already has"}},
-)
 async def create_intent(
-    body: NewIntent, merchant: SignedMerchant, intents: Intents, request: Request
+    body: NewIntent, merchant: SignedMerchant, request: Request
 ) -> JSONResponse:
     """A payment intent for the merchant's order: 201, or 200 with the intent the order
     already has (same amount and capture method; 409 `merchant_order_reused` if not)."""
-    wanted = IntentRequest(
+    return await _create_intent(request, merchant, body)
+
+
+async def _create_intent_shortcut(request: Request) -> JSONResponse | None:
+    """`create_intent` for a plain request (`api/lean.py`): a body of `NewIntent` and a
+    live secret key, looked up in the unit that creates the intent (no trip to a worker
+    thread); None for any other, which FastAPI answers (the unit then wrote nothing)."""
+    body = await plain_body(request, NewIntent)
+    authorization = request.headers.get("authorization")
+    if body is None or not authorization or not authorization.startswith("Bearer "):
+        return None
+    key_text = authorization[len("Bearer ") :]
+    service: MerchantService = request.app.state.merchants
+    intents: PaymentIntents = request.app.state.intents
+    wanted = _intent_request(body)
+
+    def unit(tx: LedgerTransaction) -> Created | None:
+        found = service.authenticate_in(tx.connection, key_text)
+        if found is None or found[1] is not ApiKeyKind.SECRET:
+            return None
+        return intents.create_in(tx, found[0].id, wanted)
+
+    created = await _committed(request, unit)
+    return None if created is None else _created_answer(created)
+
+
+async def _create_intent(request: Request, merchant: Merchant, body: NewIntent) -> JSONResponse:
+    intents: PaymentIntents = request.app.state.intents
+    wanted = _intent_request(body)
+    # `PaymentIntents.create`'s unit, awaited here rather than waited for on a worker
+    # thread: nothing else in this request blocks.
+    created = await _committed(request, lambda tx: intents.create_in(tx, merchant.id, wanted))
+    return _created_answer(created)
+
+
+def _intent_request(body: NewIntent) -> IntentRequest:
+    return IntentRequest(
         amount_fen=body.amount_fen,
         merchant_order_id=body.merchant_order_id,
         currency=body.currency,
@@ -302,11 +334,21 @@ async def create_intent(
         capture_method=CaptureMethod(body.capture_method),
         expires_in_s=body.expires_in_s,
     )
-    # `PaymentIntents.create`'s unit, awaited here rather than waited for on a worker
-    # thread: nothing else in this request blocks.
-    created = await _committed(request, lambda tx: intents.create_in(tx, merchant.id, wanted))
+
+
+def _created_answer(created: Created) -> JSONResponse:
     answer = {**intent_object(created.intent), "client_secret": created.client_secret}
     return JSONResponse(answer, status_code=201 if created.created else 200)
+
+
+router.add_api_route(
+    "/payment-intents",
+    create_intent,
+    methods=["POST"],
+    status_code=201,
+    responses={200: {"description": "the intent the merchant's order already has"}},
+    route_class_override=lean_route(_create_intent_shortcut),
+)
 
 
 @router.get("/payment-intents/{intent_id}")
@@ -653,11 +695,10 @@ def _run(call: Any) -> Any:
 
 
 async def _committed(request: Request, work: Callable[[LedgerTransaction], T]) -> T:
-    """`work` committed by the app's committer, as `Committer.run` would, but awaited on
-    the event loop; its checkout errors as HTTP answers naming the field."""
-    committer: GroupCommitter[LedgerTransaction] = request.app.state.committer
+    """`work` committed by the app's committer, awaited on the event loop (`committed`);
+    its checkout errors as HTTP answers naming the field."""
     try:
-        return await asyncio.wrap_future(committer.submit(work))
+        return await committed(request, work)
     except tuple(CHECKOUT_STATUS) as error:
         raise _api_error(error) from None
 

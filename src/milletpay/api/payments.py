@@ -18,15 +18,18 @@ answers, so not one transaction with the intent.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from milletpay.api import card_payments
 from milletpay.api.card_payments import CardCredentials
 from milletpay.api.errors import ApiError
-from milletpay.api.idempotency import check_key
+from milletpay.api.idempotency import HEADER, check_key
+from milletpay.api.lean import lean_route, plain_body
 from milletpay.api.merchants import (
     CLIENT_SECRET_CHARS_MAX,
     Intents,
@@ -35,15 +38,21 @@ from milletpay.api.merchants import (
     merchant_view,
     payer_view,
 )
+from milletpay.api.sessions import SessionTokens
 from milletpay.api.users import Identity, SignedIn
 from milletpay.api.wallet import (
     Approval,
     Idempotency,
     IdempotencyKey,
+    _approve,
+    _digest,
     _move,
     _payment,
     cny_text,
+    committed,
+    off_loop,
     pay_in_one_transaction,
+    paying_unit,
 )
 from milletpay.checkout.codes import PaymentCodes, read_merchant_code
 from milletpay.checkout.errors import MerchantNotFound
@@ -51,10 +60,12 @@ from milletpay.checkout.intents import (
     Confirmation,
     Funding,
     IntentRequest,
+    PaymentIntent,
     PaymentIntents,
     public_id,
 )
 from milletpay.checkout.merchants import MerchantService
+from milletpay.identity import IdentityService, PinTry
 from milletpay.identity.quickpay import Payment
 from milletpay.ledger.engine import LedgerTransaction
 
@@ -85,56 +96,103 @@ def show_intent(
     return payer_view(intent, merchant)
 
 
-@router.post("/payment-intents/{intent_id}/confirm")
-def confirm_intent(
+async def confirm_intent(
     intent_id: str,
     body: IntentConfirmation,
     request: Request,
     signed_in: SignedIn,
-    identity: Identity,
-    store: Idempotency,
-    intents: Intents,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Pay the intent from the `funding` source, the wallet balance by default, or with
     `funding: "card"` and `card` from a tokenized bank card (key and approval required):
     200 with the intent, 402 declined, 409 expired or not waiting for confirmation, 422
     for a source that cannot pay this intent."""
-    key = check_key(idempotency_key)
-    user_id = signed_in.user_id
+    return await _confirm_intent(request, signed_in.user_id, idempotency_key, intent_id, body)
+
+
+async def _confirm_intent_shortcut(request: Request) -> Response | None:
+    """`confirm_intent` for a plain request (`api/lean.py`): a body of
+    `IntentConfirmation` and a live session; None for any other, which FastAPI answers."""
+    body = await plain_body(request, IntentConfirmation)
+    if body is None:
+        return None
+    tokens: SessionTokens = request.app.state.sessions
+    try:
+        session = tokens.check(request.headers.get("authorization"))
+    except ApiError:
+        return None
+    key, intent_id = request.headers.get(HEADER), request.path_params["intent_id"]
+    return await _confirm_intent(request, session.user_id, key, intent_id, body)
+
+
+async def _confirm_intent(
+    request: Request, user_id: int, key_text: str | None, intent_id: str, body: IntentConfirmation
+) -> Response:
+    """`confirm_intent`: what blocks (the intent read, the PIN's hash) on a worker
+    thread, then the payment's unit awaited on the committer."""
+    key = check_key(key_text)
     number = _intent_id(intent_id)
-    intent, _merchant = _run(lambda: intents.for_payer(number, body.client_secret))
-    target = public_id(intent.id)
-
-    def describe(k: str) -> Payment:
-        return _payment(k, "payment_intent", target, intent.amount_fen)
-
     if body.funding is Funding.CARD:
-        funding = card_payments.card_funding(request)
-        card = body.card
-        if card is None:
-            raise ApiError(422, "invalid_request", "card: required for card funding", "card")
-        secret = body.client_secret
-        return _move(
-            request,
-            signed_in,
-            identity,
-            store,
-            key,
-            body,
-            lambda _k: card_payments.confirm_answer(funding, user_id, number, secret, card),
-            describe,
+        card: Response = await run_in_threadpool(
+            _confirm_by_card, request, user_id, key, number, body
         )
-    return pay_in_one_transaction(
-        request,
+        return card
+    identity: IdentityService = request.app.state.identity
+    intents: PaymentIntents = request.app.state.intents
+
+    def approve() -> PinTry | None:
+        intent, _merchant = _run(lambda: intents.for_payer(number, body.client_secret))
+        return _approve(request, identity, user_id, key, body, _describe(intent))
+
+    tried = await off_loop(request, approve)
+    unit = paying_unit(
         identity,
-        store,
+        request.app.state.idempotency,
         user_id,
         key,
-        body,
+        _digest(request, body),
+        tried,
         lambda tx: _answer(intents, tx, user_id, number, body.client_secret, body.funding),
-        describe,
     )
+    return await committed(request, unit)
+
+
+def _confirm_by_card(
+    request: Request, user_id: int, key: str, number: int, body: IntentConfirmation
+) -> Any:
+    """`confirm_intent` with `funding: "card"`: the issuer's authorization between
+    transactions, so the key is claimed first (`_move`)."""
+    intents: PaymentIntents = request.app.state.intents
+    intent, _merchant = _run(lambda: intents.for_payer(number, body.client_secret))
+    funding = card_payments.card_funding(request)
+    card = body.card
+    if card is None:
+        raise ApiError(422, "invalid_request", "card: required for card funding", "card")
+    secret = body.client_secret
+    return _move(
+        request,
+        user_id,
+        request.app.state.identity,
+        request.app.state.idempotency,
+        key,
+        body,
+        lambda _k: card_payments.confirm_answer(funding, user_id, number, secret, card),
+        _describe(intent),
+    )
+
+
+def _describe(intent: PaymentIntent) -> Callable[[str], Payment]:
+    """The quick-pay payment confirming `intent` is."""
+    target = public_id(intent.id)
+    return lambda key: _payment(key, "payment_intent", target, intent.amount_fen)
+
+
+router.add_api_route(
+    "/payment-intents/{intent_id}/confirm",
+    confirm_intent,
+    methods=["POST"],
+    route_class_override=lean_route(_confirm_intent_shortcut),
+)
 
 
 class Scan(BaseModel):

@@ -14,13 +14,15 @@ the limit (or reason) that declined it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
@@ -32,7 +34,7 @@ from milletpay.core.money import Money
 from milletpay.identity import IdentityService, PinCheck, PinStatus, PinTry
 from milletpay.identity.phone import normalize_phone
 from milletpay.identity.quickpay import Payment, QuickPay
-from milletpay.ledger.committer import Committer
+from milletpay.ledger.committer import Committer, GroupCommitter
 from milletpay.ledger.engine import LedgerTransaction
 from milletpay.risk import DeclineCode
 from milletpay.wallet import (
@@ -46,6 +48,7 @@ from milletpay.wallet import (
 from milletpay.wallet.tables import linked_bank_accounts
 
 router = APIRouter(prefix="/v1/me", tags=["wallet"])
+T = TypeVar("T")
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -308,9 +311,9 @@ def _decline_answer(outcome: Outcome | CoinOutcome, field: str) -> Answer:
 
 def _move(
     request: Request,
-    signed_in: SignedIn,
-    identity: Identity,
-    store: Idempotency,
+    user_id: int,
+    identity: IdentityService,
+    store: IdempotencyStore,
     key: str | None,
     body: Approval,
     operation: Callable[[str], Outcome | Answer],
@@ -320,11 +323,11 @@ def _move(
     `operation(key)` once per key: a wallet `Outcome`, or an answer of its own. For
     work that calls a bank between transactions, so the key is claimed first."""
     key = check_key(key)
-    tried = _approve(request, identity, signed_in.user_id, key, body, describe)
+    tried = _approve(request, identity, user_id, key, body, describe)
     committer: Committer = request.app.state.committer
-    committer.run(lambda tx: _confirm(identity, tx, signed_in.user_id, tried))
+    committer.run(lambda tx: _confirm(identity, tx, user_id, tried))
     return store.run(
-        f"{signed_in.user_id:032x}",
+        f"{user_id:032x}",
         key,
         _digest(request, body),
         lambda: _answer(lambda: operation(key)),
@@ -386,7 +389,7 @@ def top_up(
     linked = _linked_id(body.bank_account_id)
     return _move(
         request,
-        signed_in,
+        signed_in.user_id,
         identity,
         store,
         idempotency_key,
@@ -409,7 +412,7 @@ def withdraw(
     linked = _linked_id(body.bank_account_id)
     return _move(
         request,
-        signed_in,
+        signed_in.user_id,
         identity,
         store,
         idempotency_key,
@@ -460,14 +463,44 @@ def pay_in_one_transaction(
     try counted, the key claimed, `work(tx)` done and its answer stored with the key. A
     retry with the key answers the stored answer and does nothing again."""
     tried = _approve(request, identity, user_id, key, body, describe)
-    digest = _digest(request, body)
+    unit = paying_unit(identity, store, user_id, key, _digest(request, body), tried, work)
+    committer: Committer = request.app.state.committer
+    return committer.run(unit)
 
-    def unit(tx: LedgerTransaction) -> Any:
+
+def paying_unit(
+    identity: IdentityService,
+    store: IdempotencyStore,
+    user_id: int,
+    key: str,
+    digest: bytes,
+    tried: PinTry | None,
+    work: Callable[[LedgerTransaction], Answer],
+) -> Callable[[LedgerTransaction], Response]:
+    """`pay_in_one_transaction`'s unit of work, once the payment is approved (`tried`):
+    the PIN try counted, the key claimed, `work(tx)` done and its answer stored."""
+
+    def unit(tx: LedgerTransaction) -> Response:
         _confirm(identity, tx, user_id, tried)
         return store.run_in(tx, f"{user_id:032x}", key, digest, lambda: work(tx))
 
-    committer: Committer = request.app.state.committer
-    return committer.run(unit)
+    return unit
+
+
+async def off_loop(request: Request, call: Callable[[], T]) -> T:
+    """`call()` on the app's threads for blocking work (`app.state.blocking`), awaited: a
+    plain executor, cheaper a trip than Starlette's thread pool."""
+    executor: ThreadPoolExecutor = request.app.state.blocking
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+
+async def committed(request: Request, work: Callable[[LedgerTransaction], T]) -> T:
+    """`work` committed by the app's committer, as `Committer.run` would, but awaited on
+    the event loop rather than waited for on a worker thread. Shielded: a request
+    cancelled while its unit waits leaves the unit to run and be answered (a cancelled
+    future would refuse the committer's answer)."""
+    committer: GroupCommitter[LedgerTransaction] = request.app.state.committer
+    return await asyncio.shield(asyncio.wrap_future(committer.submit(work)))
 
 
 @router.post("/quick-pay/challenges", status_code=201)

@@ -40,8 +40,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
@@ -824,9 +824,8 @@ class PaymentIntents:
             where_status=intent.status.value,
         )
         assert done.rowcount == 1, "the intent's row is locked: nothing else changed it"
-        row = _row(tx.connection, intent.id)
-        assert row is not None
-        return _intent(row._asdict())
+        # The row is what it was (`intent`) with `values`: no need to read it back.
+        return _updated(intent, values)
 
     def _emit(self, tx: LedgerTransaction, intent: PaymentIntent, type_: str) -> None:
         if self._events is not None:
@@ -967,38 +966,64 @@ def _update_statement(columns: tuple[str, ...]) -> Sql:
     return statement
 
 
-def _opt_id(value: bytes | None) -> int | None:
-    return None if value is None else id_from_bytes(value)
+def _opt(decode: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else decode(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: A `payment_intents` column -> the `PaymentIntent` field it holds, and how a column's
+#: value becomes the field's.
+_FIELDS: Final[dict[str, tuple[str, Callable[[Any], Any]]]] = {
+    "id": ("id", id_from_bytes),
+    "merchant_id": ("merchant_id", id_from_bytes),
+    "merchant_order_id": ("merchant_order_id", _same),
+    "amount_fen": ("amount_fen", _same),
+    "currency": ("currency", _same),
+    "description": ("description", _same),
+    "metadata_json": ("metadata", json.loads),
+    "capture_method": ("capture_method", CaptureMethod),
+    "status": ("status", IntentStatus),
+    "expires_at": ("expires_at_ns", _same),
+    "payer_user_id": ("payer_user_id", _opt(id_from_bytes)),
+    "funding": ("funding", _opt(Funding)),
+    "wallet_operation_id": ("wallet_operation_id", _opt(id_from_bytes)),
+    "coin_operation_id": ("coin_operation_id", _opt(id_from_bytes)),
+    "payment_transfer_id": ("payment_transfer_id", _opt(id_from_bytes)),
+    "capture_before": ("capture_before_ns", _same),
+    "amount_capturable_fen": ("amount_capturable_fen", _same),
+    "amount_received_fen": ("amount_received_fen", _same),
+    "fee_fen": ("fee_fen", _same),
+    "confirm_attempts": ("confirm_attempts", _same),
+    "last_error_code": ("last_error_code", _same),
+    "cancellation_reason": ("cancellation_reason", _opt(CancellationReason)),
+    "created_at": ("created_at_ns", _same),
+    "updated_at": ("updated_at_ns", _same),
+}
+#: The columns no `PaymentIntent` field holds.
+_UNREAD_COLUMNS: Final = frozenset({"client_secret_hash"})
+assert set(_FIELDS) | _UNREAD_COLUMNS == set(_INTENT_COLUMNS), "a column neither read nor left"
+
+
+def _fields(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """`PaymentIntent` fields from these columns' values."""
+    fields = {}
+    for column, value in columns.items():
+        if column not in _UNREAD_COLUMNS:
+            name, decode = _FIELDS[column]
+            fields[name] = decode(value)
+    return fields
 
 
 def _intent(row: Mapping[str, Any]) -> PaymentIntent:
-    reason = row["cancellation_reason"]
-    return PaymentIntent(
-        id=id_from_bytes(row["id"]),
-        merchant_id=id_from_bytes(row["merchant_id"]),
-        merchant_order_id=row["merchant_order_id"],
-        amount_fen=row["amount_fen"],
-        currency=row["currency"],
-        description=row["description"],
-        metadata=json.loads(row["metadata_json"]),
-        capture_method=CaptureMethod(row["capture_method"]),
-        status=IntentStatus(row["status"]),
-        expires_at_ns=row["expires_at"],
-        payer_user_id=_opt_id(row["payer_user_id"]),
-        funding=None if row["funding"] is None else Funding(row["funding"]),
-        wallet_operation_id=_opt_id(row["wallet_operation_id"]),
-        coin_operation_id=_opt_id(row["coin_operation_id"]),
-        payment_transfer_id=_opt_id(row["payment_transfer_id"]),
-        capture_before_ns=row["capture_before"],
-        amount_capturable_fen=row["amount_capturable_fen"],
-        amount_received_fen=row["amount_received_fen"],
-        fee_fen=row["fee_fen"],
-        confirm_attempts=row["confirm_attempts"],
-        last_error_code=row["last_error_code"],
-        cancellation_reason=None if reason is None else CancellationReason(reason),
-        created_at_ns=row["created_at"],
-        updated_at_ns=row["updated_at"],
-    )
+    return PaymentIntent(**_fields(row))
+
+
+def _updated(intent: PaymentIntent, values: Mapping[str, Any]) -> PaymentIntent:
+    """`intent` with the columns `values` set, as its row now reads."""
+    return replace(intent, **_fields(values))
 
 
 class _RefundUnfunded(Exception):

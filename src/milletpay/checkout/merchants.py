@@ -299,6 +299,11 @@ class MerchantService:
     def authenticate(self, text: str) -> tuple[Merchant, ApiKeyKind] | None:
         """The merchant a live key belongs to, and the key's kind; None for anything
         else (unknown, revoked, malformed)."""
+        with self._engine.connect() as conn:
+            return self.authenticate_in(conn, text)
+
+    def authenticate_in(self, conn: sa.Connection, text: str) -> tuple[Merchant, ApiKeyKind] | None:
+        """`authenticate` read on the caller's connection, in its transaction."""
         if not _KEY_TEXT.match(text):
             return None
         key: bytes | str
@@ -308,8 +313,7 @@ class MerchantService:
             by_key, key = _BY_PUBLISHABLE_KEY, text
         else:
             return None
-        with self._engine.connect() as conn:
-            row = by_key.run(conn, key=key).first()
+        row = by_key.run(conn, key=key).first()
         if row is None:
             return None
         return _merchant(row._asdict()), ApiKeyKind(row.key_kind)

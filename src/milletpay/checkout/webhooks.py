@@ -432,6 +432,11 @@ def _event_type(event_type: EventType | str) -> EventType:
         raise EventInvalid(f"{event_type!r} is not an event type") from None
 
 
+#: How an event is written: compact, UTF-8 as it is, no NaN. Made once: `json.dumps` with
+#: options makes an encoder on every call.
+_EVENT_JSON: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
 def _event_payload(event_id: int, event_type: EventType, created_s: int, data: Any) -> str:
     event = {
         "id": event_public_id(event_id),
@@ -441,7 +446,7 @@ def _event_payload(event_id: int, event_type: EventType, created_s: int, data: A
         "data": {"object": data},
     }
     try:
-        payload = json.dumps(event, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        payload = _EVENT_JSON.encode(event)
     except (TypeError, ValueError) as exc:
         raise EventInvalid(f"the event's data is not JSON: {exc}") from None
     if len(payload) > EVENT_PAYLOAD_CHARS_MAX:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ from milletpay.wallet.tables import (
 from milletpay.wallet.usage import usage as count_usage
 
 IDEMPOTENCY_KEY_CHARS_MAX = 64
+_IDEMPOTENCY_KEY = re.compile(f"[!-~]{{1,{IDEMPOTENCY_KEY_CHARS_MAX}}}")
 HISTORY_PAGE_LIMIT_MAX = 100
 BANK_ACCOUNT_DIGITS_MIN = 8
 BANK_ACCOUNT_DIGITS_MAX = 32
@@ -771,11 +773,7 @@ def _check_amount(amount_fen: object) -> None:
 def is_idempotency_key(key: object) -> bool:
     """1 to `IDEMPOTENCY_KEY_CHARS_MAX` visible ASCII characters (no spaces): the one
     rule for a key, in the wallet, the coins and the API's Idempotency-Key header."""
-    return (
-        isinstance(key, str)
-        and 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX
-        and all("!" <= c <= "~" for c in key)
-    )
+    return isinstance(key, str) and _IDEMPOTENCY_KEY.fullmatch(key) is not None
 
 
 def check_idempotency_key(key: object) -> None:
