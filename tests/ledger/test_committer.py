@@ -599,3 +599,26 @@ def test_direct_committer_unit_that_raises_is_rolled_back(ledger: Ledger) -> Non
     assert _notes(ledger) == set()
     assert committer.run(lambda tx: _move(tx, 82, LIMITED, PLAIN_B, 6)) == R.EXCEEDS_CREDITS
     assert _posted(ledger, LIMITED) == (0, 0)
+
+
+def test_a_unit_whose_caller_gave_up_before_the_writer_took_it_is_not_run(
+    ledger: Ledger,
+) -> None:
+    # An event loop awaiting `submit` through asyncio.wrap_future cancels the future
+    # when its task is cancelled (a client hung up). The writer must skip that unit,
+    # and go on serving the others: answering a cancelled future would raise in it.
+    with GroupCommitter(ledger) as committer, ThreadPoolExecutor(2) as pool:
+        gate = Gate()
+        held = pool.submit(committer.run, gate.unit)
+        assert gate.entered.wait(WAIT_S)
+        given_up = committer.submit(lambda tx: _note(tx, 1))
+        kept = committer.submit(lambda tx: _note(tx, 2))
+        assert given_up.cancel()
+        gate.opened.set()
+        assert held.result(WAIT_S) is None
+        assert kept.result(WAIT_S) is None
+        assert committer.run(lambda tx: _note(tx, 3)) is None  # the writer still serves
+        running = committer.submit(lambda tx: _note(tx, 4))
+        running.result(WAIT_S)
+        assert not running.cancel()  # taken (and done): no longer cancellable
+    assert _notes(ledger) == {2, 3, 4}

@@ -319,9 +319,7 @@ class LimitedUseKeys:
             return checked
         return self._counted(checked, self._writer.submit(checked.unit))
 
-    async def verify_async(
-        self, token: Token, arqc: bytes, data: Mapping[str, bytes]
-    ) -> Verdict:
+    async def verify_async(self, token: Token, arqc: bytes, data: Mapping[str, bytes]) -> Verdict:
         """`verify`, its use counted while the event loop waits instead of a thread (its
         read and the cryptogram's check run on the loop)."""
         checked = self._check(token, arqc, data)

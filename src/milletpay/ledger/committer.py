@@ -163,7 +163,7 @@ class GroupCommitter(Generic[TxT]):
                 unit = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if unit is not None:
+            if unit is not None and unit.future.set_running_or_notify_cancel():
                 unit.future.set_exception(CommitterClosed("the committer is closed"))
 
     def _serve(self) -> None:
@@ -182,7 +182,12 @@ class GroupCommitter(Generic[TxT]):
                     stop = True
                     break
                 batch.append(unit)
-            self._commit(batch)
+            # A unit whose caller gave up (its future cancelled) before the writer took
+            # it is not run; one taken can no longer be cancelled, so its future is
+            # always there to answer.
+            batch = [unit for unit in batch if unit.future.set_running_or_notify_cancel()]
+            if batch:
+                self._commit(batch)
             if stop:
                 return
 

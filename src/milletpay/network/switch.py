@@ -369,9 +369,7 @@ class CardNetwork:
         approval = answer.fields.get(38) if code == APPROVED else None
         assert approval is None or isinstance(approval, str)
         if approval is not None:  # the clearing record, then the acquirer's answer
-            await self._books.record_approval_async(
-                self._approval(message, card, approval, False)
-            )
+            await self._books.record_approval_async(self._approval(message, card, approval, False))
         return self._answer(message, card, code, approval)
 
     async def _card(self, message: Message) -> _Card:
@@ -432,9 +430,7 @@ class CardNetwork:
             changes |= {63: card.token_number, 14: card.expiry_yymm}
         return message.with_fields(changes)
 
-    def _answer(
-        self, message: Message, card: _Card, code: str, approval: str | None
-    ) -> Message:
+    def _answer(self, message: Message, card: _Card, code: str, approval: str | None) -> Message:
         """The acquirer's answer, built from its own request (so its field 2 is what it
         sent: the token), with the approval code and, for a token, the ARPC (under the
         LUK its verification kept)."""
