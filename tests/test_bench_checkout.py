@@ -19,3 +19,13 @@ def test_the_checkout_benchmark_pays_and_reports() -> None:
     assert figures["intents_per_s"] > 0
     assert figures["latency_ms_p99"] >= figures["latency_ms_p50"] > 0
     assert figures["server_cpu_ms_per_payment"] > 0 and figures["client_cpu_ms_per_payment"] > 0
+    assert figures["workers"] == 2  # two server processes, one SQLite file
+
+
+def test_the_checkout_benchmark_runs_on_one_server_process_too() -> None:
+    args = ["bench", "checkout", "--json", "--payments", "10", "--users", "2", "--workers", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["payments"], figures["errors"], figures["workers"]) == (10, 0, 1)
+    assert figures["ledger_verify_ok"]

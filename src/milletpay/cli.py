@@ -223,13 +223,17 @@ def bench_checkout(
     duration: Annotated[
         float, typer.Option(min=1.0, max=3600.0, help="Seconds to pay for at most.")
     ] = 60.0,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="API server processes, each on a port of its own."),
+    ] = 2,
 ) -> None:
     """In-app payments per second through the HTTP API: a payment intent created by the
     merchant and confirmed from the wallet (fresh SQLite file)."""
     from milletpay.sim.bench_checkout import CheckoutBenchConfig, run_checkout_bench
 
     config = CheckoutBenchConfig(
-        users=users, clients=clients, payments=payments, duration_s=duration
+        users=users, clients=clients, payments=payments, duration_s=duration, workers=workers
     )
     result = run_checkout_bench(config)
     if as_json:

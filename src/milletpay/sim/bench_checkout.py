@@ -2,11 +2,15 @@
 
 Over a fresh SQLite file in a temporary directory it prepares Class II users with a
 topped-up wallet and one merchant (as `bench wallet` does its users), serves the API
-with uvicorn in a process of its own, and lets `clients` concurrent keep-alive
+with uvicorn in `workers` processes of its own (two by default: one per core of the
+machine the target is set on), each on a port of its own with the clients spread evenly
+over them as a load balancer would, and lets `clients` concurrent keep-alive
 connections pay: each payment is the merchant's server creating a payment intent with
 its secret key (`POST /v1/payment-intents`) and the payer's wallet confirming it with
 the PIN and an Idempotency-Key (`POST /v1/me/payment-intents/{id}/confirm`). A payment's
-latency is both requests. Both processes share the machine's cores. PINs are hashed with
+latency is both requests. The servers and this process share the machine's cores; the
+servers' writes to the one SQLite file take turns at its write gate
+(`store.engine.write_gate`). PINs are hashed with
 the cheap setting, as in `bench wallet`, and the velocity limit caps each user at 19
 payments, so the work is spread over many users.
 """
@@ -47,6 +51,7 @@ class CheckoutBenchConfig:
     clients: int = 32
     payments: int = 3_000
     duration_s: float = 60.0
+    workers: int = 2
 
 
 def run_checkout_bench(config: CheckoutBenchConfig) -> dict[str, Any]:
@@ -58,11 +63,11 @@ def run_checkout_bench(config: CheckoutBenchConfig) -> dict[str, Any]:
         secret_key = bench.app.state.merchants.onboard(SHOP).secret_key.text
         prepare_s = time.perf_counter() - prepare_start
         bench.release()
-        with served_api(url, keys_json) as (port, pid):
-            cpu_before_s = cpu_seconds(pid)
+        with served_api(url, keys_json, config.workers) as (ports, pids):
+            cpu_before_s = cpu_seconds(*pids)
             client_before_s = time.process_time()
-            latencies, errors, elapsed = asyncio.run(_drive(port, users, secret_key, config))
-            server_cpu_s = cpu_seconds(pid) - cpu_before_s
+            latencies, errors, elapsed = asyncio.run(_drive(ports, users, secret_key, config))
+            server_cpu_s = cpu_seconds(*pids) - cpu_before_s
             client_cpu_s = time.process_time() - client_before_s
         with Ledger.open(url) as ledger:
             verified = ledger.verify().ok
@@ -84,14 +89,15 @@ def run_checkout_bench(config: CheckoutBenchConfig) -> dict[str, Any]:
         "requests_per_payment": 2,
         "prepare_s": round(prepare_s, 3),
         "database": "sqlite (temporary file)",
-        "server": "uvicorn, one process of its own",
+        "server": f"uvicorn, {config.workers} process(es), a port each, clients spread evenly",
+        "workers": config.workers,
         "pin_hashing": "fast: argon2id t=1, 8 KiB (not the production setting)",
         "ledger_verify_ok": verified,
     }
 
 
 async def _drive(
-    port: int, users: list[BenchUser], secret_key: str, config: CheckoutBenchConfig
+    ports: list[int], users: list[BenchUser], secret_key: str, config: CheckoutBenchConfig
 ) -> tuple[list[float], int, float]:
     per_user = VELOCITY_OPERATIONS_PER_HOUR_MAX - 1  # the top-up counted once
     jobs: asyncio.Queue[int] = asyncio.Queue()
@@ -104,7 +110,7 @@ async def _drive(
     deadline = time.perf_counter() + config.duration_s
     merchant = {"Authorization": f"Bearer {secret_key}"}
 
-    async def client() -> None:
+    async def client(port: int) -> None:
         nonlocal errors
         connection = await KeepAliveConnection.open(port)
         try:
@@ -138,5 +144,5 @@ async def _drive(
             connection.close()
 
     start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(config.clients)))
+    await asyncio.gather(*(client(ports[n % len(ports)]) for n in range(config.clients)))
     return latencies, errors, time.perf_counter() - start

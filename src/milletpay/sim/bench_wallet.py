@@ -25,6 +25,7 @@ import os
 import socket
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,8 +95,10 @@ def prepare_users(app: Any, bank: SimulatedBankGateway, count: int) -> list[Benc
     return users
 
 
-def serve_api(url: str, keys_json: str, port: int) -> None:
-    """The API server process: the production app, but the fast PIN hashing."""
+def serve_api(url: str, keys_json: str, listening: socket.socket, ready: Any) -> None:
+    """An API server process: the production app, but the fast PIN hashing, serving
+    the connections it accepts on `listening`. Sets the `ready` event once it serves
+    (its socket listens before that: a client connecting early would wait on it)."""
     import uvicorn
 
     app = create_app(
@@ -104,38 +107,54 @@ def serve_api(url: str, keys_json: str, port: int) -> None:
         sms=SimulatedSms(),
         pin_hashing=PIN_HASHING_FAST,
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
 
+    def tell_when_serving() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.01)
+        ready.set()
 
-def wait_for_port(port: int, server: multiprocessing.process.BaseProcess) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if not server.is_alive():
-            raise RuntimeError("the API server did not start")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the API server did not start within 60 s")
+    threading.Thread(target=tell_when_serving, daemon=True).start()
+    server.run(sockets=[listening])
 
 
 @contextmanager
-def served_api(url: str, keys_json: str) -> Iterator[tuple[int, int]]:
-    """The API on `url` in a uvicorn process of its own, on a free port of 127.0.0.1:
-    (port, process id) while the block runs; stopped after it."""
-    port = free_port()
-    server = multiprocessing.get_context("spawn").Process(
-        target=serve_api, args=(url, keys_json, port), name="bench-api"
-    )
-    server.start()
+def served_api(url: str, keys_json: str, workers: int = 1) -> Iterator[tuple[list[int], list[int]]]:
+    """The API on `url` in `workers` uvicorn processes of its own, each on a free port of
+    127.0.0.1 of its own: (ports, process ids) once every one serves; stopped after the
+    block. A client spreads its connections over the ports, as a load balancer in front
+    of the processes would (processes sharing one listening socket take connections as
+    the kernel wakes them, often two to one)."""
+    sockets = []
+    for _ in range(workers):
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.bind(("127.0.0.1", 0))
+        sockets.append(listening)
+    ports = [int(listening.getsockname()[1]) for listening in sockets]
+    context = multiprocessing.get_context("spawn")
+    started = [context.Event() for _ in range(workers)]
+    servers = [
+        context.Process(
+            target=serve_api, args=(url, keys_json, listening, ready), name=f"bench-api-{n}"
+        )
+        for n, (listening, ready) in enumerate(zip(sockets, started, strict=True))
+    ]
     try:
-        wait_for_port(port, server)
-        assert server.pid is not None
-        yield port, server.pid
+        for server in servers:
+            server.start()
+        deadline = time.monotonic() + 60
+        for server, ready in zip(servers, started, strict=True):
+            while not ready.wait(0.1):
+                if not server.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("an API server process did not start")
+        yield ports, [server.pid for server in servers if server.pid is not None]
     finally:
-        server.terminate()  # SIGTERM: uvicorn finishes what it has and stops
-        server.join(timeout=30)
+        for listening in sockets:
+            listening.close()
+        for server in servers:
+            server.terminate()  # SIGTERM: uvicorn finishes what it has and stops
+        for server in servers:
+            server.join(timeout=30)
 
 
 def percentiles(latencies_s: list[float]) -> Callable[[float], float]:
@@ -150,10 +169,13 @@ def percentiles(latencies_s: list[float]) -> Callable[[float], float]:
     return percentile
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) a process has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(*pids: int) -> float:
+    """CPU time (user and system) processes have used so far, from /proc (Linux)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class KeepAliveConnection:
@@ -271,11 +293,11 @@ def run_wallet_bench(config: WalletBenchConfig) -> dict[str, Any]:
         users = prepare_users(bench.app, bench.bank, config.users)
         prepare_s = time.perf_counter() - prepare_start
         bench.release()
-        with served_api(url, keys_json) as (port, pid):
-            cpu_before_s = cpu_seconds(pid)
+        with served_api(url, keys_json) as ((port,), pids):
+            cpu_before_s = cpu_seconds(*pids)
             client_before = time.process_time()
             latencies, errors, elapsed = asyncio.run(_drive(port, users, config))
-            server_cpu_s = cpu_seconds(pid) - cpu_before_s
+            server_cpu_s = cpu_seconds(*pids) - cpu_before_s
             client_cpu_s = time.process_time() - client_before
         with Ledger.open(url) as ledger:
             verified = ledger.verify().ok

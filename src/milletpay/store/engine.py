@@ -17,6 +17,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: the gate holds for the writers of one process only
+    fcntl = None  # type: ignore[assignment]
+
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -117,38 +122,74 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-#: One lock per SQLite file for the writers of this process (see `write_gate`).
-_WRITE_GATES: dict[Path, threading.Lock] = {}
+class WriteGateTimeout(TimeoutError):
+    """A writer held the SQLite file longer than the busy timeout."""
+
+
+class _Gate:
+    """The write gate of one SQLite file in this process: a thread lock for this
+    process's writers, then an exclusive `flock` on the file's `-writer` lock file for
+    the writers of every process. The lock file is opened once per process (a child
+    made by fork opens its own: a descriptor shared with the parent would share its
+    lock).
+
+    The `flock` wait blocks, with no timeout of its own: the kernel wakes the waiter the
+    moment the other process's writer lets go, where polling finds the file taken again
+    by a writer that commits batch after batch. The holder holds it for one
+    transaction, and a transaction is bounded by SQLite's busy timeout."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.threads = threading.Lock()
+        self._fd = -1
+        self._pid = -1
+
+    def _lock_file(self) -> int:
+        if self._pid != os.getpid():
+            self._fd = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if not self.threads.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise WriteGateTimeout(f"{self.path.name}: another writer held it for too long")
+        try:
+            if fcntl is None:
+                yield
+                return
+            fd = self._lock_file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self.threads.release()
+
+
+#: The write gate of each SQLite file this process writes (see `write_gate`).
+_WRITE_GATES: dict[Path, _Gate] = {}
 _WRITE_GATES_LOCK = threading.Lock()
 
 
-class WriteGateTimeout(TimeoutError):
-    """A writer of this process held the SQLite file longer than the busy timeout."""
-
-
-@contextmanager
-def _gate(path: Path) -> Iterator[None]:
-    with _WRITE_GATES_LOCK:
-        lock = _WRITE_GATES.setdefault(path, threading.Lock())
-    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-        raise WriteGateTimeout(f"{path.name}: another writer held it for too long")
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def write_gate(engine: sa.Engine) -> AbstractContextManager[None]:
-    """Hold around a write transaction. On SQLite, the writers of one process take
-    turns on a lock of their own before BEGIN IMMEDIATE: one waiting on SQLite's busy
-    handler sleeps in steps of up to 100 ms and is not woken when the lock frees,
-    while a thread waiting here starts the moment the writer before it commits. (Other
-    processes still meet at SQLite's lock, under the busy timeout.) A no-op on
+    """Hold around a write transaction. On SQLite, writers take turns at a gate of
+    their own before BEGIN IMMEDIATE: a thread lock for the writers of this process and
+    an exclusive `flock` on `<database>-writer` for those of other processes. One
+    waiting on SQLite's busy handler instead sleeps in steps of up to 100 ms and is not
+    woken when the lock frees; one waiting at the gate starts the moment the writer
+    before it commits, in this process or another. A no-op on
     PostgreSQL, whose writers wait on row locks only."""
     database = engine.url.database
     if not is_sqlite(engine) or not database:
         return nullcontext()
-    return _gate(_gate_path(database))
+    path = _gate_path(database)
+    gate = _WRITE_GATES.get(path)
+    if gate is None:
+        with _WRITE_GATES_LOCK:
+            gate = _WRITE_GATES.setdefault(path, _Gate(path))
+    return gate.held()
 
 
 @functools.lru_cache(maxsize=256)
