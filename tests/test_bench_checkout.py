@@ -20,10 +20,23 @@ def test_the_checkout_benchmark_pays_and_reports() -> None:
     assert figures["latency_ms_p99"] >= figures["latency_ms_p50"] > 0
     assert figures["server_cpu_ms_per_payment"] > 0 and figures["client_cpu_ms_per_payment"] > 0
     assert figures["workers"] == 2  # two server processes, one SQLite file
+    assert figures["warm_up_payments"] == 2  # one a client, not measured
 
 
 def test_the_checkout_benchmark_runs_on_one_server_process_too() -> None:
-    args = ["bench", "checkout", "--json", "--payments", "10", "--users", "2", "--workers", "1"]
+    args = [
+        "bench",
+        "checkout",
+        "--json",
+        "--payments",
+        "10",
+        "--users",
+        "2",
+        "--clients",
+        "2",
+        "--workers",
+        "1",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
