@@ -39,3 +39,51 @@ def test_serve_refuses_a_card_network_that_is_no_host_and_port(value: str) -> No
     result = CliRunner().invoke(app, ["serve", "--card-network", value])
     assert result.exit_code == 2
     assert "--card-network" in result.output
+
+
+def test_serve_with_two_workers_runs_two_server_processes_that_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`millet serve --workers 2`: two server processes on one port and one SQLite file,
+    each building the app from the environment; both migrate and serve."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    command = [sys.executable, "-m", "milletpay.cli", "serve", "--database-url", url]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,  # the sandbox's key files are made here, once
+    )
+    try:
+        answered: set[str] = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+                continue
+            assert health.status_code == 200
+            assert health.json()["database"] == "sqlite"
+            answered.add("ok")
+            break
+        assert answered == {"ok"}, "the server did not answer"
+        children = subprocess.run(
+            ["pgrep", "-P", str(server.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(children) >= 2  # uvicorn's two worker processes
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()

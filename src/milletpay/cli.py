@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -58,15 +59,47 @@ def serve(
         str | None,
         typer.Option(help="The card network switch, host:port, for in-app card payments."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port (one a core; on SQLite their writes "
+            "take turns at the database's write gate).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, paths under /v1)."""
     import uvicorn
 
     from milletpay.api import create_app
+    from milletpay.api.app import ENV_CARD_NETWORK
 
     switch = None if card_network is None else _host_port(card_network, "--card-network")
-    app_ = create_app(resolve_database_url(database_url), card_network=switch)
-    uvicorn.run(app_, host=host, port=port)
+    url = resolve_database_url(database_url)
+    if workers == 1:
+        uvicorn.run(create_app(url, card_network=switch), host=host, port=port)
+        return
+    # Each process builds the app for itself from the environment it inherits (their
+    # migrations take turns: the write gate on SQLite, an advisory lock on PostgreSQL).
+    # The sandbox's key files, when there are none yet, are made once, here: processes
+    # making them each would each have keys of their own.
+    from milletpay.banks.keys import issuer_bins
+    from milletpay.core.keyring import KeyRing
+    from milletpay.emv.keys import IssuerKeyStore
+
+    KeyRing.from_environment()
+    IssuerKeyStore.from_environment(issuer_bins())
+    os.environ[ENV_DATABASE_URL] = url
+    if card_network is not None:
+        os.environ[ENV_CARD_NETWORK] = card_network
+    uvicorn.run(
+        "milletpay.api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+    )
 
 
 def _host_port(text: str, option: str) -> tuple[str, int]:

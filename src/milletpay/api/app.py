@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,24 @@ class BodyLimit:
 def cst_date(instant_ns: int) -> datetime.date:
     """The China-time calendar day of `instant_ns`."""
     return datetime.datetime.fromtimestamp(instant_ns // NS_PER_S, CST).date()
+
+
+#: `millet serve --workers`: the card network switch (host:port) each server process of
+#: `app_from_environment` connects to for card-funded payment intents.
+ENV_CARD_NETWORK = "MILLET_CARD_NETWORK"
+
+
+def app_from_environment() -> FastAPI:
+    """The app as each process of `millet serve --workers N` builds it for itself: the
+    database of `MILLET_DATABASE_URL` (the default file without it), the card network
+    switch of `MILLET_CARD_NETWORK` (host:port) if set, every other part from the
+    environment as `create_app` takes it."""
+    switch = os.environ.get(ENV_CARD_NETWORK)
+    card_network = None
+    if switch:
+        host, _, port = switch.rpartition(":")
+        card_network = (host, int(port))
+    return create_app(resolve_database_url(None), card_network=card_network)
 
 
 def create_app(
