@@ -593,12 +593,7 @@ def merchant_json(merchant: Merchant) -> dict[str, Any]:
     return {
         "id": f"{merchant.id:032x}",
         "legal_name": merchant.legal_name,
-        "display_name": merchant.display_name,
-        "city": merchant.city,
-        "name_latin": merchant.name_latin,
-        "city_latin": merchant.city_latin,
-        "name_language": merchant.name_language,
-        "mcc": merchant.mcc,
+        **merchant_view(merchant),
         "mdr_bps": merchant.mdr_bps,
         "digital_goods": merchant.digital_goods,
         "settlement_bank_code": merchant.settlement_bank_code,
