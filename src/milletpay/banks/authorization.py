@@ -173,10 +173,8 @@ def _same_request(
         return False
     if row.card_id is None or fingerprint is None:
         return row.card_id is None and fingerprint is None
-    card = conn.execute(
-        sa.select(cards.c.id).where(cards.c.pan_fingerprint == fingerprint)
-    ).scalar_one_or_none()
-    return card is not None and bytes(card) == bytes(row.card_id)
+    card = _CARD_BY_FINGERPRINT.run(conn, the_fingerprint=fingerprint).first()
+    return card is not None and bytes(card.id) == bytes(row.card_id)
 
 
 def _authorization_row(conn: sa.Connection, auth_id: int) -> Any:
@@ -193,13 +191,21 @@ def _answer(row: Any) -> AuthorizationAnswer:
     )
 
 
+def _card_of(
+    bank: Bank, conn: sa.Connection, request: AuthorizationRequest, fingerprint: bytes | None
+) -> Any:
+    """The bank's card row of the request's card number, or None (not a number, not one
+    of the bank's IINs, no such card)."""
+    if fingerprint is None or not bank.spec.issues_iin(request.pan[:6]):
+        return None
+    return _CARD_BY_FINGERPRINT.run(conn, the_fingerprint=fingerprint).first()
+
+
 def _decide(
     bank: Bank, conn: sa.Connection, request: AuthorizationRequest, fingerprint: bytes | None
 ) -> _Decision:
     """Every check but funds, in order; the first that fails decides."""
-    card = None
-    if fingerprint is not None and bank.spec.issues_iin(request.pan[:6]):
-        card = _CARD_BY_FINGERPRINT.run(conn, the_fingerprint=fingerprint).first()
+    card = _card_of(bank, conn, request, fingerprint)
     if card is None:
         return _Decision(R.INVALID_CARD, "card_unknown")
     ids = {"card_id": card.id, "account_id": card.account_id}
@@ -423,11 +429,7 @@ def _reverse_completed(bank: Bank, tx: Any, row: Any, reference: str) -> HoldAns
         )
         (result,) = tx.create_transfers([back])
         assert result is CreateTransferResult.OK, result
-    tx.connection.execute(
-        sa.update(authorizations)
-        .where(authorizations.c.id == row.id)
-        .values(status=AuthStatus.REVERSED.value, resolved_at=bank.clock.now_ns())
-    )
+    _set_status(bank, tx.connection, row, AuthStatus.REVERSED, row.completed_fen)
     return HoldAnswer(True, AuthStatus.REVERSED.value, row.completed_fen)
 
 
@@ -481,14 +483,21 @@ def _post_or_void(
         assert result is CreateTransferResult.OK, result
         new_status = AuthStatus.COMPLETED if posting else AuthStatus.REVERSED
         completed = amount_fen or 0
+    _set_status(bank, tx.connection, row, new_status, completed)
+    return HoldAnswer(new_status is not AuthStatus.EXPIRED, new_status.value, completed)
+
+
+def _set_status(
+    bank: Bank, conn: sa.Connection, row: Any, status: AuthStatus, completed_fen: int
+) -> None:
+    """An authorization resolved: its new status and posted amount, and when."""
     _RESOLVE_AUTHORIZATION.run(
-        tx.connection,
-        the_status=new_status.value,
-        the_completed=completed,
+        conn,
+        the_status=status.value,
+        the_completed=completed_fen,
         the_time=bank.clock.now_ns(),
         the_id=row.id,
     )
-    return HoldAnswer(new_status is not AuthStatus.EXPIRED, new_status.value, completed)
 
 
 _TOMBSTONE_CHANNEL = ""
@@ -519,9 +528,7 @@ def refund(bank: Bank, request: AuthorizationRequest) -> AuthorizationAnswer:
 def _refund_decision(
     bank: Bank, conn: sa.Connection, request: AuthorizationRequest, fingerprint: bytes | None
 ) -> _Decision:
-    card = None
-    if fingerprint is not None and bank.spec.issues_iin(request.pan[:6]):
-        card = _CARD_BY_FINGERPRINT.run(conn, the_fingerprint=fingerprint).first()
+    card = _card_of(bank, conn, request, fingerprint)
     if card is None:
         return _Decision(R.INVALID_CARD, "card_unknown")
     ids = {"card_id": card.id, "account_id": card.account_id}
@@ -556,21 +563,20 @@ def _record_refund(
         assert result is CreateTransferResult.OK, result
     approval_code = _approval_code(auth_id) if credit_id else ""
     now = bank.clock.now_ns()
-    tx.connection.execute(
-        sa.insert(authorizations).values(
-            id=id_to_bytes(auth_id),
-            card_id=decision.card_id,
-            account_id=decision.account_id,
-            amount_fen=request.amount_fen,
-            channel=Channel(request.channel).value,
-            response_code=decision.code.value,
-            approval_code=approval_code,
-            hold_id=id_to_bytes(credit_id) if credit_id else None,
-            status=(AuthStatus.REFUNDED if credit_id else AuthStatus.DECLINED).value,
-            completed_fen=request.amount_fen if credit_id else 0,
-            created_at=now,
-            resolved_at=now if credit_id else None,
-        )
+    _INSERT_AUTHORIZATION.run(
+        tx.connection,
+        id=id_to_bytes(auth_id),
+        card_id=decision.card_id,
+        account_id=decision.account_id,
+        amount_fen=request.amount_fen,
+        channel=Channel(request.channel).value,
+        response_code=decision.code.value,
+        approval_code=approval_code,
+        hold_id=id_to_bytes(credit_id) if credit_id else None,
+        status=(AuthStatus.REFUNDED if credit_id else AuthStatus.DECLINED).value,
+        completed_fen=request.amount_fen if credit_id else 0,
+        created_at=now,
+        resolved_at=now if credit_id else None,
     )
     return AuthorizationAnswer(decision.code, approval_code, auth_id, credit_id, decision.reason)
 
@@ -591,26 +597,24 @@ def _reverse_refund(bank: Bank, tx: Any, row: Any, reference: str) -> HoldAnswer
     if result is CreateTransferResult.EXCEEDS_CREDITS:
         return HoldAnswer(False, "refund_spent")
     assert result is CreateTransferResult.OK, result
-    tx.connection.execute(
-        sa.update(authorizations)
-        .where(authorizations.c.id == row.id)
-        .values(status=AuthStatus.REVERSED.value, resolved_at=bank.clock.now_ns())
-    )
+    _set_status(bank, tx.connection, row, AuthStatus.REVERSED, row.completed_fen)
     return HoldAnswer(True, AuthStatus.REVERSED.value, row.completed_fen)
 
 
 def _tombstone(bank: Bank, conn: sa.Connection, auth_id: int) -> None:
     now = bank.clock.now_ns()
-    conn.execute(
-        sa.insert(authorizations).values(
-            id=id_to_bytes(auth_id),
-            amount_fen=0,
-            channel=_TOMBSTONE_CHANNEL,
-            response_code=R.DO_NOT_HONOUR.value,
-            approval_code="",
-            status=AuthStatus.REVERSED.value,
-            completed_fen=0,
-            created_at=now,
-            resolved_at=now,
-        )
+    _INSERT_AUTHORIZATION.run(
+        conn,
+        id=id_to_bytes(auth_id),
+        card_id=None,
+        account_id=None,
+        amount_fen=0,
+        channel=_TOMBSTONE_CHANNEL,
+        response_code=R.DO_NOT_HONOUR.value,
+        approval_code="",
+        hold_id=None,
+        status=AuthStatus.REVERSED.value,
+        completed_fen=0,
+        created_at=now,
+        resolved_at=now,
     )
