@@ -87,3 +87,42 @@ def test_serve_with_two_workers_runs_two_server_processes_that_answer(tmp_path) 
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_serve_with_workers_hands_its_processes_only_what_it_was_told(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The processes of `--workers` read their database and card network from the
+    environment: a card network variable left over in the shell is not served."""
+    import os
+
+    import uvicorn
+
+    seen: dict[str, object] = {}
+
+    def run(app: object, **options: object) -> None:
+        seen.update(
+            app=app,
+            workers=options["workers"],
+            url=os.environ.get("MILLET_DATABASE_URL"),
+            switch=os.environ.get("MILLET_CARD_NETWORK"),
+        )
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setenv("MILLET_CARD_NETWORK", "10.0.0.9:9999")
+    monkeypatch.delenv("MILLET_DATABASE_URL", raising=False)  # restored after the test
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    result = CliRunner().invoke(app, ["serve", "--database-url", url, "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen == {
+        "app": "milletpay.api.app:app_from_environment",
+        "workers": 3,
+        "url": url,
+        "switch": None,
+    }
+    result = CliRunner().invoke(
+        app, ["serve", "--database-url", url, "--workers", "2", "--card-network", "h:7000"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["switch"] == "h:7000"

@@ -93,6 +93,8 @@ def serve(
     os.environ[ENV_DATABASE_URL] = url
     if card_network is not None:
         os.environ[ENV_CARD_NETWORK] = card_network
+    else:  # the processes serve what this command was told, not a stray variable
+        os.environ.pop(ENV_CARD_NETWORK, None)
     uvicorn.run(
         "milletpay.api.app:app_from_environment",
         factory=True,

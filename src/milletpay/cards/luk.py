@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import sqlalchemy as sa
 from pyemv import kd as _kd
@@ -62,7 +62,6 @@ LUK_WRITE_ATTEMPTS_MAX: Final = 3
 LUK_KEYS_KEPT: Final = 10_000
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)

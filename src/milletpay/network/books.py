@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -51,9 +51,6 @@ FINGERPRINT_PURPOSE: Final = b"milletpay/network/card-fingerprint/v1"
 SEEN_RETENTION_S: Final = 30 * 86_400
 #: Keys one `forget_seen` call removes at most.
 FORGET_BATCH_MAX: Final = 10_000
-
-
-T = TypeVar("T")
 
 
 class ClearingStatus(enum.StrEnum):

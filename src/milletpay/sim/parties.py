@@ -38,7 +38,7 @@ from milletpay.network.switch import IssuerDirectory
 START_TIMEOUT_S: Final = 60.0
 STOP: Final = "stop"
 CPU: Final = "cpu"
-#: The switch's worker threads (its blocking work before and after the issuer).
+#: The switch's worker threads (its blocking work other than a tap's own writes).
 SWITCH_WORKERS: Final = 32
 
 
@@ -192,8 +192,8 @@ async def _switch(
         luk_limits=luk_limits,
         group_commit=True,
     )
-    # Requests wait in worker threads for the group committers: enough threads that
-    # many wait together and share a commit.
+    # A tap's own writes are awaited on the loop (`RowWriter`); the worker threads serve
+    # the rarer blocking work: completions, reversals, stand-in decisions and advices.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(SWITCH_WORKERS, thread_name_prefix="millet-switch")
     )
