@@ -35,6 +35,7 @@ from milletpay.api import (
 )
 from milletpay.api.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from milletpay.api.idempotency import IdempotencyStore
+from milletpay.api.lean import LeanPaths
 from milletpay.api.sessions import SessionTokens
 from milletpay.banks import BankKeys, Banks
 from milletpay.banks.keys import IssuerKeyStoreKeys, issuer_bins
@@ -335,6 +336,8 @@ def create_app(
         )
     install_error_handlers(app)
 
+    # Added first, so the body limit (added after it) wraps it.
+    app.add_middleware(LeanPaths, routers=[payments.router, merchants.router])
     app.add_middleware(BodyLimit)
 
     v1 = APIRouter(prefix="/v1")

@@ -135,9 +135,7 @@ def refund_to_card(
     """A merchant's refund of a card payment (`body`: `amount_fen`, `reason`): 201 with
     the refund, 402 when it failed (nothing moved); once per key."""
     funding = card_funding(request)
-    digest = request_hash(
-        request.method, request.url.path, json.dumps(body, sort_keys=True).encode()
-    )
+    digest = request_hash(request, json.dumps(body, sort_keys=True).encode())
 
     def answer() -> Answer:
         made: Refund = _run(

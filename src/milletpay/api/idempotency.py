@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi.responses import JSONResponse
+from starlette.requests import Request
 
 from milletpay.api.errors import ApiError, error_response
 from milletpay.core.clock import NS_PER_S, Clock
@@ -55,9 +56,12 @@ _STORE_ANSWERED = Sql(
 )
 
 
-def request_hash(method: str, path: str, body: bytes) -> bytes:
+def request_hash(request: Request, body: bytes) -> bytes:
+    """The identity of `request` with this (canonical) body, for its Idempotency-Key:
+    the method, the path (as routed: the scope's, not re-parsed from the URL) and the
+    body."""
     digest = hashlib.sha256()
-    for part in (method.encode(), path.encode(), body):
+    for part in (request.method.encode(), request.scope["path"].encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.digest()

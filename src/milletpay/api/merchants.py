@@ -309,7 +309,7 @@ async def _create_intent_shortcut(request: Request) -> JSONResponse | None:
         found = service.authenticate_in(tx.connection, key_text)
         if found is None or found[1] is not ApiKeyKind.SECRET:
             return None
-        return intents.create_in(tx, found[0].id, wanted)
+        return intents.create_for_in(tx, found[0], wanted)
 
     created = await _committed(request, unit)
     return None if created is None else _created_answer(created)
@@ -436,9 +436,7 @@ def refund_intent(
         return card_payments.refund_to_card(
             request, store, merchant.id, number, key, wanted.model_dump()
         )
-    digest = request_hash(
-        request.method, request.url.path, json.dumps(wanted.model_dump(), sort_keys=True).encode()
-    )
+    digest = request_hash(request, json.dumps(wanted.model_dump(), sort_keys=True).encode())
 
     def answer(tx: LedgerTransaction) -> tuple[int, dict[str, Any]]:
         made = _run(
@@ -509,7 +507,7 @@ def collect_intent(
     number = _intent_id(intent_id)
     key = check_key(idempotency_key)
     codes: PaymentCodes = request.app.state.payment_codes
-    digest = request_hash(request.method, request.url.path, body.payment_code.encode())
+    digest = request_hash(request, body.payment_code.encode())
 
     def answer(tx: LedgerTransaction) -> tuple[int, dict[str, Any]]:
         done = _run(

@@ -10,7 +10,6 @@ money will additionally need a quick-pay assertion or the PIN.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -44,7 +43,7 @@ class SessionTokens:
         self._clock = clock
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()
+        return hmac.digest(self._key, payload, "sha256")
 
     def issue(self, user_id: int) -> tuple[str, Session]:
         expires_at_ns = self._clock.now_ns() + SESSION_TTL_S * NS_PER_S

@@ -248,7 +248,7 @@ def _digest(request: Request, body: Approval) -> bytes:
     retry carries a new one."""
     approval = {"pin", "quick_pay_assertion"}
     canonical = json.dumps(body.model_dump(exclude=approval), sort_keys=True).encode()
-    return request_hash(request.method, request.url.path, canonical)
+    return request_hash(request, canonical)
 
 
 def _answer(operation: Callable[[], Outcome | Answer]) -> Answer:

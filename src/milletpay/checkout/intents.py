@@ -132,9 +132,12 @@ _SELECT_INTENTS: Final = f"SELECT {', '.join(_INTENT_COLUMNS)} FROM payment_inte
 _INTENT = Sql(_SELECT_INTENTS + "id = :id")
 _LOCKED_INTENT = Sql(_SELECT_INTENTS + "id = :id FOR UPDATE")
 _ORDER_INTENT = Sql(_SELECT_INTENTS + "merchant_id = :merchant_id AND merchant_order_id = :order")
+#: A new intent, unless its merchant's order has one (`merchant_order_id` is unique per
+#: merchant): then nothing, rowcount 0.
 _INSERT_INTENT = Sql(
     f"INSERT INTO payment_intents ({', '.join(_INTENT_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + name for name in _INTENT_COLUMNS)})"
+    f"VALUES ({', '.join(':' + name for name in _INTENT_COLUMNS)}) "
+    "ON CONFLICT (merchant_id, merchant_order_id) DO NOTHING"
 )
 #: `UPDATE payment_intents` statements by the columns they set, made on first use.
 _UPDATES: dict[tuple[str, ...], Sql] = {}
@@ -341,17 +344,24 @@ class PaymentIntents:
         """`create` in the caller's transaction (a payment to a static QR code creates
         its intent and pays it in one)."""
         merchant = self._merchants.merchant_in(tx.connection, merchant_id)
+        return self.create_for_in(tx, merchant, request)
+
+    def create_for_in(
+        self, tx: LedgerTransaction, merchant: Merchant, request: IntentRequest
+    ) -> Created:
+        """`create_in` for the merchant as the caller has just read it in `tx` (with the
+        key that signed the request, say)."""
         if merchant.status is not MerchantStatus.ACTIVE:
-            raise MerchantNotActive(f"merchant {merchant_id:032x} is {merchant.status}")
+            raise MerchantNotActive(f"merchant {merchant.id:032x} is {merchant.status}")
         _check_request(request)
-        existing = _order_row(tx.connection, merchant_id, request.merchant_order_id)
-        if existing is not None:
-            intent = _same_order(existing, request)
-            return Created(intent, self._client_secret(intent.id), created=False)
         intent_id = self._ids.next_id()
         secret = self._client_secret(intent_id)
-        row = _new_row(intent_id, merchant_id, request, self._clock.now_ns(), secret)
-        _INSERT_INTENT.run(tx.connection, **row)
+        row = _new_row(intent_id, merchant.id, request, self._clock.now_ns(), secret)
+        # The order's first intent, or nothing if the order has one: then that one.
+        if _INSERT_INTENT.run(tx.connection, **row).rowcount == 0:
+            existing = _order_row(tx.connection, merchant.id, request.merchant_order_id)
+            intent = _same_order(existing, request)
+            return Created(intent, self._client_secret(intent.id), created=False)
         intent = _intent(row)
         self._emit(tx, intent, "payment_intent.created")
         return Created(intent, secret, created=True)
@@ -832,7 +842,7 @@ class PaymentIntents:
             self._events.emit(tx.connection, intent.merchant_id, type_, intent_object(intent))
 
     def _client_secret(self, intent_id: int) -> str:
-        digest = hmac.new(self._secret_key, id_to_bytes(intent_id), hashlib.sha256).digest()
+        digest = hmac.digest(self._secret_key, id_to_bytes(intent_id), "sha256")
         text = base64.urlsafe_b64encode(digest).decode("ascii")[:_CLIENT_SECRET_CHARS]
         return f"{public_id(intent_id)}_secret_{text}"
 

@@ -21,7 +21,6 @@ shown masked. Nothing here logs a key or an account number.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import re
 import secrets
@@ -371,7 +370,7 @@ class MerchantService:
         return NewKey(_api_key(row), text)
 
     def _hash(self, text: str) -> bytes:
-        return hmac.new(self._hash_key, text.encode("ascii"), hashlib.sha256).digest()
+        return hmac.digest(self._hash_key, text.encode("ascii"), "sha256")
 
 
 def _check(application: MerchantApplication) -> None:

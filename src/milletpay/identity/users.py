@@ -46,6 +46,11 @@ _USER_PIN = Sql(
     "WHERE u.id = :id"
 )
 _CHANNELS = Sql("SELECT channel FROM kyc_verifications WHERE user_id = :user")
+#: The user (a row even without channels: NULL) and the channels verified.
+_USER_CHANNELS = Sql(
+    "SELECT u.id, k.channel FROM users u LEFT JOIN kyc_verifications k ON k.user_id = u.id "
+    "WHERE u.id = :user"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +217,10 @@ class IdentityService:
         self, user_id: int, *, conn: sa.Connection | None = None
     ) -> frozenset[Channel]:
         with self._read(conn) as conn:
-            self._require_user(conn, user_key(user_id))
-            return _channels(conn, user_key(user_id))
+            rows = _USER_CHANNELS.run(conn, user=user_key(user_id)).all()
+        if not rows:
+            raise UserNotFound(f"no user {user_id:032x}")
+        return frozenset(Channel(row.channel) for row in rows if row.channel is not None)
 
     def current_tier(self, user_id: int, *, conn: sa.Connection | None = None) -> KycTier | None:
         """The user's KYC tier from the channels verified so far; None below Class I."""

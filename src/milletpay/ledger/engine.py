@@ -63,6 +63,8 @@ class _Tx:
     last_timestamp: int
     last_account_ix: int
     next_timestamp: int
+    #: Whether this transaction released the holds due already (`Ledger._prepare`).
+    swept: bool = False
 
     def reserve(self, count: int) -> range:
         """`count` unique timestamps, after every one handed out before."""
@@ -228,16 +230,22 @@ class Ledger:
         return cursor.fetchone() is not None
 
     def _prepare(self, tx: _Tx, events: Sequence[Transfer]) -> BatchState:
-        """Load the batch's working set and release the holds that are due."""
+        """Load the batch's working set and, the first time in the transaction, release
+        the holds that are due. Once a transaction suffices: a hold that falls due while
+        the transaction runs (milliseconds) is released by the next one, and one posted
+        or voided in the meantime expires then (`BatchState`), as a sweep would."""
         d, cur = self._d, tx.cursor
-        cur.execute(
-            d.sql(
-                "SELECT timestamp FROM pending_transfers WHERE expires_at IS NOT NULL "
-                "AND expires_at <= ? ORDER BY expires_at LIMIT ?"
-            ),
-            (tx.next_timestamp, EXPIRE_BATCH_MAX),
-        )
-        due = [row[0] for row in cur.fetchall()]
+        due: list[int] = []
+        if not tx.swept:
+            cur.execute(
+                d.sql(
+                    "SELECT timestamp FROM pending_transfers WHERE expires_at IS NOT NULL "
+                    "AND expires_at <= ? ORDER BY expires_at LIMIT ?"
+                ),
+                (tx.next_timestamp, EXPIRE_BATCH_MAX),
+            )
+            due = [row[0] for row in cur.fetchall()]
+            tx.swept = True
         ids = {t.id for t in events}
         ids.update(t.pending_id for t in events if t.pending_id)
         rows = self._select_transfer_rows(cur, "t.id", [S.encode_id(i) for i in ids])
