@@ -16,6 +16,7 @@ while the others queue behind it, instead of hoping that threads happen to overl
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -622,3 +623,37 @@ def test_a_unit_whose_caller_gave_up_before_the_writer_took_it_is_not_run(
         running.result(WAIT_S)
         assert not running.cancel()  # taken (and done): no longer cancellable
     assert _notes(ledger) == {2, 3, 4}
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_held_event_loop_runs_nothing_while_a_batch_runs(ledger: Ledger, held: bool) -> None:
+    # A callback the loop is given while a unit runs waits for the unit's end when the
+    # committer holds the loop; without the hold the loop runs it at once (the unit
+    # sleeps, the interpreter's lock is free).
+    loop = asyncio.new_event_loop()
+    serving = threading.Thread(target=loop.run_forever, daemon=True)
+    serving.start()
+    try:
+        with GroupCommitter(ledger) as committer:
+            committer.hold_while_writing(loop if held else None)
+            times: dict[str, float] = {}
+            called = threading.Event()
+
+            def call_back() -> None:
+                times["callback"] = time.monotonic()
+                called.set()
+
+            def unit(tx: LedgerTransaction) -> None:
+                _note(tx, 1)
+                loop.call_soon_threadsafe(call_back)
+                time.sleep(0.02)
+                times["unit_end"] = time.monotonic()
+
+            committer.run(unit)
+            assert called.wait(WAIT_S)
+        assert (times["callback"] >= times["unit_end"]) is held
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        serving.join(WAIT_S)
+        loop.close()
+    assert _notes(ledger) == {1}

@@ -226,6 +226,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settle_collector()
+        # The writer runs each batch alone in the process: the write gate it holds is
+        # the one all the server processes share.
+        committer.hold_while_writing(asyncio.get_running_loop())
         sweeper = asyncio.create_task(
             _maintain(
                 app.state.wallet,
@@ -251,6 +254,7 @@ def create_app(
         worker.close()
         if app.state.card_funding is not None:
             app.state.card_funding.close()
+        committer.hold_while_writing(None)
         committer.close()
         blocking.shutdown()
         app.state.banks.close()

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -55,6 +55,9 @@ BATCH_MAX_DEFAULT = 256
 QUEUE_MAX_DEFAULT = 4096
 #: How often a stopping writer empties the queue while it waits for a blocked `run`.
 LOCK_POLL_S = 0.01
+#: How long the writer holds an event loop still for one batch, at most (see
+#: `GroupCommitter.hold_while_writing`); a longer batch lets the loop go on.
+LOOP_HOLD_MAX_S = 0.05
 
 
 class Committer(Protocol):
@@ -103,10 +106,22 @@ class GroupCommitter(Generic[TxT]):
         self._queue: queue.Queue[_Unit | None] = queue.Queue(queue_max)
         self._closed = False
         self._lock = threading.Lock()
+        self._held_loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
         self.batches = 0
         self.units = 0
+
+    def hold_while_writing(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """From now on, hold `loop` still while the writer runs a batch's units (None:
+        no more). The batch's transaction has begun, so on SQLite the writer holds the
+        database's write gate, which the writers of every process take in turn; the
+        loop's thread would take the interpreter's lock from the writer time and again
+        (it parses requests, answers them), and the gate would stay shut to the other
+        processes for that long. Held, the loop waits (at most `LOOP_HOLD_MAX_S` a
+        batch) and does its work while the writer waits for the gate or for units. A
+        unit must not wait for the loop: it goes on only once the unit is done."""
+        self._held_loop = loop
 
     def run(self, work: Callable[[TxT], T]) -> T:
         """Run `work` in a shared write transaction; its result once committed, or the
@@ -194,7 +209,7 @@ class GroupCommitter(Generic[TxT]):
     def _commit(self, batch: list[_Unit]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._ledger.transaction() as tx:
+            with self._ledger.transaction() as tx, _held(self._held_loop):
                 for unit in batch:
                     try:
                         with tx.savepoint():
@@ -214,6 +229,22 @@ class GroupCommitter(Generic[TxT]):
                 unit.future.set_result(value)
             else:
                 unit.future.set_exception(value)
+
+
+@contextlib.contextmanager
+def _held(loop: asyncio.AbstractEventLoop | None) -> Iterator[None]:
+    """`loop` held still while the block runs: its next callback waits for the block's
+    end (or `LOOP_HOLD_MAX_S`)."""
+    if loop is None:
+        yield
+        return
+    done = threading.Event()
+    with contextlib.suppress(RuntimeError):  # a closed loop holds nothing
+        loop.call_soon_threadsafe(done.wait, LOOP_HOLD_MAX_S)
+    try:
+        yield
+    finally:
+        done.set()
 
 
 class RowWriter:
