@@ -24,7 +24,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
-from milletpay.api.idempotency import IdempotencyStore, request_hash
+from milletpay.api.idempotency import IdempotencyStore, request_digest
 from milletpay.api.merchants import CLIENT_SECRET_CHARS_MAX, _intent_id, _run
 from milletpay.api.users import SignedIn
 from milletpay.api.wallet import Answer, cny_text
@@ -135,7 +135,7 @@ def refund_to_card(
     """A merchant's refund of a card payment (`body`: `amount_fen`, `reason`): 201 with
     the refund, 402 when it failed (nothing moved); once per key."""
     funding = card_funding(request)
-    digest = request_hash(request, json.dumps(body, sort_keys=True).encode())
+    digest = request_digest(request, json.dumps(body, sort_keys=True).encode())
 
     def answer() -> Answer:
         made: Refund = _run(

@@ -56,12 +56,16 @@ _STORE_ANSWERED = Sql(
 )
 
 
-def request_hash(request: Request, body: bytes) -> bytes:
-    """The identity of `request` with this (canonical) body, for its Idempotency-Key:
-    the method, the path (as routed: the scope's, not re-parsed from the URL) and the
-    body."""
+def request_digest(request: Request, body: bytes) -> bytes:
+    """`request_hash` of `request` with this (canonical) body: its path as routed (the
+    scope's, rather than the URL parsed again)."""
+    return request_hash(request.method, request.scope["path"], body)
+
+
+def request_hash(method: str, path: str, body: bytes) -> bytes:
+    """The identity of a request for its Idempotency-Key."""
     digest = hashlib.sha256()
-    for part in (request.method.encode(), request.scope["path"].encode(), body):
+    for part in (method.encode(), path.encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.digest()

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
-from milletpay.api.idempotency import check_key, request_hash
+from milletpay.api.idempotency import check_key, request_digest
 from milletpay.api.lean import lean_route, plain_body
 from milletpay.api.wallet import Idempotency, IdempotencyKey, committed
 from milletpay.checkout.codes import (
@@ -436,7 +436,7 @@ def refund_intent(
         return card_payments.refund_to_card(
             request, store, merchant.id, number, key, wanted.model_dump()
         )
-    digest = request_hash(request, json.dumps(wanted.model_dump(), sort_keys=True).encode())
+    digest = request_digest(request, json.dumps(wanted.model_dump(), sort_keys=True).encode())
 
     def answer(tx: LedgerTransaction) -> tuple[int, dict[str, Any]]:
         made = _run(
@@ -507,7 +507,7 @@ def collect_intent(
     number = _intent_id(intent_id)
     key = check_key(idempotency_key)
     codes: PaymentCodes = request.app.state.payment_codes
-    digest = request_hash(request, body.payment_code.encode())
+    digest = request_digest(request, body.payment_code.encode())
 
     def answer(tx: LedgerTransaction) -> tuple[int, dict[str, Any]]:
         done = _run(

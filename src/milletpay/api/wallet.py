@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from milletpay.api.errors import ApiError
-from milletpay.api.idempotency import KEY_LENGTH_MAX, IdempotencyStore, check_key, request_hash
+from milletpay.api.idempotency import KEY_LENGTH_MAX, IdempotencyStore, check_key, request_digest
 from milletpay.api.users import Identity, SignedIn
 from milletpay.core.errors import MilletError
 from milletpay.core.ids import id_to_bytes
@@ -248,7 +248,7 @@ def _digest(request: Request, body: Approval) -> bytes:
     retry carries a new one."""
     approval = {"pin", "quick_pay_assertion"}
     canonical = json.dumps(body.model_dump(exclude=approval), sort_keys=True).encode()
-    return request_hash(request, canonical)
+    return request_digest(request, canonical)
 
 
 def _answer(operation: Callable[[], Outcome | Answer]) -> Answer:
