@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -93,9 +94,11 @@ class FundingSource(Protocol):
         amount_fen: int,
         key: str,
         hold_timeout_s: int,
+        then: Sequence[Transfer] = (),
     ) -> Paid:
         """Pay (or with `hold_timeout_s`, hold) `amount_fen` to the merchant; `key` is the
-        payer's operation key, one per intent and attempt."""
+        payer's operation key, one per intent and attempt. `then`: the caller's transfers
+        that follow a payment (the merchant's fee), made if and only if it is."""
 
     def capture_in(
         self, tx: LedgerTransaction, intent: PaymentIntent, merchant: Merchant, taken_fen: int
@@ -136,9 +139,16 @@ class WalletFunding:
         amount_fen: int,
         key: str,
         hold_timeout_s: int,
+        then: Sequence[Transfer] = (),
     ) -> Paid:
         outcome = self._wallet.pay_merchant_in(
-            tx, user_id, merchant.account_id, amount_fen, key, hold_timeout_s=hold_timeout_s
+            tx,
+            user_id,
+            merchant.account_id,
+            amount_fen,
+            key,
+            hold_timeout_s=hold_timeout_s,
+            then=then,
         )
         assert (outcome.status is OperationStatus.COMPLETED) == (outcome.decline_code is None)
         return Paid(
@@ -206,6 +216,7 @@ class CoinFunding:
         amount_fen: int,
         key: str,
         hold_timeout_s: int,
+        then: Sequence[Transfer] = (),
     ) -> Paid:
         outcome = self._coins.pay_merchant_in(
             tx,
@@ -217,6 +228,9 @@ class CoinFunding:
             hold_timeout_s=hold_timeout_s,
         )
         assert (outcome.status is CoinOperationStatus.COMPLETED) == (outcome.decline_code is None)
+        if outcome.decline_code is None and then:
+            for transfer, result in zip(then, tx.create_transfers(list(then)), strict=True):
+                _require_ok(result, transfer)
         return Paid(
             outcome.operation_id,
             wallet_coins.merchant_payment_transfer_id(user_id, key),

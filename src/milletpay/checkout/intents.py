@@ -132,6 +132,8 @@ _SELECT_INTENTS: Final = f"SELECT {', '.join(_INTENT_COLUMNS)} FROM payment_inte
 _INTENT = Sql(_SELECT_INTENTS + "id = :id")
 _LOCKED_INTENT = Sql(_SELECT_INTENTS + "id = :id FOR UPDATE")
 _ORDER_INTENT = Sql(_SELECT_INTENTS + "merchant_id = :merchant_id AND merchant_order_id = :order")
+#: Where the merchant discount goes.
+_FEE_REVENUE: Final = platform_account_id(AccountCode.FEE_REVENUE)
 #: A new intent, unless its merchant's order has one (`merchant_order_id` is unique per
 #: merchant): then nothing, rowcount 0.
 _INSERT_INTENT = Sql(
@@ -331,6 +333,12 @@ class PaymentIntents:
         self._sources: dict[Funding, FundingSource] = {Funding.WALLET: WalletFunding(wallet)}
         if coins is not None:
             self._sources[Funding.COINS] = CoinFunding(coins)
+        # The account the merchant discount goes to: opened here, once, rather than by
+        # every payment that takes a fee.
+        kind = CHART[AccountCode.FEE_REVENUE]
+        revenue = Account(_FEE_REVENUE, LEDGER_CNY, kind.code, kind.flags)
+        (opened,) = ledger.create_accounts([revenue])
+        assert opened in (CreateAccountResult.OK, CreateAccountResult.EXISTS), opened
 
     # -- the merchant's side ----------------------------------------------------------
 
@@ -570,6 +578,8 @@ class PaymentIntents:
         if merchant.status is not MerchantStatus.ACTIVE:
             raise MerchantNotActive(f"merchant {merchant.id:032x} is {merchant.status}")
         manual = intent.capture_method is CaptureMethod.MANUAL
+        # The fee of a payment (not of a hold: of its capture) in one chain with it.
+        charge = None if manual else self._fee_charge(intent, merchant, intent.amount_fen)
         outcome: Paid = source.pay_in(
             tx,
             user_id,
@@ -577,6 +587,7 @@ class PaymentIntents:
             intent.amount_fen,
             _payer_key(intent),
             CAPTURE_WINDOW_S + HOLD_BACKSTOP_S if manual else 0,
+            then=() if charge is None else (charge,),
         )
         if outcome.decline_code is not None:
             failed = self._declined(tx, intent, user_id, outcome.decline_code)
@@ -605,7 +616,7 @@ class PaymentIntents:
             )
             self._emit(tx, held, "payment_intent.requires_capture")
             return Confirmation(held, operation_id=outcome.operation_id)
-        fee = self._take_fee(tx, intent, merchant, intent.amount_fen)
+        fee = 0 if charge is None else charge.amount
         done = self._update(
             tx,
             intent,
@@ -752,24 +763,26 @@ class PaymentIntents:
         self, tx: LedgerTransaction, intent: PaymentIntent, merchant: Merchant, taken: int
     ) -> int:
         """The merchant discount on `taken`, from the merchant to fee revenue."""
+        charge = self._fee_charge(intent, merchant, taken)
+        if charge is None:
+            return 0
+        _require_ok(tx.create_transfers([charge]), charge)
+        return charge.amount
+
+    def _fee_charge(self, intent: PaymentIntent, merchant: Merchant, taken: int) -> Transfer | None:
+        """The transfer of the merchant discount on `taken`; None when it is nothing."""
         fee = fee_fen(taken, merchant.mcc)
         if fee == 0:
-            return 0
-        kind = CHART[AccountCode.FEE_REVENUE]
-        revenue = platform_account_id(AccountCode.FEE_REVENUE)
-        (opened,) = tx.create_accounts([Account(revenue, LEDGER_CNY, kind.code, kind.flags)])
-        assert opened in (CreateAccountResult.OK, CreateAccountResult.EXISTS), opened
-        charge = Transfer(
+            return None
+        return Transfer(
             _transfer_id(intent.id, "fee"),
             merchant.account_id,
-            revenue,
+            _FEE_REVENUE,
             fee,
             LEDGER_CNY,
             TransferCode.MERCHANT_FEE,
             user_data_128=intent.id,
         )
-        _require_ok(tx.create_transfers([charge]), charge)
-        return fee
 
     def _return_fee(
         self,
@@ -791,7 +804,7 @@ class PaymentIntents:
             return
         charge = Transfer(
             _transfer_id(refund_id, "fee-back"),
-            platform_account_id(AccountCode.FEE_REVENUE),
+            _FEE_REVENUE,
             merchant.account_id,
             back,
             LEDGER_CNY,

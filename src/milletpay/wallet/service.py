@@ -23,7 +23,7 @@ import base64
 import binascii
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -437,13 +437,16 @@ class WalletService:
         idempotency_key: str,
         *,
         hold_timeout_s: int = 0,
+        then: Sequence[Transfer] = (),
     ) -> Outcome:
         """Pay a merchant from the balance, in the caller's transaction: a balance payment
         (risk kind `merchant_payment`, counted toward the tier limit). With
         `hold_timeout_s` the money is only held (a pending transfer the caller later
         posts or voids, which the ledger releases itself after the timeout), else moved.
         The transfer's id is `merchant_payment_transfer_id(user_id, idempotency_key)`; a
-        retry with the key answers the first outcome and moves nothing again."""
+        retry with the key answers the first outcome and moves nothing again. `then`:
+        the caller's transfers that follow the payment (the merchant's fee), in one
+        linked chain with it: made if and only if the payment is."""
         request = _Request(
             OperationKind.MERCHANT_PAYMENT, user_id, amount_fen, idempotency_key, None, None
         )
@@ -453,10 +456,11 @@ class WalletService:
         move = self._transfer(request, _LEG_MOVE, wallet_account_id(user_id), merchant_account)
         if hold_timeout_s:
             move = _with(move, flags=TransferFlags.PENDING, timeout_s=hold_timeout_s)
-        (result,) = tx.create_transfers([move])
-        if result == CreateTransferResult.EXCEEDS_CREDITS:
+        chain = _linked_chain([move, *then])
+        results = tx.create_transfers(chain)
+        if results[0] == CreateTransferResult.EXCEEDS_CREDITS:
             return self._finish(tx, admitted, WalletDeclineCode.INSUFFICIENT_BALANCE)
-        _require_applied(result, move)
+        _require_chain_applied(chain, results)
         return self._finish(tx, admitted, None)
 
     def receive_refund_in(
@@ -726,6 +730,13 @@ def _with(transfer: Transfer, **changes: Any) -> Transfer:
     return dataclasses.replace(transfer, **changes)
 
 
+def _linked_chain(transfers: list[Transfer]) -> list[Transfer]:
+    """`transfers` as one linked chain: every one but the last flagged LINKED."""
+    return [
+        _with(transfer, flags=transfer.flags | TransferFlags.LINKED) for transfer in transfers[:-1]
+    ] + transfers[-1:]
+
+
 def find_link(engine: sa.Engine, user_id: int, linked_account_id: int) -> Any:
     """The user's linked bank account row (bank_code, account_masked, agreement), for the
     wallet and the coins; `LinkedBankAccountNotFound` if the user has no such account."""
@@ -756,6 +767,16 @@ def _create_account(tx: LedgerTransaction, account: Account) -> None:
 def _require_applied(result: CreateTransferResult, transfer: Transfer) -> None:
     if result not in _APPLIED:
         raise LedgerRefused(f"transfer {transfer.id:032x}: {result.value}")
+
+
+def _require_chain_applied(chain: list[Transfer], results: list[CreateTransferResult]) -> None:
+    """`_require_applied` for a linked chain: the transfer that failed is named, not
+    the others the chain failed with it."""
+    for transfer, result in zip(chain, results, strict=True):
+        if result is not CreateTransferResult.LINKED_EVENT_FAILED:
+            _require_applied(result, transfer)
+    for transfer, result in zip(chain, results, strict=True):
+        _require_applied(result, transfer)
 
 
 def _reference(request: _Request) -> str:
