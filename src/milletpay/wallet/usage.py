@@ -31,19 +31,22 @@ RISK_KIND_OF_COIN = {
 COUNTED_STATUSES = ("pending", "completed")
 
 
-# One pass over each operations table: per kind, what was done since each of the three
-# instants the limits look back to. Plain SQL: this runs for every
-# operation, inside the transaction that admits it.
+# One pass over each operations table, in one statement: per table and kind, what was
+# done since each of the three instants the limits look back to. Plain SQL: this runs
+# for every operation, inside the transaction that admits it.
 _SINCE = (
-    "SELECT kind, "
+    "SELECT '{table}', kind, "
     "COALESCE(SUM(CASE WHEN created_at >= :day THEN {amount} ELSE 0 END), 0), "
     "COALESCE(SUM(CASE WHEN created_at >= :period THEN {amount} ELSE 0 END), 0), "
     "COALESCE(SUM(CASE WHEN created_at > :window THEN 1 ELSE 0 END), 0) "
     "FROM {table} WHERE user_id = :user AND status IN ({counted}) "
     "AND created_at >= :since GROUP BY kind"
 ).replace("{counted}", ", ".join(f"'{status}'" for status in COUNTED_STATUSES))
-_WALLET_SINCE = Sql(_SINCE.format(amount="amount_fen", table="wallet_operations"))
-_COINS_SINCE = Sql(_SINCE.format(amount="amount_coins", table="coin_operations"))
+_USAGE = Sql(
+    _SINCE.format(amount="amount_fen", table="wallet_operations")
+    + " UNION ALL "
+    + _SINCE.format(amount="amount_coins", table="coin_operations")
+)
 
 
 def usage(
@@ -60,11 +63,12 @@ def usage(
     # (risk kind, fen per unit, amount today, amount in the tier period, operations in the
     # velocity window) per kind of operation done
     done: list[tuple[OperationKind, int, int, int, int]] = []
-    for kind_text, day, period, count in _WALLET_SINCE.run(conn, **params):
-        if counts_toward_limits(OperationKind(kind_text)):
-            done.append((OperationKind(kind_text), 1, int(day), int(period), int(count)))
-    for coin_kind, day, period, count in _COINS_SINCE.run(conn, **params):
-        risk_kind = RISK_KIND_OF_COIN.get(CoinOperationKind(coin_kind))
+    for table, kind_text, day, period, count in _USAGE.run(conn, **params):
+        if table == "wallet_operations":
+            if counts_toward_limits(OperationKind(kind_text)):
+                done.append((OperationKind(kind_text), 1, int(day), int(period), int(count)))
+            continue
+        risk_kind = RISK_KIND_OF_COIN.get(CoinOperationKind(kind_text))
         if risk_kind is not None:  # a spend at a coin merchant, a refund: never counted
             done.append((risk_kind, FEN_PER_COIN, int(day), int(period), int(count)))
     return Usage(
