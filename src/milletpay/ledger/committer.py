@@ -238,13 +238,20 @@ def _held(loop: asyncio.AbstractEventLoop | None) -> Iterator[None]:
     if loop is None:
         yield
         return
-    done = threading.Event()
+    running = threading.Lock()  # a plain lock: cheaper to wait on than an Event
+    running.acquire()
     with contextlib.suppress(RuntimeError):  # a closed loop holds nothing
-        loop.call_soon_threadsafe(done.wait, LOOP_HOLD_MAX_S)
+        loop.call_soon_threadsafe(_wait_for, running)
     try:
         yield
     finally:
-        done.set()
+        running.release()
+
+
+def _wait_for(running: threading.Lock) -> None:
+    """On the held loop: wait until the writer lets `running` go."""
+    if running.acquire(timeout=LOOP_HOLD_MAX_S):
+        running.release()
 
 
 class RowWriter:
