@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
-from milletpay.store.engine import create_engine, write_gate, write_transaction
+from milletpay.store.engine import (
+    create_engine,
+    write_gate,
+    write_gate_contended,
+    write_transaction,
+)
 
 ROUNDS = 150
 
@@ -55,4 +62,43 @@ def test_writers_of_two_processes_take_turns_at_the_gate(tmp_path: Path) -> None
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT n FROM counter")).scalar_one() == 3 * ROUNDS
     assert (tmp_path / "gate.db-writer").exists()
+    engine.dispose()
+
+
+def _hold_gate(url: str, held: Any, release: Any) -> None:
+    """Hold the gate until told to let go."""
+    engine = create_engine(url)
+    try:
+        with write_gate(engine):
+            held.set()
+            release.wait(60)
+    finally:
+        engine.dispose()
+
+
+def test_a_writer_knows_when_another_process_last_held_the_gate(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'contended.db'}"
+    engine = create_engine(url)
+    assert not write_gate_contended(engine)  # no write yet
+    with write_gate(engine):
+        pass
+    assert not write_gate_contended(engine)  # alone: found it free
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    other = context.Process(target=_hold_gate, args=(url, held, release))
+    other.start()
+    try:
+        assert held.wait(60)
+        threading.Timer(0.2, release.set).start()
+        with write_gate(engine):  # waits for the other process
+            pass
+        assert write_gate_contended(engine)
+    finally:
+        release.set()
+        other.join(60)
+    time.sleep(0.05)
+    with write_gate(engine):  # alone again: the contention is past
+        pass
+    assert write_gate_contended(engine)  # within the last second
+    assert not write_gate_contended(engine, within_s=0.01)
     engine.dispose()

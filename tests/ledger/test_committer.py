@@ -625,17 +625,20 @@ def test_a_unit_whose_caller_gave_up_before_the_writer_took_it_is_not_run(
     assert _notes(ledger) == {2, 3, 4}
 
 
-@pytest.mark.parametrize("held", [True, False])
-def test_a_held_event_loop_runs_nothing_while_a_batch_runs(ledger: Ledger, held: bool) -> None:
+@pytest.mark.parametrize("mode", ["held", "no loop", "not when"])
+def test_a_held_event_loop_runs_nothing_while_a_batch_runs(ledger: Ledger, mode: str) -> None:
     # A callback the loop is given while a unit runs waits for the unit's end when the
-    # committer holds the loop; without the hold the loop runs it at once (the unit
-    # sleeps, the interpreter's lock is free).
+    # committer holds the loop; without the hold (no loop given, or `when` false) the
+    # loop runs it at once (the unit sleeps, the interpreter's lock is free).
+    held = mode == "held"
     loop = asyncio.new_event_loop()
     serving = threading.Thread(target=loop.run_forever, daemon=True)
     serving.start()
     try:
         with GroupCommitter(ledger) as committer:
-            committer.hold_while_writing(loop if held else None)
+            committer.hold_while_writing(
+                None if mode == "no loop" else loop, when=lambda: mode != "not when"
+            )
             times: dict[str, float] = {}
             called = threading.Event()
 

@@ -59,6 +59,7 @@ from milletpay.identity.quickpay import QuickPay
 from milletpay.ledger import Ledger
 from milletpay.ledger.committer import GroupCommitter
 from milletpay.store import create_engine, resolve_database_url, upgrade
+from milletpay.store.engine import write_gate_contended
 from milletpay.wallet import BankGateway, CoinService, SimulatedBankGateway, WalletService
 
 log = logging.getLogger(__name__)
@@ -226,9 +227,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settle_collector()
-        # The writer runs each batch alone in the process: the write gate it holds is
-        # the one all the server processes share.
-        committer.hold_while_writing(asyncio.get_running_loop())
+        # The writer runs each batch alone in the process while other processes write
+        # to the database too: the write gate it holds is the one they all take.
+        committer.hold_while_writing(
+            asyncio.get_running_loop(), when=lambda: write_gate_contended(engine)
+        )
         sweeper = asyncio.create_task(
             _maintain(
                 app.state.wallet,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -1032,12 +1033,14 @@ assert set(_FIELDS) | _UNREAD_COLUMNS == set(_INTENT_COLUMNS), "a column neither
 
 def _fields(columns: Mapping[str, Any]) -> dict[str, Any]:
     """`PaymentIntent` fields from these columns' values."""
-    fields = {}
-    for column, value in columns.items():
-        if column not in _UNREAD_COLUMNS:
-            name, decode = _FIELDS[column]
-            fields[name] = decode(value)
-    return fields
+    return {name: decode(columns[column]) for column, name, decode in _decoders(tuple(columns))}
+
+
+@functools.lru_cache(maxsize=64)
+def _decoders(columns: tuple[str, ...]) -> tuple[tuple[str, str, Callable[[Any], Any]], ...]:
+    """(column, field, decode) for each of these columns a field holds, worked out once
+    per set of columns (every read has the same)."""
+    return tuple((column, *_FIELDS[column]) for column in columns if column not in _UNREAD_COLUMNS)
 
 
 def _intent(row: Mapping[str, Any]) -> PaymentIntent:

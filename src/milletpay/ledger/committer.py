@@ -107,21 +107,27 @@ class GroupCommitter(Generic[TxT]):
         self._closed = False
         self._lock = threading.Lock()
         self._held_loop: asyncio.AbstractEventLoop | None = None
+        self._hold_when: Callable[[], bool] = lambda: True
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
         self.batches = 0
         self.units = 0
 
-    def hold_while_writing(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """From now on, hold `loop` still while the writer runs a batch's units (None:
-        no more). The batch's transaction has begun, so on SQLite the writer holds the
-        database's write gate, which the writers of every process take in turn; the
-        loop's thread would take the interpreter's lock from the writer time and again
-        (it parses requests, answers them), and the gate would stay shut to the other
-        processes for that long. Held, the loop waits (at most `LOOP_HOLD_MAX_S` a
-        batch) and does its work while the writer waits for the gate or for units. A
+    def hold_while_writing(
+        self, loop: asyncio.AbstractEventLoop | None, when: Callable[[], bool] = lambda: True
+    ) -> None:
+        """From now on, hold `loop` still while the writer runs a batch's units, for each
+        batch that begins with `when()` true (None: no more). The batch's transaction
+        has begun, so on SQLite the writer holds the database's write gate, which the
+        writers of every process take in turn; the loop's thread would take the
+        interpreter's lock from the writer time and again (it parses requests, answers
+        them), and the gate would stay shut to the other processes for that long. Held,
+        the loop waits (at most `LOOP_HOLD_MAX_S` a batch) and does its work while the
+        writer waits for the gate or for units. A process writing alone gains nothing
+        from it: its loop only waits (`when`: whether other processes write too). A
         unit must not wait for the loop: it goes on only once the unit is done."""
         self._held_loop = loop
+        self._hold_when = when
 
     def run(self, work: Callable[[TxT], T]) -> T:
         """Run `work` in a shared write transaction; its result once committed, or the
@@ -172,6 +178,10 @@ class GroupCommitter(Generic[TxT]):
                 self._lock.release()
             self._refuse_queued()
 
+    def _loop_to_hold(self) -> asyncio.AbstractEventLoop | None:
+        loop = self._held_loop
+        return loop if loop is not None and self._hold_when() else None
+
     def _refuse_queued(self) -> None:
         while True:
             try:
@@ -209,7 +219,7 @@ class GroupCommitter(Generic[TxT]):
     def _commit(self, batch: list[_Unit]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._ledger.transaction() as tx, _held(self._held_loop):
+            with self._ledger.transaction() as tx, _held(self._loop_to_hold()):
                 for unit in batch:
                     try:
                         with tx.savepoint():

@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -141,6 +142,9 @@ class _Gate:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.threads = threading.Lock()
+        #: When (`time.monotonic()`) a writer of this process last found the gate held
+        #: by another process's writer; None if none has.
+        self.contended_at: float | None = None
         self._fd = -1
         self._pid = -1
 
@@ -159,7 +163,11 @@ class _Gate:
                 yield
                 return
             fd = self._lock_file()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process's writer has it: wait for it
+                self.contended_at = time.monotonic()
+                fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -171,6 +179,18 @@ class _Gate:
 #: The write gate of each SQLite file this process writes (see `write_gate`).
 _WRITE_GATES: dict[Path, _Gate] = {}
 _WRITE_GATES_LOCK = threading.Lock()
+
+
+def write_gate_contended(engine: sa.Engine, within_s: float = 1.0) -> bool:
+    """Whether a writer of this process to `engine`'s SQLite file found the write gate
+    held by another process's writer in the last `within_s` seconds: other processes
+    write too (false on PostgreSQL)."""
+    database = engine.url.database
+    if not is_sqlite(engine) or not database:
+        return False
+    gate = _WRITE_GATES.get(_gate_path(database))
+    since = None if gate is None else gate.contended_at
+    return since is not None and time.monotonic() - since <= within_s
 
 
 def write_gate(engine: sa.Engine) -> AbstractContextManager[None]:
