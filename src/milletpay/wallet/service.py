@@ -775,7 +775,7 @@ def _require_chain_applied(chain: list[Transfer], results: list[CreateTransferRe
     for transfer, result in zip(chain, results, strict=True):
         if result is not CreateTransferResult.LINKED_EVENT_FAILED:
             _require_applied(result, transfer)
-    for transfer, result in zip(chain, results, strict=True):
+    for transfer, result in zip(chain, results, strict=True):  # none named its own failure
         _require_applied(result, transfer)
 
 
