@@ -369,6 +369,9 @@ class PaymentIntents:
         # The order's first intent, or nothing if the order has one: then that one.
         if _INSERT_INTENT.run(tx.connection, **row).rowcount == 0:
             existing = _order_row(tx.connection, merchant.id, request.merchant_order_id)
+            # Writers take turns (the gate, `ledger_meta`'s row lock) at READ COMMITTED:
+            # the row the INSERT ran into is there to read.
+            assert existing is not None, "an order's intent is never deleted"
             intent = _same_order(existing, request)
             return Created(intent, self._client_secret(intent.id), created=False)
         intent = _intent(row)

@@ -185,10 +185,7 @@ def write_gate_contended(engine: sa.Engine, within_s: float = 1.0) -> bool:
     """Whether a writer of this process to `engine`'s SQLite file found the write gate
     held by another process's writer in the last `within_s` seconds: other processes
     write too (false on PostgreSQL)."""
-    database = engine.url.database
-    if not is_sqlite(engine) or not database:
-        return False
-    gate = _WRITE_GATES.get(_gate_path(database))
+    gate = _gate_of(engine)
     since = None if gate is None else gate.contended_at
     return since is not None and time.monotonic() - since <= within_s
 
@@ -201,15 +198,22 @@ def write_gate(engine: sa.Engine) -> AbstractContextManager[None]:
     woken when the lock frees; one waiting at the gate starts the moment the writer
     before it commits, in this process or another. A no-op on
     PostgreSQL, whose writers wait on row locks only."""
+    gate = _gate_of(engine)
+    return nullcontext() if gate is None else gate.held()
+
+
+def _gate_of(engine: sa.Engine) -> _Gate | None:
+    """The write gate of `engine`'s SQLite file in this process (made on first use);
+    None on PostgreSQL."""
     database = engine.url.database
     if not is_sqlite(engine) or not database:
-        return nullcontext()
+        return None
     path = _gate_path(database)
     gate = _WRITE_GATES.get(path)
     if gate is None:
         with _WRITE_GATES_LOCK:
             gate = _WRITE_GATES.setdefault(path, _Gate(path))
-    return gate.held()
+    return gate
 
 
 @functools.lru_cache(maxsize=256)
